@@ -1,0 +1,40 @@
+/**
+ * The one test command (`npm test`): bun's suite, then Deno's smoke tests, then one closing line
+ * "N passed, M failed" summing both, with a non-zero exit if anything failed.
+ * @module
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { PROJECT_ROOT } from "../cli/shared.ts";
+
+const bin = (name: string) => join(PROJECT_ROOT, "node_modules", ".bin", name);
+
+function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((done) => {
+    const child = spawn(cmd, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    const tee = (stream: NodeJS.ReadableStream, sink: NodeJS.WriteStream) =>
+      stream.on("data", (b: Buffer) => { out += b.toString(); sink.write(b); });
+    tee(child.stdout!, process.stdout);
+    tee(child.stderr!, process.stderr);
+    child.on("close", (code) => done({ code: code ?? 1, out }));
+  });
+}
+
+const count = (out: string, re: RegExp) => [...out.matchAll(re)].reduce((s, m) => s + Number(m[1]), 0);
+
+const extra = process.argv.slice(2);
+const bun = await run(bin("bun"), ["test", ...extra]);
+const bunPass = count(bun.out, /^\s*(\d+) pass$/gm);
+const bunFail = count(bun.out, /^\s*(\d+) fail$/gm);
+let denoPass = 0, denoFail = 0, denoCode = 0;
+if (extra.length === 0) {
+  const deno = await run(bin("deno"), ["test", "-A", "--no-check"]);
+  denoPass = count(deno.out, /(\d+) passed/g);
+  denoFail = count(deno.out, /(\d+) failed/g);
+  denoCode = deno.code;
+}
+const failed = bunFail + denoFail + (bun.code !== 0 && bunFail === 0 ? 1 : 0) + (denoCode !== 0 && denoFail === 0 ? 1 : 0);
+console.log(`\nbun: ${bunPass} passed, ${bunFail} failed; deno: ${denoPass} passed, ${denoFail} failed`);
+console.log(`${bunPass + denoPass} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
