@@ -1,0 +1,54 @@
+/**
+ * The contract every op kernel follows. A kernel is a plain function of its input tensors and
+ * attributes; the planner resolves one per node at load. Reference kernels are the definition;
+ * faster kernels are tested against them. A backward pass (finetuning, later) reuses the same
+ * attribute parsing and shape logic, so keep shape math in exported helpers, not inside loops.
+ * @module
+ */
+import type { AttrValue, Tensor } from "../../format/mod.ts";
+
+/** Typed access to a node's attributes with ONNX defaults. */
+export class Attrs {
+  constructor(readonly raw: Record<string, AttrValue>, readonly opType = "") {}
+  has(name: string): boolean { return name in this.raw; }
+  int(name: string, fallback?: number): number { return this.get(name, "int", fallback); }
+  float(name: string, fallback?: number): number { return this.get(name, "float", fallback); }
+  string(name: string, fallback?: string): string { return this.get(name, "string", fallback); }
+  ints(name: string, fallback?: number[]): number[] { return this.get(name, "ints", fallback); }
+  floats(name: string, fallback?: number[]): number[] { return this.get(name, "floats", fallback); }
+  tensor(name: string, fallback?: Tensor): Tensor { return this.get(name, "tensor", fallback); }
+  private get<T>(name: string, type: AttrValue["type"], fallback: T | undefined): T {
+    const a = this.raw[name];
+    if (a === undefined) {
+      if (fallback === undefined) throw new KernelError(`${this.opType}: missing required attribute '${name}'`);
+      return fallback;
+    }
+    if (a.type !== type) throw new KernelError(`${this.opType}: attribute '${name}' is ${a.type}, expected ${type}`);
+    return a.value as T;
+  }
+}
+
+/** Thrown by a kernel for inputs the op cannot take (bad shapes, bad attributes). The runtime wraps it in its typed error. */
+export class KernelError extends Error {
+  override name = "KernelError";
+}
+
+/** What a kernel may know beyond its inputs. */
+export interface KernelContext {
+  /** The opset version the model imports for the node's domain. */
+  opset: number;
+  /** Number of worker threads the session may use (1 = this thread only). */
+  threads: number;
+}
+
+/**
+ * A kernel: inputs in node order (`undefined` for an omitted optional input), attributes,
+ * context; returns the outputs in node order. Must not mutate its inputs.
+ */
+export type Kernel = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, ctx: KernelContext) => Tensor[];
+
+/** One entry of the op table: the kernel valid from `since` (opset version) on. */
+export interface OpVersion {
+  since: number;
+  kernel: Kernel;
+}
