@@ -39,6 +39,14 @@ export interface KernelContext {
   opset: number;
   /** Number of worker threads the session may use (1 = this thread only). */
   threads: number;
+  /** How many outputs the node declares (Split without sizes divides into this many parts). */
+  outputCount?: number;
+  /**
+   * Runs one of the node's graph attributes (If branches, Loop/Scan bodies) on its formal inputs,
+   * in order, and returns its outputs in order; values the body reads from enclosing graphs are
+   * bound by the runtime. Present only for nodes that have graph attributes.
+   */
+  runGraph?: (attr: string, feeds: readonly Tensor[]) => Tensor[];
 }
 
 /**

@@ -1,0 +1,277 @@
+/**
+ * `opq bench` – load time, first-run time, p50/p90 latency at batch 1 and 8 and peak RSS of our
+ * runtime on a model, next to onnxruntime-web (WASM, same thread count) on the FP32 ONNX model,
+ * measured in the same run, with ratios ours/ort. Each runtime is measured in its own child
+ * process (this file run as a script with `--child`): RSS is per process, so that is the only
+ * honest way to keep one runtime's heap and WASM memory out of the other's figure.
+ * Peak RSS is the kernel's high-water mark (VmHWM in /proc/self/status) where there is one,
+ * else the maximum of `process.memoryUsage().rss` sampled every 2 ms and after every run.
+ * @module
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Tensor } from "../../format/mod.ts";
+import { type Command, fmtBytes, formatTable, numberOption, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { DEFAULT_MODEL } from "../shared.ts";
+import { isOpqPath, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
+
+/** Latency percentiles of one batch size, in milliseconds. */
+export interface Latency {
+  batch: number;
+  p50: number;
+  p90: number;
+  mean: number;
+}
+
+/** What one runtime measured in its own process. */
+export interface RuntimeMeasurement {
+  runtime: RuntimeName;
+  model: string;
+  threads: number;
+  /** Cold load in a fresh process: runtime initialisation (ort: WASM instantiation) plus model. */
+  loadMs: number;
+  /** A second load in the same process, after the first session is disposed (peak RSS excludes it). */
+  warmLoadMs: number;
+  firstRunMs: number;
+  latency: Latency[];
+  /** RSS after importing the runtime, before reading the model. */
+  baseRssBytes: number;
+  peakRssBytes: number;
+  rssMethod: "VmHWM" | "sampled";
+  /** Our session's layer report (which kernel path each layer took); absent for ort. */
+  layers?: unknown[];
+  info?: Record<string, unknown>;
+}
+
+/** Batch sizes measured. */
+const BATCHES = [1, 8] as const;
+
+/** Deterministic float32 inputs in [-1, 1) (mulberry32), so both runtimes see identical data. */
+export function seededInput(dims: number[], seed: number): Tensor {
+  const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+  let s = seed >>> 0;
+  for (let i = 0; i < data.length; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(s ^ (s >>> 15), 1 | s);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    data[i] = (((t ^ (t >>> 14)) >>> 0) / 2 ** 31) - 1;
+  }
+  return { dtype: "float32", dims, data };
+}
+
+function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** Peak RSS: VmHWM from /proc when readable, else undefined. */
+function vmHwm(): number | undefined {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Measure one runtime on one model in this process. Called in the child process. */
+export async function measureRuntime(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number): Promise<RuntimeMeasurement> {
+  let sampled = process.memoryUsage().rss;
+  const sample = () => { sampled = Math.max(sampled, process.memoryUsage().rss); };
+  // Import the runtime before the baseline so the baseline holds its code, not the model.
+  if (runtime === "ort") await import("onnxruntime-web");
+  else await import("../../runtime/mod.ts");
+  const baseRssBytes = process.memoryUsage().rss;
+  const timer = setInterval(sample, 2);
+  try {
+    const start = performance.now();
+    const runner = await openRunner(model, runtime, { threads });
+    const loadMs = performance.now() - start;
+    sample();
+    const input = runner.inputs[0]!;
+    const shape = input.shape ?? [];
+    const dimsFor = (batch: number) =>
+      shape.map((d, i) => {
+        if (i === 0) return batch;
+        if (typeof d !== "number") throw new Error(`input ${input.name} has a non-static dimension ${i} (${d}); cannot pick a shape`);
+        return d;
+      });
+    const timeRun = async (x: Tensor) => {
+      const t = performance.now();
+      await runner.run({ [input.name]: x });
+      const ms = performance.now() - t;
+      sample();
+      return ms;
+    };
+    const firstRunMs = await timeRun(seededInput(dimsFor(1), 1));
+    const latency: Latency[] = [];
+    for (const batch of BATCHES) {
+      const x = seededInput(dimsFor(batch), 1000 + batch);
+      for (let i = 0; i < warmup; i++) await timeRun(x);
+      const times: number[] = [];
+      for (let i = 0; i < iterations; i++) times.push(await timeRun(x));
+      times.sort((a, b) => a - b);
+      latency.push({ batch, p50: percentile(times, 0.5), p90: percentile(times, 0.9), mean: times.reduce((a, b) => a + b, 0) / times.length });
+    }
+    const session = runner as { info?: { layers?: unknown[] } & Record<string, unknown> };
+    const info = session.info ? { ...session.info, layers: undefined, metadata: undefined } : undefined;
+    const hwm = vmHwm();
+    const peakRssBytes = hwm ?? sampled;
+    await runner.dispose();
+    // A second load in the same process: what loading costs once the runtime itself is initialised.
+    const again = performance.now();
+    await (await openRunner(model, runtime, { threads })).dispose();
+    const warmLoadMs = performance.now() - again;
+    return {
+      runtime, model, threads, loadMs, warmLoadMs, firstRunMs, latency, baseRssBytes,
+      peakRssBytes, rssMethod: hwm !== undefined ? "VmHWM" : "sampled",
+      layers: session.info?.layers, info,
+    };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+declare const Deno: { execPath(): string } | undefined;
+
+/** Run measureRuntime in a fresh process of the same JS runtime (bun or deno) and parse its JSON. */
+function measureInChild(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number): Promise<RuntimeMeasurement> {
+  const self = fileURLToPath(import.meta.url);
+  const args = ["--child", runtime, model, String(threads), String(iterations), String(warmup)];
+  const [cmd, ...pre] = typeof Deno !== "undefined" ? [Deno.execPath(), "run", "-A", "--no-check"] : [process.execPath];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd!, [...pre, self, ...args], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (b: Buffer) => { out += b.toString(); });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`bench child (${runtime} on ${model}) exited with code ${code}`));
+      try { resolve(JSON.parse(out) as RuntimeMeasurement); } catch (e) { reject(new Error(`bench child (${runtime}) printed no JSON: ${out.slice(0, 200)}`, { cause: e })); }
+    });
+  });
+}
+
+/** Ratios ours/ort of each figure (> 1: ours is slower or bigger). */
+function ratios(ours: RuntimeMeasurement, ort: RuntimeMeasurement): Record<string, number> {
+  const r: Record<string, number> = {
+    loadMs: ours.loadMs / ort.loadMs,
+    warmLoadMs: ours.warmLoadMs / ort.warmLoadMs,
+    firstRunMs: ours.firstRunMs / ort.firstRunMs,
+    peakRssBytes: ours.peakRssBytes / ort.peakRssBytes,
+    modelRssBytes: (ours.peakRssBytes - ours.baseRssBytes) / (ort.peakRssBytes - ort.baseRssBytes),
+  };
+  for (const l of ours.latency) {
+    const p = ort.latency.find((x) => x.batch === l.batch)!;
+    r[`b${l.batch}p50`] = l.p50 / p.p50;
+    r[`b${l.batch}p90`] = l.p90 / p.p90;
+  }
+  return r;
+}
+
+/** Options of benchPair. */
+export interface BenchOptions {
+  /** The FP32 ONNX model onnxruntime-web runs; default: the model itself, or a `.opq`'s dense export. */
+  onnx?: string;
+  threads?: number;
+  iterations?: number;
+  warmup?: number;
+}
+
+/** Result of benchPair: both measurements and ratios ours/ort. */
+export interface BenchResult {
+  model: string;
+  peer: { path: string; source: string };
+  threads: number;
+  iterations: number;
+  warmup: number;
+  opq: RuntimeMeasurement;
+  ort: RuntimeMeasurement;
+  ratios: Record<string, number>;
+}
+
+/** Measure our runtime on `model` and onnxruntime-web on its FP32 peer, one child process each. */
+export async function benchPair(model: string, options: BenchOptions = {}): Promise<BenchResult> {
+  const { threads = 1, iterations = 20, warmup = 2 } = options;
+  let peer = options.onnx ?? model;
+  const source = options.onnx ? "--onnx" : isOpqPath(model) ? "dense export of the .opq" : "the same ONNX file";
+  let tmp: string | undefined;
+  if (!options.onnx && isOpqPath(model)) {
+    tmp = mkdtempSync(join(tmpdir(), "opq-bench-"));
+    peer = join(tmp, basename(model).replace(/\.opq$/i, ".dense.onnx"));
+    writeFileSync(peer, await onnxBytesFor(model));
+  }
+  try {
+    const ours = await measureInChild("opq", model, threads, iterations, warmup);
+    const ort = await measureInChild("ort", peer, threads, iterations, warmup);
+    return { model, peer: { path: options.onnx ?? model, source }, threads, iterations, warmup, opq: ours, ort, ratios: ratios(ours, ort) };
+  } finally {
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The human table of a BenchResult (for stderr). */
+export function formatBench(r: BenchResult): string {
+  const { opq: ours, ort, ratios: ratio } = r;
+  const rows: (string | number)[][] = [
+    ["load ms (cold, incl. runtime init)", ours.loadMs, ort.loadMs, ratio.loadMs!],
+    ["load ms (warm, 2nd session)", ours.warmLoadMs, ort.warmLoadMs, ratio.warmLoadMs!],
+    ["first run ms (batch 1)", ours.firstRunMs, ort.firstRunMs, ratio.firstRunMs!],
+  ];
+  for (const l of ours.latency) {
+    const p = ort.latency.find((x) => x.batch === l.batch)!;
+    rows.push([`batch ${l.batch} p50 ms`, l.p50, p.p50, ratio[`b${l.batch}p50`]!]);
+    rows.push([`batch ${l.batch} p90 ms`, l.p90, p.p90, ratio[`b${l.batch}p90`]!]);
+  }
+  rows.push([`peak RSS (${ours.rssMethod})`, fmtBytes(ours.peakRssBytes), fmtBytes(ort.peakRssBytes), ratio.peakRssBytes!]);
+  rows.push(["peak RSS above runtime baseline", fmtBytes(ours.peakRssBytes - ours.baseRssBytes), fmtBytes(ort.peakRssBytes - ort.baseRssBytes), ratio.modelRssBytes!]);
+  const lines = [formatTable(["", "opq", "ort", "opq/ort"], rows)];
+  if (ours.layers) {
+    const paths = new Map<string, number>();
+    for (const l of ours.layers as { path?: string }[]) paths.set(String(l.path), (paths.get(String(l.path)) ?? 0) + 1);
+    lines.push(`layer paths: ${[...paths].map(([p, n]) => `${p} ×${n}`).join(", ")}`);
+  }
+  return lines.join("\n");
+}
+
+/** The `opq bench` subcommand. */
+export const command: Command = {
+  name: "bench",
+  summary: "latency, load time and peak RSS of our runtime vs onnxruntime-web (same run, same threads)",
+  usage: "bench [model.(opq|onnx)] [--onnx fp32.onnx] [--threads T] [--iterations N] [--warmup W]",
+  options: {
+    onnx: { type: "string" },
+    threads: { type: "string" },
+    iterations: { type: "string" },
+    warmup: { type: "string" },
+  },
+  async run(args) {
+    if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
+    const model = args.positionals[0] ?? DEFAULT_MODEL;
+    const options: BenchOptions = {
+      onnx: stringOption(args, "onnx"),
+      threads: Math.floor(numberOption(args, "threads", 1, 1, 64)),
+      iterations: Math.floor(numberOption(args, "iterations", 20, 1, 100000)),
+      warmup: Math.floor(numberOption(args, "warmup", 2, 0, 1000)),
+    };
+    const peerSource = options.onnx ? options.onnx : isOpqPath(model) ? "the dense ONNX export of the .opq" : "the same ONNX file";
+    say(`bench: ours on ${model}; onnxruntime-web (wasm) on ${peerSource}; ${options.threads} thread(s), ` +
+      `${options.iterations} iterations after ${options.warmup} warm-up, each runtime in its own process`);
+    const r = await benchPair(model, options);
+    if (wantsJson(args)) printJson({ ...r, opq: { ...r.opq, layers: undefined }, layers: r.opq.layers });
+    else say(formatBench(r));
+  },
+};
+
+if (import.meta.main) {
+  const argv = typeof process !== "undefined" ? process.argv.slice(2) : [];
+  const [flag, runtime, model, threads, iterations, warmup] = argv;
+  if (flag !== "--child" || (runtime !== "opq" && runtime !== "ort") || !model) {
+    process.stderr.write("usage: bench.ts --child opq|ort MODEL THREADS ITERATIONS WARMUP (internal; use `opq bench`)\n");
+    process.exit(2);
+  }
+  const m = await measureRuntime(runtime, model, Number(threads), Number(iterations), Number(warmup));
+  process.stdout.write(JSON.stringify(m) + "\n");
+  process.exit(0);
+}

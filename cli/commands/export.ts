@@ -1,0 +1,52 @@
+/**
+ * `opq export` – turn a `.opq` back into a plain ONNX file with dequantized float32 weights, so
+ * any ONNX runtime (onnxruntime, Netron, other toolchains) can load what opq compressed.
+ * @module
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { type Command, fmtBytes, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+
+/** What `opq export --json` prints. */
+export interface ExportResult {
+  /** The ONNX file written. */
+  output: string;
+  /** Its size in bytes. */
+  bytes: number;
+  /** Compressed tensors dequantized into float32 initializers. */
+  tensors: number;
+}
+
+/** Where the dense model goes when `-o` is not given: beside the input, `.opq` → `.onnx`. */
+export function defaultOutput(input: string): string {
+  return input.replace(/(\.opq)?$/i, ".onnx");
+}
+
+/** Decode a `.opq`, dequantize it and write the dense ONNX to `output`. */
+export async function exportDense(input: string, output: string): Promise<ExportResult> {
+  if (!existsSync(input)) throw Object.assign(new Error(`no such file: ${input}`), { code: "NOT_FOUND" });
+  // Loaded here so `opq --help` does not pay for the format package.
+  const { decodeOpq, toDenseModel, writeOnnx } = await import("../../format/mod.ts");
+  const opq = decodeOpq(new Uint8Array(readFileSync(input)));
+  const bytes = writeOnnx(toDenseModel(opq));
+  writeFileSync(output, bytes);
+  return { output, bytes: bytes.length, tensors: opq.compressed.length };
+}
+
+/** The `opq export` subcommand. */
+export const command: Command = {
+  name: "export",
+  summary: "write a .opq model as a dense ONNX file (weights dequantized to float32)",
+  usage: "export <model.opq> [-o <dense.onnx>]",
+  options: { output: { type: "string", short: "o" } },
+  async run(args) {
+    const [input, ...extra] = args.positionals;
+    if (!input) throw new UsageError("name the .opq file to export");
+    if (extra.length) throw new UsageError(`one input file only, got ${args.positionals.length}`);
+    const output = stringOption(args, "output") ?? defaultOutput(input);
+    if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
+    const result = await exportDense(input, output);
+    if (wantsJson(args)) printJson(result);
+    else say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);
+  },
+};

@@ -1,0 +1,89 @@
+/**
+ * `opq serve` – the inference server over every `.opq` in a folder (see server/). Without
+ * `--models` it serves `out/` under the working directory, the folder `opq compress` writes to;
+ * if the bundled example `out/resnet20-fmnist.opq` is not there yet it is made first by running
+ * `opq compress` with no arguments (≈1 s), so `bun run serve` works on a fresh clone. A folder with a broken `.opq` refuses to
+ * start (exit 1) naming every broken file. SIGINT/SIGTERM shut down gracefully.
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
+import { PROJECT_ROOT } from "../shared.ts";
+
+/** Where `opq compress` with no arguments writes (relative to the working directory), and so what `opq serve` serves by default. */
+export const DEFAULT_MODELS_DIR = "out";
+/** The bundled example model `opq serve` makes if it is missing. */
+export const DEFAULT_OPQ: string = join(DEFAULT_MODELS_DIR, "resnet20-fmnist.opq");
+/** The bundled Fashion-MNIST samples of the page's try-it panel. */
+export const DEFAULT_SAMPLES: string = join(PROJECT_ROOT, "models", "fmnist-samples.json");
+
+/** Make the default model by running `opq compress` with no arguments (its report goes to stderr). */
+async function ensureDefaultModel(): Promise<void> {
+  if (existsSync(DEFAULT_OPQ)) return;
+  say(`opq serve: ${DEFAULT_OPQ} is missing; making it with \`opq compress\` (no arguments) first`);
+  const { command } = await import("./compress.ts");
+  await command.run(parseCommandArgs(command, []));
+  if (!existsSync(DEFAULT_OPQ)) throw new Error(`opq compress did not write ${DEFAULT_OPQ}`);
+}
+
+/** The `serve` subcommand. */
+export const command: Command = {
+  name: "serve",
+  summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
+  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+  options: {
+    models: { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    threads: { type: "string" },
+    concurrency: { type: "string" },
+    queue: { type: "string" },
+    "max-batch": { type: "string" },
+    "max-body": { type: "string" },
+    timeout: { type: "string" },
+    "max-inflight": { type: "string" },
+    samples: { type: "string" },
+  },
+  async run(args) {
+    const json = wantsJson(args);
+    const port = numberOption(args, "port", 8080, 0, 65535);
+    const hostname = stringOption(args, "host", "127.0.0.1")!;
+    const threads = numberOption(args, "threads", 1, 1, 64);
+    const limits = { concurrency: numberOption(args, "concurrency", 1, 1, 64), maxQueue: numberOption(args, "queue", 64, 0, 100_000), maxBatch: numberOption(args, "max-batch", 16, 1, 4096) };
+    const maxBodyBytes = numberOption(args, "max-body", 16 << 20, 1, 2 ** 31);
+    const requestTimeoutMs = numberOption(args, "timeout", 30_000, 1, 3_600_000);
+    const maxInFlight = numberOption(args, "max-inflight", 256, 1, 100_000);
+    const dir = stringOption(args, "models");
+    if (dir === undefined) await ensureDefaultModel();
+
+    const { createApp, listen, loadModelDir, loadSampleBundle } = await import("../../server/mod.ts");
+    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits });
+    const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
+    const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
+    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight } });
+    const server = await listen(opq, { port, hostname });
+
+    const models = registry.list().map((m) => m.summary);
+    if (json) printJson({ url: server.url, runtime: server.runtime, models: models.map((m) => ({ name: m.name, bytes: m.bytes, fp32Bytes: m.fp32Bytes })) });
+    else {
+      for (const m of models) say(`  ${m.name}: ${m.bytes} bytes (${m.ratio.toFixed(1)}x smaller than FP32), loaded in ${m.loadMs.toFixed(0)} ms`);
+      say(`opq serve: ${models.length} model(s) on ${server.url} (${server.runtime}); Ctrl-C stops`);
+    }
+
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        if (!json) say(`opq serve: ${signal}: finishing ${opq.state.inFlight} request(s) in flight`);
+        const { drained } = await server.close({ timeoutMs: requestTimeoutMs });
+        await registry.dispose();
+        if (!json) say(drained ? "opq serve: stopped" : "opq serve: stopped with requests unfinished after the timeout");
+        resolve();
+      };
+      process.once("SIGINT", () => void stop("SIGINT"));
+      process.once("SIGTERM", () => void stop("SIGTERM"));
+    });
+  },
+};

@@ -1,0 +1,13 @@
+/**
+ * opq/compressor – one-shot pruning-quantization (OPQ, AAAI 2021) and FPGM + APoT of a Model into
+ * an OpqModel, with a report of predicted against real sparsity, bits and errors.
+ * @module
+ */
+export { COMPRESS_ERROR_CODES, type CompressErrorCode, CompressError } from "./errors.ts";
+export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
+export { addFileStats, type CompressReport, type FileStats, type LayerReport } from "./report.ts";
+export { renderReportHtml } from "./report-html.ts";
+export { laplaceFit, type LaplaceFit } from "./laplace.ts";
+export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
+export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
+export { fpgmScores, pruneFilters } from "./fpgm.ts";

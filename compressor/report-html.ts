@@ -1,0 +1,86 @@
+/**
+ * The report as one self-contained HTML page: summary, inline SVG bar charts (per-layer sparsity,
+ * bits, predicted against real errors) and the per-layer table. No scripts, fonts or external assets.
+ * @module
+ */
+import type { CompressReport, LayerReport } from "./report.ts";
+
+/** Series colours: predicted / nominal first, real / achieved second, a third for extras. */
+const COLORS = ["#8fa8c8", "#d9534f", "#5cb85c"] as const;
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const num = (v: number | undefined | null, digits = 3) => (v === undefined || v === null || Number.isNaN(v) ? "–" : Math.abs(v) !== 0 && (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e5) ? v.toExponential(2) : v.toFixed(digits));
+
+/** A grouped bar chart: one group per layer, one bar per series; `log` plots log10 of positive values. */
+export function barChart(title: string, labels: string[], series: { name: string; values: (number | undefined)[] }[], opts: { log?: boolean; max?: number; line?: number } = {}): string {
+  const W = Math.max(480, labels.length * 14 * series.length + 80), H = 220, left = 56, bottom = 24, top = 28;
+  const f = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? undefined : opts.log ? (v > 0 ? Math.log10(v) : undefined) : v);
+  const all = series.flatMap((s) => s.values.map(f)).filter((v): v is number => v !== undefined);
+  const hi = opts.max ?? (all.length ? Math.max(...all) : 1), lo = opts.log ? (all.length ? Math.min(...all) : 0) - 0.2 : 0;
+  const y = (v: number) => top + (H - top - bottom) * (1 - (v - lo) / (hi - lo || 1));
+  const gw = (W - left - 8) / Math.max(1, labels.length), bw = (gw * 0.8) / series.length;
+  const bars = labels.flatMap((label, i) => series.map((s, k) => {
+    const v = f(s.values[i]);
+    if (v === undefined) return "";
+    const x = left + i * gw + gw * 0.1 + k * bw;
+    return `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, y(lo) - y(v)).toFixed(1)}" fill="${COLORS[k % 3]}"><title>${esc(label)} ${esc(s.name)}: ${num(s.values[i])}</title></rect>`;
+  }));
+  const ticks = [lo, (lo + hi) / 2, hi].map((v) => `<text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${opts.log ? "1e" + v.toFixed(1) : num(v, 2)}</text>`);
+  const line = opts.line === undefined ? "" : `<line x1="${left}" x2="${W - 8}" y1="${y(opts.line)}" y2="${y(opts.line)}" stroke="#333" stroke-dasharray="4 3"/>`;
+  const legend = series.map((s, k) => `<rect x="${left + k * 150}" y="6" width="10" height="10" fill="${COLORS[k % 3]}"/><text x="${left + k * 150 + 14}" y="15">${esc(s.name)}</text>`);
+  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-size="10" font-family="sans-serif">` +
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#999"/><line x1="${left}" x2="${W - 8}" y1="${y(lo)}" y2="${y(lo)}" stroke="#999"/>` +
+    ticks.join("") + bars.join("") + line + legend.join("") +
+    labels.map((_, i) => `<text x="${(left + i * gw + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${i}</text>`).join("") + `</svg></figure>`;
+}
+
+function layerTable(r: CompressReport): string {
+  const opq = r.method === "opq";
+  const cols: [string, (l: LayerReport) => string][] = [
+    ["#", () => ""], ["layer", (l) => esc(l.name)], ["op", (l) => l.opType], ["params", (l) => String(l.params)],
+    ...(opq
+      ? ([["τ LM", (l) => num(l.tauLm)], ["τ MLE", (l) => num(l.tauMle)], ["predicted", (l) => num(l.predictedSparsity)], ["β only", (l) => num(l.analyticSparsity)],
+        ["achieved", (l) => num(l.sparsity)], ["capped", (l) => (l.capped ? "yes" : "")], ["Δ", (l) => num(l.step)], ["avg bins", (l) => num(l.avgBins, 2)]] as [string, (l: LayerReport) => string][])
+      : ([["filters", (l) => `${l.filters} − ${l.removedFilters}`], ["scheme", (l) => l.scheme ?? ""], ["α / Δ", (l) => num(l.alpha ?? l.step)], ["sparsity", (l) => num(l.sparsity)], ["mse", (l) => num(l.mse)]] as [string, (l: LayerReport) => string][])),
+    ["bits", (l) => num(l.bits, 2)], ["file bits/w", (l) => num(l.fileBits, 2)],
+  ];
+  const rows = r.layers.map((l, i) => `<tr>${cols.map(([, f], k) => `<td>${k === 0 ? i : f(l)}</td>`).join("")}</tr>`);
+  return `<table><thead><tr>${cols.map(([h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
+}
+
+/** Render a CompressReport as a self-contained HTML page. */
+export function renderReportHtml(r: CompressReport): string {
+  const labels = r.layers.map((l) => l.name);
+  const f = r.file;
+  const summary: [string, string][] = [
+    ["source", esc(r.source || "–")], ["method", r.method], ["weights compressed", `${r.weights} of ${r.params} parameters`],
+    ["target / achieved sparsity", `${num(r.targetSparsity)} / ${num(r.sparsity)}`], ["nominal bits", String(r.bits)],
+    ...(f ? ([["FP32 → .opq", `${f.bytes} bytes, ${num(f.ratio, 2)}× smaller than FP32 (${r.fp32Bytes} bytes)`], ["nominal rate 32/((1−p)·B)", `${num(f.nominalRate, 2)}×`],
+      ["entropy bound", `${Math.round(f.entropyBoundBytes)} bytes (file is ${num(f.overBound, 3)}× the bound)`], ["bits per weight in the file", num(f.bitsPerWeight, 3)]] as [string, string][]) : []),
+    ...(r.opq ? ([["β (Eq. 6) / after cap", `${num(r.opq.betaAnalytic)} / ${num(r.opq.beta)}`], ["capped layers", esc(r.opq.capped.join(", ") || "none")],
+      ["Eq. 9 budget", `${num(r.opq.budgetBins, 6)} bins = 2^${r.bits} (relative error ${num(r.opq.budgetError)})`],
+      ["pruning error predicted / real", `${num(r.opq.predictedPruningError)} / ${num(r.opq.realPruningError)}`],
+      ["quantization error Σ Δ²/12 / real", `${num(r.opq.predictedQuantError)} / ${num(r.opq.realQuantError)}`]] as [string, string][]) : []),
+    ...(r.gmApot ? ([["filter-pruned convs", String(r.gmApot.pruned.length)], ["skipped convs", esc(r.gmApot.skippedConvs.map((s) => `${s.node} (${s.reason})`).join("; ") || "none")]] as [string, string][]) : []),
+  ];
+  const charts = r.opq
+    ? [
+      barChart("Sparsity per layer (dashed: cap)", labels, [{ name: "Laplace-predicted", values: r.layers.map((l) => l.predictedSparsity) }, { name: "achieved", values: r.layers.map((l) => l.sparsity) }, { name: "β only (no cap)", values: r.layers.map((l) => l.analyticSparsity) }], { max: 1, line: r.options.maxLayerSparsity as number }),
+      barChart("Bits per layer", labels, [{ name: "log2 avg bins (Eq. 8)", values: r.layers.map((l) => l.bits) }, { name: "file bits per weight", values: r.layers.map((l) => l.fileBits) }]),
+      barChart("Pruning error per layer, Σ W² (log10)", labels, [{ name: "predicted (Eq. 2)", values: r.layers.map((l) => l.predictedPruningError) }, { name: "real", values: r.layers.map((l) => l.realPruningError) }], { log: true }),
+      barChart("Quantization MSE per layer (log10)", labels, [{ name: "Δ²/12 (Eq. 12)", values: r.layers.map((l) => l.predictedQuantMse) }, { name: "real (Eq. 11)", values: r.layers.map((l) => l.realQuantMse) }], { log: true }),
+    ]
+    : [
+      barChart("Sparsity per layer (removed filters + zero codes)", labels, [{ name: "sparsity", values: r.layers.map((l) => l.sparsity) }], { max: 1 }),
+      barChart("Bits per layer", labels, [{ name: "bit width", values: r.layers.map((l) => l.bits) }, { name: "file bits per weight", values: r.layers.map((l) => l.fileBits) }]),
+      barChart("Quantization MSE per layer (log10)", labels, [{ name: "MSE", values: r.layers.map((l) => l.mse) }], { log: true }),
+    ];
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>opq compress report – ${esc(r.source)}</title>
+<style>body{font:14px sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}</style>
+</head><body><h1>opq compress report</h1>
+<table>${summary.map(([k, v]) => `<tr><th style="text-align:left">${esc(k)}</th><td style="text-align:left">${v}</td></tr>`).join("")}</table>
+${charts.join("\n")}
+<h2>Layers</h2>${layerTable(r)}
+</body></html>
+`;
+}

@@ -1,0 +1,18 @@
+/**
+ * opq/runtime – load a `.opq` or ONNX model and run it on the CPU with reference kernels.
+ *
+ * ```ts
+ * const session = await createSession("models/lenet5-fmnist.onnx");
+ * const { logits } = await session.run({ input: { dtype: "float32", dims: [1, 1, 28, 28], data } });
+ * ```
+ * Every failure is an OpqRuntimeError whose `code` is one of RUNTIME_ERROR_CODES.
+ * @module
+ */
+export type { Tensor, ValueInfo } from "../format/mod.ts";
+export { OpqRuntimeError, RUNTIME_ERROR_CODES, type RuntimeErrorCode } from "./errors.ts";
+export { createSession, type LayerInfo, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
+export { OPS, resolveOp } from "./ops/registry.ts";
+export type { Kernel, OpVersion } from "./ops/types.ts";
+export { type Plan, planModel, resolveKernels } from "./planner.ts";
+export { type OuterScope, runPlan, type StepObserver, validateFeeds } from "./session.ts";
+export { stopCpuWorkers } from "./cpu/worker-pool.ts";

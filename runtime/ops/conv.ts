@@ -1,0 +1,527 @@
+/**
+ * Conv and ConvTranspose (ONNX opsets 1 and 11; the two versions differ only in documentation).
+ * The shape logic (`resolvePads`, `windowOutputSize`, `convGeometry`, `convTransposeGeometry`) is
+ * exported so pooling and a later backward pass use the same equations. `convReference` /
+ * `convTransposeReference` are N-d plain loops and the definition. `conv` / `convTranspose` are
+ * the registered kernels; float32 1-D/2-D Conv goes through the path `convPath` picks:
+ *   direct        one input channel per group (depthwise), cpu/direct-conv.ts
+ *   im2col-sparse weights with ≥ SPARSE_MIN_ZEROS zeros, k-blocked CSR × im2col, cpu/sparse.ts
+ *   winograd      3×3 stride 1 over ≥ 32 output tiles, F(2×2, 3×3), cpu/winograd.ts
+ *   gemm-1x1      1×1 stride 1 unpadded: X is already the GEMM operand
+ *   im2col-gemm   everything else: im2col + the blocked GEMM of cpu/sgemm.ts
+ * (dense GEMMs split across worker threads when `ctx.threads > 1` and a pool was started).
+ * Float64, 3-D and other cases run the reference.
+ * @module
+ */
+import type { Tensor } from "../../format/mod.ts";
+import { sizeOf } from "../../format/mod.ts";
+import { Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
+import { matrixView, sgemm } from "../cpu/sgemm.ts";
+import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
+import { convPlaneDirect } from "../cpu/direct-conv.ts";
+import { csrFromDense, spmmAdd, SPARSE_MIN_ZEROS, SPARSE_MIN_ZEROS_OVER_WINOGRAD, zeroFraction } from "../cpu/sparse.ts";
+import { cpuWorkers, MIN_PARALLEL_MACS } from "../cpu/worker-pool.ts";
+import { winogradConv3x3, winogradWeights } from "../cpu/winograd.ts";
+
+/** ONNX `auto_pad` values ("" is read as NOTSET, as onnxruntime does). */
+export type AutoPad = "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID";
+
+/** Parse and validate an `auto_pad` attribute. */
+export function readAutoPad(attrs: Attrs): AutoPad {
+  const v = attrs.string("auto_pad", "NOTSET");
+  if (v === "") return "NOTSET";
+  if (v === "NOTSET" || v === "SAME_UPPER" || v === "SAME_LOWER" || v === "VALID") return v;
+  throw new KernelError(`${attrs.opType}: unknown auto_pad '${v}'`);
+}
+
+/** Extent of a dilated kernel: `(k - 1)·d + 1`. */
+export function dilatedKernel(kernel: number, dilation: number): number {
+  return (kernel - 1) * dilation + 1;
+}
+
+/**
+ * Padding of a sliding window over `inSpatial`, as ONNX lays it out: `[begin_0 .. begin_{k-1},
+ * end_0 .. end_{k-1}]`. NOTSET uses `pads` (zeros if absent); VALID pads nothing; SAME_* pads so
+ * that `out = ceil(in / stride)`, the odd unit going to the end (UPPER) or the beginning (LOWER).
+ */
+export function resolvePads(
+  inSpatial: readonly number[], kernel: readonly number[], strides: readonly number[],
+  dilations: readonly number[], autoPad: AutoPad, pads?: readonly number[],
+): number[] {
+  const k = inSpatial.length;
+  if (autoPad === "NOTSET") {
+    const p = pads ?? new Array<number>(2 * k).fill(0);
+    if (p.length !== 2 * k) throw new KernelError(`pads has ${p.length} values, expected ${2 * k}`);
+    return [...p];
+  }
+  const out = new Array<number>(2 * k).fill(0);
+  if (autoPad === "VALID") return out;
+  for (let d = 0; d < k; d++) {
+    const o = Math.ceil(inSpatial[d]! / strides[d]!);
+    const total = Math.max(0, (o - 1) * strides[d]! + dilatedKernel(kernel[d]!, dilations[d]!) - inSpatial[d]!);
+    const small = Math.floor(total / 2);
+    out[d] = autoPad === "SAME_UPPER" ? small : total - small;
+    out[d + k] = total - out[d]!;
+  }
+  return out;
+}
+
+/**
+ * Output length of a sliding window: `floor((in + padBegin + padEnd - dilatedKernel) / stride) + 1`,
+ * or `ceil(..)` with `ceilMode` (pooling), where a last window starting beyond the input and its
+ * begin padding is dropped (the rule of the ONNX reference and PyTorch).
+ */
+export function windowOutputSize(
+  inSize: number, kernel: number, stride: number, dilation: number,
+  padBegin: number, padEnd: number, ceilMode = false,
+): number {
+  const span = inSize + padBegin + padEnd - dilatedKernel(kernel, dilation);
+  if (span < 0) return 0;
+  if (!ceilMode) return Math.floor(span / stride) + 1;
+  let out = Math.ceil(span / stride) + 1;
+  if ((out - 1) * stride >= inSize + padBegin) out--;
+  return out;
+}
+
+/** Everything a convolution's loops need, resolved from the input shapes and attributes. */
+export interface ConvGeometry {
+  batch: number;
+  inChannels: number;
+  outChannels: number;
+  group: number;
+  inSpatial: number[];
+  outSpatial: number[];
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  /** `[begin_0 .., end_0 ..]`; for ConvTranspose may be negative (output extended, see output_shape). */
+  pads: number[];
+}
+
+function spatialAttr(attrs: Attrs, name: string, k: number, fallback: number): number[] {
+  const v = attrs.ints(name, new Array<number>(k).fill(fallback));
+  if (v.length !== k) throw new KernelError(`${attrs.opType}: ${name} has ${v.length} values, expected ${k}`);
+  return v;
+}
+
+/** Kernel shape: the attribute if present (checked against W), else W's trailing dims. */
+function kernelShape(attrs: Attrs, wDims: readonly number[]): number[] {
+  const fromW = wDims.slice(2);
+  if (!attrs.has("kernel_shape")) return fromW;
+  const ks = attrs.ints("kernel_shape");
+  if (ks.length !== fromW.length || ks.some((v, i) => v !== fromW[i])) {
+    throw new KernelError(`${attrs.opType}: kernel_shape [${ks}] does not match W [${wDims}]`);
+  }
+  return ks;
+}
+
+/** Geometry of Conv for X `[N, C, D1..Dk]` and W `[M, C/group, k1..kk]`. */
+export function convGeometry(xDims: readonly number[], wDims: readonly number[], attrs: Attrs): ConvGeometry {
+  const k = xDims.length - 2;
+  if (k < 1 || wDims.length !== xDims.length) {
+    throw new KernelError(`${attrs.opType}: X [${xDims}] and W [${wDims}] must both be [N, C, spatial...]`);
+  }
+  const group = attrs.int("group", 1);
+  const [batch, inChannels] = xDims as [number, number];
+  const outChannels = wDims[0]!;
+  if (group < 1 || inChannels % group !== 0 || outChannels % group !== 0 || wDims[1]! * group !== inChannels) {
+    throw new KernelError(`${attrs.opType}: X [${xDims}], W [${wDims}] and group ${group} disagree`);
+  }
+  const kernel = kernelShape(attrs, wDims);
+  const strides = spatialAttr(attrs, "strides", k, 1);
+  const dilations = spatialAttr(attrs, "dilations", k, 1);
+  const inSpatial = xDims.slice(2);
+  const pads = resolvePads(inSpatial, kernel, strides, dilations, readAutoPad(attrs), attrs.has("pads") ? attrs.ints("pads") : undefined);
+  const outSpatial = inSpatial.map((n, d) => windowOutputSize(n, kernel[d]!, strides[d]!, dilations[d]!, pads[d]!, pads[d + k]!));
+  return intGeometry({ batch, inChannels, outChannels, group, inSpatial, outSpatial, kernel, strides, dilations, pads });
+}
+
+/**
+ * Every number int32-tagged (`| 0`): attribute ints and Math.floor/ceil results may arrive as
+ * doubles, which makes JavaScriptCore recompile the kernels' index arithmetic for doubles,
+ * several times slower (measured on ResNet-18; see cpu/sgemm.ts).
+ */
+function intGeometry<G extends ConvGeometry>(g: G): G {
+  const ints = (v: number[]) => v.map((x) => x | 0);
+  return {
+    ...g, batch: g.batch | 0, inChannels: g.inChannels | 0, outChannels: g.outChannels | 0, group: g.group | 0,
+    inSpatial: ints(g.inSpatial), outSpatial: ints(g.outSpatial), kernel: ints(g.kernel), strides: ints(g.strides),
+    dilations: ints(g.dilations), pads: ints(g.pads),
+  };
+}
+
+/** Output dims of Conv: `[N, M, out_1 .. out_k]`. */
+export function convOutputShape(xDims: readonly number[], wDims: readonly number[], attrs: Attrs): number[] {
+  const g = convGeometry(xDims, wDims, attrs);
+  return [g.batch, g.outChannels, ...g.outSpatial];
+}
+
+/**
+ * Geometry of ConvTranspose for X `[N, C, D1..Dk]` and W `[C, M/group, k1..kk]`. `pads` are those
+ * of the equivalent forward Conv from output to input. Follows the ONNX spec: with `output_shape`
+ * the pads are derived from it (odd unit at the end for SAME_UPPER, else at the beginning); with
+ * SAME_* and no output_shape the output is `in·stride`; otherwise
+ * `out = stride·(in - 1) + output_padding + dilatedKernel - padBegin - padEnd`.
+ */
+export function convTransposeGeometry(xDims: readonly number[], wDims: readonly number[], attrs: Attrs): ConvGeometry & { outputPadding: number[] } {
+  const k = xDims.length - 2;
+  if (k < 1 || wDims.length !== xDims.length) {
+    throw new KernelError(`${attrs.opType}: X [${xDims}] and W [${wDims}] must both be [N, C, spatial...]`);
+  }
+  const group = attrs.int("group", 1);
+  const [batch, inChannels] = xDims as [number, number];
+  if (group < 1 || wDims[0] !== inChannels || inChannels % group !== 0) {
+    throw new KernelError(`${attrs.opType}: X [${xDims}], W [${wDims}] and group ${group} disagree`);
+  }
+  const outChannels = wDims[1]! * group;
+  const kernel = kernelShape(attrs, wDims);
+  const strides = spatialAttr(attrs, "strides", k, 1);
+  const dilations = spatialAttr(attrs, "dilations", k, 1);
+  const outputPadding = spatialAttr(attrs, "output_padding", k, 0);
+  const inSpatial = xDims.slice(2);
+  const autoPad = readAutoPad(attrs);
+  const full = inSpatial.map((n, d) => strides[d]! * (n - 1) + outputPadding[d]! + dilatedKernel(kernel[d]!, dilations[d]!));
+  let pads: number[];
+  let outSpatial: number[];
+  const explicitShape = attrs.has("output_shape") ? attrs.ints("output_shape").slice(-k) : undefined;
+  if (explicitShape || autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
+    outSpatial = explicitShape ?? inSpatial.map((n, d) => n * strides[d]!);
+    pads = new Array<number>(2 * k);
+    for (let d = 0; d < k; d++) {
+      const total = full[d]! - outSpatial[d]!;
+      const small = Math.floor(total / 2);
+      pads[d] = autoPad === "SAME_UPPER" ? small : total - small;
+      pads[d + k] = total - pads[d]!;
+    }
+  } else {
+    pads = autoPad === "VALID" ? new Array<number>(2 * k).fill(0) : resolvePads(inSpatial, kernel, strides, dilations, "NOTSET", attrs.has("pads") ? attrs.ints("pads") : undefined);
+    outSpatial = full.map((n, d) => n - pads[d]! - pads[d + k]!);
+  }
+  if (outSpatial.some((n) => n < 0)) throw new KernelError(`${attrs.opType}: negative output shape [${outSpatial}]`);
+  return intGeometry({ batch, inChannels, outChannels, group, inSpatial, outSpatial, kernel, strides, dilations, pads, outputPadding });
+}
+
+/** Output dims of ConvTranspose: `[N, M, out_1 .. out_k]`. */
+export function convTransposeOutputShape(xDims: readonly number[], wDims: readonly number[], attrs: Attrs): number[] {
+  const g = convTransposeGeometry(xDims, wDims, attrs);
+  return [g.batch, g.outChannels, ...g.outSpatial];
+}
+
+type FloatArray = Float32Array | Float64Array;
+
+/** A zeroed array of the same float type as `like`. */
+function floatLike(like: Tensor, n: number): FloatArray {
+  if (like.data instanceof Float32Array) return new Float32Array(n);
+  if (like.data instanceof Float64Array) return new Float64Array(n);
+  throw new KernelError(`unsupported dtype ${like.dtype} (float32 and float64 only)`);
+}
+
+/** Row-major strides of a shape. */
+function stridesOf(dims: readonly number[]): number[] {
+  const s = new Array<number>(dims.length);
+  let acc = 1;
+  for (let i = dims.length - 1; i >= 0; i--) { s[i] = acc; acc *= dims[i]!; }
+  return s;
+}
+
+/** Unravel a flat row-major index into `out`. */
+function unravel(flat: number, dims: readonly number[], out: number[]): void {
+  for (let i = dims.length - 1; i >= 0; i--) { out[i] = flat % dims[i]!; flat = Math.floor(flat / dims[i]!); }
+}
+
+function requireInputs(inputs: readonly (Tensor | undefined)[], op: string): [Tensor, Tensor, Tensor | undefined] {
+  const [x, w, b] = inputs;
+  if (!x || !w) throw new KernelError(`${op}: X and W are required`);
+  if (x.dtype !== w.dtype || (b && b.dtype !== x.dtype)) throw new KernelError(`${op}: X, W and B must share one dtype`);
+  return [x, w, b];
+}
+
+/**
+ * Conv, the definition: N-d, any group/stride/dilation/padding, plain loops accumulating in
+ * float64. `Y[n, m, o] = B[m] + Σ_{c, q} X[n, g·C/group + c, o·s - padBegin + q·d] · W[m, c, q]`.
+ */
+export const convReference: Kernel = (inputs, attrs) => {
+  const [x, w, b] = requireInputs(inputs, "Conv");
+  const g = convGeometry(x.dims, w.dims, attrs);
+  const k = g.inSpatial.length;
+  const xd = x.data as FloatArray, wd = w.data as FloatArray, bd = b?.data as FloatArray | undefined;
+  const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
+  const inSize = sizeOf(g.inSpatial), outSize = sizeOf(g.outSpatial), kSize = sizeOf(g.kernel);
+  const inStrides = stridesOf(g.inSpatial);
+  const y = floatLike(x, g.batch * g.outChannels * outSize);
+  const o = new Array<number>(k), q = new Array<number>(k);
+  for (let n = 0; n < g.batch; n++) {
+    for (let m = 0; m < g.outChannels; m++) {
+      const grp = Math.floor(m / mg);
+      for (let op = 0; op < outSize; op++) {
+        unravel(op, g.outSpatial, o);
+        let acc = bd ? bd[m]! : 0;
+        for (let c = 0; c < cg; c++) {
+          const xBase = (n * g.inChannels + grp * cg + c) * inSize;
+          const wBase = (m * cg + c) * kSize;
+          for (let kp = 0; kp < kSize; kp++) {
+            unravel(kp, g.kernel, q);
+            let xi = xBase, inside = true;
+            for (let d = 0; d < k; d++) {
+              const i = o[d]! * g.strides[d]! - g.pads[d]! + q[d]! * g.dilations[d]!;
+              if (i < 0 || i >= g.inSpatial[d]!) { inside = false; break; }
+              xi += i * inStrides[d]!;
+            }
+            if (inside) acc += xd[xi]! * wd[wBase + kp]!;
+          }
+        }
+        y[(n * g.outChannels + m) * outSize + op] = acc;
+      }
+    }
+  }
+  return [{ dtype: x.dtype, dims: [g.batch, g.outChannels, ...g.outSpatial], data: y }];
+};
+
+/** 2-D geometry for the cpu/ loops, one group's channels. */
+function window2d(g: ConvGeometry, channels: number): Window2d {
+  return {
+    channels, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kH: g.kernel[0]!, kW: g.kernel[1]!,
+    strideH: g.strides[0]!, strideW: g.strides[1]!, dilationH: g.dilations[0]!, dilationW: g.dilations[1]!,
+    padTop: g.pads[0]!, padLeft: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+  };
+}
+
+/** Reused im2col buffer (kernels run one at a time per thread). */
+let colScratch = new Float32Array(0);
+function scratch(n: number): Float32Array {
+  if (colScratch.length < n) colScratch = new Float32Array(n);
+  return colScratch;
+}
+
+/** Which fast path `conv` takes for a float32 2-D convolution. */
+export type ConvPath = "direct" | "gemm-1x1" | "im2col-gemm" | "im2col-sparse" | "winograd";
+
+/** The fast path for these shapes and weights (`undefined`: the reference). Exported for tests and the benchmark. */
+export function convPath(g: ConvGeometry, w: Float32Array): ConvPath | undefined {
+  if (g.inSpatial.length !== 2) return undefined;
+  const cg = g.inChannels / g.group;
+  if (cg === 1 && g.outChannels / g.group <= 4) return "direct";
+  const kk = g.kernel[0]! * g.kernel[1]!;
+  // Winograd halves the multiply-adds, but its weight transform (16·M·C scattered writes per call)
+  // only pays off over enough tiles: bench 56×56 and 28×28 ~1.8×, 14×14 ~1.4× faster, 7×7 slower.
+  const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+  const winograd = isWinogradShape(g) && cg >= 8 && g.outChannels / g.group >= 8 && tiles >= 32;
+  // Zero fraction over the whole weight: cheap next to the convolution (1/P of its work).
+  if (cg * kk >= 16 && zeroFraction(w) >= (winograd ? SPARSE_MIN_ZEROS_OVER_WINOGRAD : SPARSE_MIN_ZEROS)) return "im2col-sparse";
+  if (winograd) return "winograd";
+  return isPointwise(g) ? "gemm-1x1" : "im2col-gemm";
+}
+
+/** 3×3, stride 1, dilation 1: the shapes Winograd F(2×2, 3×3) applies to. */
+export function isWinogradShape(g: ConvGeometry): boolean {
+  return g.inSpatial.length === 2 && g.kernel[0] === 3 && g.kernel[1] === 3 &&
+    g.strides.every((s) => s === 1) && g.dilations.every((d) => d === 1);
+}
+
+/** A 1×1 convolution with unit strides and no padding: a plain GEMM on X. */
+function isPointwise(g: ConvGeometry): boolean {
+  return g.kernel.every((k) => k === 1) && g.strides.every((s) => s === 1) && g.pads.every((p) => p === 0);
+}
+
+/**
+ * Float32 2-D Conv through the path `convPath` picks (or a forced one, for tests and benches).
+ * With `threads > 1` and a started worker pool (cpu/worker-pool.ts), large dense GEMMs are split
+ * across threads.
+ */
+export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvGeometry, path: ConvPath, threads = 1): Tensor {
+  const xd = x.data as Float32Array, wd = w.data as Float32Array, bd = b?.data as Float32Array | undefined;
+  const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
+  const win = window2d(g, cg);
+  const inPlane = win.inH * win.inW, p = win.outH * win.outW, kRows = cg * win.kH * win.kW;
+  const y = new Float32Array(g.batch * g.outChannels * p);
+  if (path === "direct") {
+    if (cg !== 1) throw new KernelError("Conv: the direct path needs one input channel per group");
+    for (let n = 0; n < g.batch; n++) {
+      for (let m = 0; m < g.outChannels; m++) {
+        const c = Math.floor(m / mg);
+        convPlaneDirect(xd, (n * g.inChannels + c) * inPlane, wd, m * win.kH * win.kW, bd ? bd[m]! : 0, win, y, (n * g.outChannels + m) * p);
+      }
+    }
+    return { dtype: "float32", dims: [g.batch, g.outChannels, win.outH, win.outW], data: y };
+  }
+  if (path === "winograd") {
+    if (!isWinogradShape(g)) throw new KernelError("Conv: the winograd path needs a 3×3 kernel with stride 1 and dilation 1");
+    for (let grp = 0; grp < g.group; grp++) {
+      const u = winogradWeights(wd, grp * mg * kRows, mg, cg);
+      for (let n = 0; n < g.batch; n++) {
+        winogradConv3x3(xd, (n * g.inChannels + grp * cg) * inPlane, u, bd, grp * mg, mg, win, y, (n * g.outChannels + grp * mg) * p, threads);
+      }
+    }
+    return { dtype: "float32", dims: [g.batch, g.outChannels, win.outH, win.outW], data: y };
+  }
+  if (bd) {
+    for (let n = 0; n < g.batch; n++) {
+      for (let m = 0; m < g.outChannels; m++) y.fill(bd[m]!, (n * g.outChannels + m) * p, (n * g.outChannels + m + 1) * p);
+    }
+  }
+  if ((path === "gemm-1x1" || path === "im2col-gemm") && threads > 1 && mg * p * kRows >= MIN_PARALLEL_MACS) {
+    if (conv2dThreaded(xd, wd, bd, g, win, path, threads, y)) return { dtype: "float32", dims: [g.batch, g.outChannels, win.outH, win.outW], data: y };
+  }
+  // A stride-1 unpadded 1×1 convolution's im2col is X itself.
+  const noUnfold = isPointwise(g);
+  const col = noUnfold ? xd : scratch(kRows * p);
+  const csr = path === "im2col-sparse" ? Array.from({ length: g.group }, (_, grp) => csrFromDense(wd, mg, kRows, grp * mg * kRows)) : [];
+  for (let n = 0; n < g.batch; n++) {
+    for (let grp = 0; grp < g.group; grp++) {
+      const xOff = (n * g.inChannels + grp * cg) * inPlane;
+      const yOff = (n * g.outChannels + grp * mg) * p;
+      let colOff = xOff;
+      if (!noUnfold) { im2col(xd, xOff, win, col); colOff = 0; }
+      if (path === "im2col-sparse") {
+        spmmAdd(csr[grp]!, col, colOff, p, p, y, yOff, p);
+      } else {
+        sgemm(mg, p, kRows, 1, matrixView(wd, grp * mg * kRows, kRows), matrixView(col, colOff, p), y, yOff, p, bd !== undefined);
+      }
+    }
+  }
+  return { dtype: "float32", dims: [g.batch, g.outChannels, win.outH, win.outW], data: y };
+}
+
+/** The dense GEMM paths on the worker pool: operands copied into the shared arena. False if no pool is ready. */
+function conv2dThreaded(
+  xd: Float32Array, wd: Float32Array, bd: Float32Array | undefined, g: ConvGeometry, win: Window2d,
+  path: ConvPath, threads: number, y: Float32Array,
+): boolean {
+  const pool = cpuWorkers(threads);
+  const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
+  const inPlane = win.inH * win.inW, p = win.outH * win.outW, kRows = cg * win.kH * win.kW;
+  const lay = pool?.reserve(mg * kRows, kRows * p, mg * p);
+  if (!pool || !lay) return false;
+  const { arena, aOff, bOff, cOff } = lay;
+  for (let n = 0; n < g.batch; n++) {
+    for (let grp = 0; grp < g.group; grp++) {
+      const xOff = (n * g.inChannels + grp * cg) * inPlane;
+      const yOff = (n * g.outChannels + grp * mg) * p;
+      arena.set(wd.subarray(grp * mg * kRows, (grp + 1) * mg * kRows), aOff);
+      if (isPointwise(g)) arena.set(xd.subarray(xOff, xOff + kRows * p), bOff);
+      else im2col(xd, xOff, win, arena.subarray(bOff, bOff + kRows * p));
+      if (bd) for (let m = 0; m < mg; m++) arena.fill(bd[grp * mg + m]!, cOff + m * p, cOff + (m + 1) * p);
+      const ok = pool.sgemm(mg, p, kRows, 1, { offset: aOff, rowStride: kRows, colStride: 1 }, { offset: bOff, rowStride: p, colStride: 1 }, cOff, p, bd !== undefined);
+      if (!ok) return false;
+      y.set(arena.subarray(cOff, cOff + mg * p), yOff);
+    }
+  }
+  return true;
+}
+
+/** Conv as registered: the float32 2-D fast paths, else the reference. */
+export const conv: Kernel = (inputs, attrs, ctx) => {
+  const [x, w, b] = requireInputs(inputs, "Conv");
+  if (x.dtype !== "float32") return convReference(inputs, attrs, ctx);
+  const g = convGeometry(x.dims, w.dims, attrs);
+  if (g.inSpatial.length === 1) {
+    // 1-D runs as 2-D with a unit height: same data, one more dimension.
+    const g2 = liftGeometry(g);
+    const y = conv2dFast(lift(x), lift(w), b, g2, convPath(g2, w.data as Float32Array)!, ctx.threads);
+    return [{ ...y, dims: [g.batch, g.outChannels, g.outSpatial[0]!] }];
+  }
+  const path = convPath(g, w.data as Float32Array);
+  if (!path) return convReference(inputs, attrs, ctx);
+  return [conv2dFast(x, w, b, g, path, ctx.threads)];
+};
+
+/** A 1-D tensor `[N, C, L]` viewed as `[N, C, 1, L]` (no copy). */
+function lift(t: Tensor): Tensor {
+  return { ...t, dims: [t.dims[0]!, t.dims[1]!, 1, t.dims[2]!] };
+}
+
+/** A 1-D geometry as the equivalent 2-D one with a unit height. */
+function liftGeometry(g: ConvGeometry): ConvGeometry {
+  return {
+    ...g, inSpatial: [1, g.inSpatial[0]!], outSpatial: [1, g.outSpatial[0]!], kernel: [1, g.kernel[0]!],
+    strides: [1, g.strides[0]!], dilations: [1, g.dilations[0]!], pads: [0, g.pads[0]!, 0, g.pads[1]!],
+  };
+}
+
+/**
+ * ConvTranspose, the definition: every input element scatters `X[n, c, i] · W[c, m, q]` to
+ * `Y[n, g·M/group + m, i·s - padBegin + q·d]` (the adjoint of Conv), plus the bias.
+ */
+export const convTransposeReference: Kernel = (inputs, attrs) => {
+  const [x, w, b] = requireInputs(inputs, "ConvTranspose");
+  const g = convTransposeGeometry(x.dims, w.dims, attrs);
+  const k = g.inSpatial.length;
+  const xd = x.data as FloatArray, wd = w.data as FloatArray, bd = b?.data as FloatArray | undefined;
+  const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
+  const inSize = sizeOf(g.inSpatial), outSize = sizeOf(g.outSpatial), kSize = sizeOf(g.kernel);
+  const outStrides = stridesOf(g.outSpatial);
+  const y = floatLike(x, g.batch * g.outChannels * outSize);
+  if (bd) for (let n = 0; n < g.batch; n++) for (let m = 0; m < g.outChannels; m++) y.fill(bd[m]!, (n * g.outChannels + m) * outSize, (n * g.outChannels + m + 1) * outSize);
+  const i = new Array<number>(k), q = new Array<number>(k);
+  for (let n = 0; n < g.batch; n++) {
+    for (let c = 0; c < g.inChannels; c++) {
+      const grp = Math.floor(c / cg);
+      for (let ip = 0; ip < inSize; ip++) {
+        const xv = xd[(n * g.inChannels + c) * inSize + ip]!;
+        unravel(ip, g.inSpatial, i);
+        for (let kp = 0; kp < kSize; kp++) {
+          unravel(kp, g.kernel, q);
+          let yo = 0, inside = true;
+          for (let d = 0; d < k; d++) {
+            const o = i[d]! * g.strides[d]! - g.pads[d]! + q[d]! * g.dilations[d]!;
+            if (o < 0 || o >= g.outSpatial[d]!) { inside = false; break; }
+            yo += o * outStrides[d]!;
+          }
+          if (!inside) continue;
+          for (let m = 0; m < mg; m++) {
+            const mo = grp * mg + m;
+            y[(n * g.outChannels + mo) * outSize + yo] += xv * wd[(c * mg + m) * kSize + kp]!;
+          }
+        }
+      }
+    }
+  }
+  return [{ dtype: x.dtype, dims: [g.batch, g.outChannels, ...g.outSpatial], data: y }];
+};
+
+/**
+ * Float32 2-D ConvTranspose as GEMM + col2im: `col[(m,ki,kj) × (iy,ix)] = W_gᵀ · X_g`, then col
+ * is folded (added) onto the output, with the output playing the role of a forward Conv's input.
+ */
+export function convTranspose2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvGeometry): Tensor {
+  const xd = x.data as Float32Array, wd = w.data as Float32Array, bd = b?.data as Float32Array | undefined;
+  const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
+  const [inH, inW] = g.inSpatial as [number, number];
+  const [outH, outW] = g.outSpatial as [number, number];
+  // Forward-conv view: output of ConvTranspose = conv input, ConvTranspose input = conv output.
+  const win: Window2d = {
+    channels: mg, inH: outH, inW: outW, kH: g.kernel[0]!, kW: g.kernel[1]!,
+    strideH: g.strides[0]!, strideW: g.strides[1]!, dilationH: g.dilations[0]!, dilationW: g.dilations[1]!,
+    padTop: g.pads[0]!, padLeft: g.pads[1]!, outH: inH, outW: inW,
+  };
+  const p = inH * inW, outPlane = outH * outW, kRows = mg * win.kH * win.kW;
+  const y = new Float32Array(g.batch * g.outChannels * outPlane);
+  if (bd) for (let n = 0; n < g.batch; n++) for (let m = 0; m < g.outChannels; m++) y.fill(bd[m]!, (n * g.outChannels + m) * outPlane, (n * g.outChannels + m + 1) * outPlane);
+  const col = scratch(kRows * p);
+  for (let n = 0; n < g.batch; n++) {
+    for (let grp = 0; grp < g.group; grp++) {
+      // W_g is [cg × kRows] row-major; its transpose is the GEMM's A.
+      sgemm(kRows, p, cg, 1, matrixView(wd, grp * cg * kRows, kRows, true), matrixView(xd, (n * g.inChannels + grp * cg) * p, p), col, 0, p, false);
+      col2imAdd(col, win, y, (n * g.outChannels + grp * mg) * outPlane);
+    }
+  }
+  return { dtype: "float32", dims: [g.batch, g.outChannels, outH, outW], data: y };
+}
+
+/** ConvTranspose as registered: float32 2-D through GEMM + col2im, else the reference. */
+export const convTranspose: Kernel = (inputs, attrs, ctx) => {
+  const [x, w, b] = requireInputs(inputs, "ConvTranspose");
+  if (x.dtype !== "float32" || (x.dims.length !== 3 && x.dims.length !== 4)) return convTransposeReference(inputs, attrs, ctx);
+  const g = convTransposeGeometry(x.dims, w.dims, attrs);
+  if (g.inSpatial.length === 1) {
+    const y = convTranspose2dFast(lift(x), lift(w), b, liftGeometry(g));
+    return [{ ...y, dims: [g.batch, g.outChannels, g.outSpatial[0]!] }];
+  }
+  return [convTranspose2dFast(x, w, b, g)];
+};
+
+/** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
+export const CONV_OPS: Record<string, OpVersion[]> = {
+  Conv: [{ since: 1, kernel: conv }],
+  ConvTranspose: [{ since: 1, kernel: convTranspose }],
+};

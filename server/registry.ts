@@ -1,0 +1,190 @@
+/**
+ * The models a server holds. The app only sees the `ModelRegistry` (list, get): tests may fill it
+ * with any `ModelRunner`, the CLI fills it from a folder of `.opq` files through the runtime's
+ * `createSession`. A folder with one broken file refuses to load as a whole, naming every broken
+ * file, because a server that silently serves fewer models than it was given is worse than none.
+ * @module
+ */
+import { readdir, readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { Tensor, ValueInfo } from "../format/mod.ts";
+import { createSession } from "../runtime/mod.ts";
+import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
+import { type QueueLimits, WorkQueue } from "./queue.ts";
+
+/** What the server needs of a loaded model (the runtime's Session satisfies it). */
+export interface ModelRunner {
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  dispose(): void | Promise<void>;
+}
+
+/** What the runtime's Session reports about the file it loaded. */
+export interface SessionInfo {
+  format: string;
+  bytes: number;
+  metadata: Record<string, unknown>;
+  layers: { name: string; opType: string; path?: string }[];
+  loadMs: number;
+}
+
+/** One layer as `GET /v1/models/:name` lists it. */
+export interface LayerSummary {
+  name: string;
+  opType: string;
+  params: number | null;
+  sparsity: number | null;
+  bits: number | null;
+}
+
+/** One model as `GET /v1/models` lists it. */
+export interface ModelSummary {
+  name: string;
+  format: string;
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  /** Size of the served file. */
+  bytes: number;
+  /** Size of the FP32 weights it was compressed from (the file size when unknown). */
+  fp32Bytes: number;
+  /** fp32Bytes / bytes. */
+  ratio: number;
+  sparsity: number | null;
+  bits: number | null;
+  method: string | null;
+  params: number | null;
+  loadMs: number;
+}
+
+/** A model ready to serve: its description, its runner and its work queue. */
+export interface ServedModel {
+  summary: ModelSummary;
+  layers: LayerSummary[];
+  /** Class names, when the file's metadata carries them (`metadata.labels`). */
+  labels: string[] | null;
+  runner: ModelRunner;
+  queue: WorkQueue;
+}
+
+/** Default queue limits per model. */
+export const DEFAULT_QUEUE_LIMITS: QueueLimits = { concurrency: 1, maxQueue: 64, maxBatch: 16 };
+
+const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
+const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
+
+/** Describe a runner and the file it came from. */
+export function describeModel(name: string, runner: ModelRunner, info: SessionInfo): { summary: ModelSummary; layers: LayerSummary[] } {
+  const m = info.metadata;
+  const fp32Bytes = num(m.fp32Bytes) ?? info.bytes;
+  const metaLayers = Array.isArray(m.layers) ? (m.layers as Record<string, unknown>[]) : null;
+  const layers: LayerSummary[] = metaLayers
+    ? metaLayers.map((l) => ({ name: String(l.name), opType: String(l.opType), params: num(l.params), sparsity: num(l.sparsity), bits: num(l.bits) }))
+    : info.layers.map((l) => ({ name: l.name, opType: l.opType, params: null, sparsity: null, bits: null }));
+  return {
+    summary: {
+      name,
+      format: info.format,
+      inputs: runner.inputs,
+      outputs: runner.outputs,
+      bytes: info.bytes,
+      fp32Bytes,
+      ratio: info.bytes > 0 ? fp32Bytes / info.bytes : 0,
+      sparsity: num(m.sparsity),
+      bits: num(m.bits),
+      method: str(m.method),
+      params: num(m.params),
+      loadMs: info.loadMs,
+    },
+    layers,
+  };
+}
+
+/** Wrap a runner as a served model with its own queue. */
+export function serveModel(name: string, runner: ModelRunner, info: SessionInfo, limits: QueueLimits = DEFAULT_QUEUE_LIMITS): ServedModel {
+  const labels = Array.isArray(info.metadata.labels) && info.metadata.labels.every((l) => typeof l === "string")
+    ? (info.metadata.labels as string[])
+    : null;
+  return { ...describeModel(name, runner, info), labels, runner, queue: new WorkQueue(runner, limits) };
+}
+
+/** The models of one server, by name. */
+export class ModelRegistry {
+  private readonly byName = new Map<string, ServedModel>();
+
+  constructor(models: readonly ServedModel[]) {
+    for (const m of models) {
+      if (this.byName.has(m.summary.name)) throw new ServerError(E.MODEL_LOAD_FAILED, `two models are named ${JSON.stringify(m.summary.name)}`);
+      this.byName.set(m.summary.name, m);
+    }
+  }
+
+  /** Every model, in name order. */
+  list(): ServedModel[] {
+    return [...this.byName.values()].sort((a, b) => a.summary.name.localeCompare(b.summary.name));
+  }
+
+  /** The model of that name, if loaded. */
+  get(name: string): ServedModel | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Dispose every runner (after shutdown). */
+  async dispose(): Promise<void> {
+    for (const m of this.byName.values()) await m.runner.dispose();
+  }
+}
+
+/** Options for loading models from files. */
+export interface LoadOptions {
+  /** Worker threads per session (runtime option). */
+  threads?: number;
+  /** Queue limits per model. */
+  limits?: QueueLimits;
+}
+
+/** The model name of a file: its base name without `.opq`. */
+export function modelName(path: string): string {
+  return basename(path).replace(/\.opq$/i, "");
+}
+
+/** Load one `.opq` file with the runtime. */
+export async function loadModelFile(path: string, options: LoadOptions = {}): Promise<ServedModel> {
+  const bytes = new Uint8Array(await readFile(path));
+  const session = await createSession(bytes, options.threads !== undefined ? { threads: options.threads } : undefined);
+  return serveModel(modelName(path), session, session.info, options.limits);
+}
+
+/**
+ * Load every `.opq` in `dir` (not recursive). Throws MODEL_LOAD_FAILED naming every file that
+ * failed and why, or if the folder holds no `.opq` at all.
+ */
+export async function loadModelDir(dir: string, options: LoadOptions = {}): Promise<ModelRegistry> {
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).filter((f) => f.toLowerCase().endsWith(".opq")).sort();
+  } catch (e) {
+    throw new ServerError(E.MODEL_LOAD_FAILED, `cannot read the models folder ${dir}: ${(e as Error).message}`, {}, { cause: e });
+  }
+  if (entries.length === 0) throw new ServerError(E.MODEL_LOAD_FAILED, `no .opq files in ${dir}`);
+  return loadModelFiles(entries.map((f) => join(dir, f)), options);
+}
+
+/** Load the given `.opq` files, all or none. */
+export async function loadModelFiles(paths: readonly string[], options: LoadOptions = {}): Promise<ModelRegistry> {
+  const loaded: ServedModel[] = [];
+  const failures: string[] = [];
+  for (const path of paths) {
+    try {
+      loaded.push(await loadModelFile(path, options));
+    } catch (e) {
+      const err = e as Error & { code?: unknown };
+      failures.push(`  ${path}: ${typeof err.code === "string" ? `[${err.code}] ` : ""}${err.message}`);
+    }
+  }
+  if (failures.length > 0) {
+    for (const m of loaded) await m.runner.dispose();
+    throw new ServerError(E.MODEL_LOAD_FAILED, `refusing to start: ${failures.length} of ${paths.length} model file(s) cannot be loaded:\n${failures.join("\n")}`);
+  }
+  return new ModelRegistry(loaded);
+}
