@@ -27,7 +27,7 @@ function mainUsage(): string {
 }
 
 function commandHelp(cmd: Command): string {
-  const opts = Object.entries(cmd.options).map(([k, o]) => `  --${k}${o.type === "string" ? " <value>" : ""}`);
+  const opts = Object.entries(cmd.options).map(([k, o]) => `  ${o.short ? `-${o.short}, ` : ""}--${k}${o.type === "string" ? " <value>" : ""}`);
   return [`opq ${cmd.name} – ${cmd.summary}`, "", "usage:", ...cmd.usage.split("\n").map((l) => `  opq ${l}`), "", "options:", ...opts, "  --json", "  --help"].join("\n");
 }
 
