@@ -195,10 +195,11 @@ export function compressModel(model: Model, options: CompressOptions = {}, onPro
     report = buildGmApotReport({ ...base, layers: gm, pruned: pruneInfo!.pruned, skippedConvs: pruneInfo!.skipped });
   }
   report.seconds = (performance.now() - t0) / 1000;
+  // Scalars only: anything per layer (size, nnz, step, table) is in the compressed tensors
+  // themselves, and a copy here would cost float64s that deflate cannot shrink (issue 2).
   const metadata: Record<string, unknown> = {
     method: o.method, targetSparsity: o.method === "opq" ? o.sparsity : o.filterRate, sparsity: report.sparsity, bits: o.bits,
     fp32Bytes, source, params,
-    layers: report.layers.map((l) => ({ name: l.name, opType: l.opType, params: l.params, sparsity: l.sparsity, bits: l.bits, step: l.step })),
   };
   return { opq: { model: out, compressed: tensors, metadata }, report };
 }

@@ -9,6 +9,8 @@ import { decode as msgpackDecode, encode as msgpackEncode } from "@msgpack/msgpa
 import { sharedPath } from "../cli/shared.ts";
 import { CODEC, decodeOpq, encodeOpq, OPQ_FORMAT_VERSION, PREAMBLE_BYTES } from "./container.ts";
 import { crc32 } from "./codecs/crc32.ts";
+import { inflateBytes } from "./codecs/deflate.ts";
+import { GRAPH_DICTIONARY_V1 } from "./codecs/graph-dictionary.ts";
 import { compressNaive, edgeCaseModel, mulberry32, syntheticTensor } from "./codecs/synthetic.ts";
 import { entropyBound } from "./entropy.ts";
 import { FormatError } from "./errors.ts";
@@ -94,6 +96,23 @@ describe("round trip", () => {
         expect(inspectOpq(buf.subarray(off)).fileBytes).toBe(bytes.length);
       }
     }
+  });
+
+  test("outputs named `${node}_output_${k}` go as nil and come back exactly", () => {
+    const m = edgeCaseModel();
+    const node = (name: string, outputs: string[]) => ({ opType: "Identity", domain: "", name, inputs: ["x"], outputs, attrs: {} });
+    m.model.graph.nodes.push(
+      node("/a/Split", ["/a/Split_output_0", "/a/Split_output_1", "", "other"]),
+      node("/b", ["/b_output_1", "/b_output_0"]),
+      node("", ["_output_0"]),
+    );
+    const bytes = encodeOpq(m);
+    expect(bitView(decodeOpq(bytes))).toEqual(bitView(m));
+    const g = inspectOpq(bytes).sections.find((s) => s.kind === "graph")!;
+    const dict = g.codec === "deflate+graph-dict-v1" ? GRAPH_DICTIONARY_V1 : undefined;
+    const content = g.codec === "raw" ? bytes.subarray(g.offset, g.offset + g.length) : inflateBytes(bytes.subarray(g.offset, g.offset + g.length), g.rawLength, dict);
+    const wireNodes = ((msgpackDecode(content) as unknown[][])[0]![3] as unknown[][])[1] as unknown[][];
+    expect(wireNodes.slice(-3).map((n) => n[4])).toEqual([[null, null, "", "other"], ["/b_output_1", "/b_output_0"], ["_output_0"]]);
   });
 
   test("an empty model round-trips", () => {

@@ -23,7 +23,9 @@
  *     here rather than in the header so it is deflated with the names it repeats):
  *       model   = [irVersion, [[domain, version], …], producerName, graph]
  *       graph   = [name, nodes, inputs, outputs, [[name, tensor], …] initializers, valueInfo | nil]
- *       node    = [opType, domain, name, inputs, outputs, [[name, attrType, value], …]]
+ *       node    = [opType, domain, name, inputs, outputs, [[name, attrType, value], …]];
+ *                 an output named `${name}_output_${k}` (k its position; the PyTorch exporter's
+ *                 naming) is nil when name ≠ ""
  *                 attrType as onnx.proto AttributeType: 1 float, 2 int, 3 string, 4 tensor,
  *                 5 graph, 6 floats, 7 ints, 8 strings. Floats are msgpack numbers; a −0 (which
  *                 msgpack would make 0) goes as float64 LE bin (8 bytes; for floats, all of them)
@@ -242,6 +244,14 @@ function attrToWire(a: AttrValue, kept: KeptWriter, depth: number, what: string)
   throw new FormatError(E.INVALID_ARGUMENT, `${what}: unknown attribute type`);
 }
 
+/**
+ * The name the PyTorch exporter gives output k of a node named `name`. On the wire such an output
+ * is nil (§5): it is rebuilt exactly, and it would otherwise repeat every node's name.
+ */
+function defaultOutputName(name: string, k: number): string {
+  return `${name}_output_${k}`;
+}
+
 function valueInfoToWire(v: ValueInfo): unknown[] {
   check(isStr(v.name) && ONNX_DTYPE[v.dtype] !== undefined && (v.shape === null || (Array.isArray(v.shape) && v.shape.every((d) => d === null || isStr(d) || isInt(d)))),
     E.INVALID_ARGUMENT, () => `value info ${v.name}: bad name, dtype or shape`);
@@ -256,7 +266,8 @@ function graphToWire(g: Graph, kept: KeptWriter, depth: number): unknown[] {
     check(isStr(n.opType) && isStr(n.domain) && isStr(n.name) && n.inputs.every(isStr) && n.outputs.every(isStr), E.INVALID_ARGUMENT,
       () => `node ${n.name}: op type, domain, name, inputs and outputs must be strings`);
     const attrs = Object.entries(n.attrs).map(([k, a]) => [k, ATTR_TYPE_ID[a.type], attrToWire(a, kept, depth, `${n.name}.${k}`)]);
-    return [n.opType, n.domain, n.name, n.inputs, n.outputs, attrs];
+    const outputs = n.outputs.map((o, k) => (n.name !== "" && o === defaultOutputName(n.name, k) ? null : o));
+    return [n.opType, n.domain, n.name, n.inputs, outputs, attrs];
   });
   return [g.name, nodes, g.inputs.map(valueInfoToWire), g.outputs.map(valueInfoToWire), inits, g.valueInfo ? g.valueInfo.map(valueInfoToWire) : null];
 }
@@ -504,7 +515,8 @@ function graphFromWire(v: unknown, kept: KeptReader, depth: number): Graph {
       const pairs = arr(attrs, `${what} attributes`).map((a) => { const [k, type, value] = arr(a, `${what} attribute`, 3); return [k, [type, value]]; });
       return {
         opType: str(opType, what), domain: str(domain, what), name: str(nodeName, what),
-        inputs: arr(ins, what).map((x) => str(x, what)), outputs: arr(outs, what).map((x) => str(x, what)),
+        inputs: arr(ins, what).map((x) => str(x, what)),
+        outputs: arr(outs, what).map((x, k) => (x === null && nodeName !== "" ? defaultOutputName(str(nodeName, what), k) : str(x, what))),
         attrs: record(pairs, `${what} attributes`, (av, k) => attrFromWire(av, kept, depth, `${what}.${k}`)),
       };
     }),

@@ -159,6 +159,10 @@ describe("hostile input", () => {
     // w.gap (2^22 elements, 2 non-zeros in a ~20-byte stream) claiming 2^22 non-zeros: refused
     // before 32 MB of indices and codes are allocated.
     expect(withGraph((w) => { const d = (w[tensors()] as unknown[][]).find((t) => t[0] === "w.gap")!; d[4] = 2 ** 22; })).toBe("TOO_LARGE");
+    // A nil output stands for `${name}_output_${k}`; an unnamed node has no such name.
+    const firstNode = (w: unknown[][]) => ((w[model()]![3] as unknown[])[1] as unknown[][])[0]!;
+    expect(withGraph((w) => { (firstNode(w)[4] as unknown[])[0] = null; })).toBe("ok");
+    expect(withGraph((w) => { firstNode(w)[2] = ""; (firstNode(w)[4] as unknown[])[0] = null; })).toBe("CORRUPT");
     // A kept tensor claiming 2^40 float32 elements: bounded by the KEPT section, not allocated.
     expect(withGraph((w) => { ((w[model()]![3] as unknown[])[4] as unknown[][])[0]![1] = [1, [2 ** 40]]; })).toBe("CORRUPT");
     // 100 000 nested subgraphs (msgpack written by hand: its encoder refuses such depth):

@@ -11,7 +11,7 @@ import { decode as decodeMsgpack } from "@msgpack/msgpack";
 import { RUNTIME_ERROR_CODES, type Tensor } from "../runtime/mod.ts";
 import { createApp, type OpqApp } from "./app.ts";
 import { ERROR_STATUS, SERVER_ERROR_CODES } from "./errors.ts";
-import { loadModelDir, ModelRegistry, type ServedModel } from "./registry.ts";
+import { type LayerSummary, loadModelDir, ModelRegistry, type ServedModel } from "./registry.ts";
 import { sampleInput } from "./samples.ts";
 import { FIXTURE_MODEL, type Fixture, floatBytes, Gate, gatedModel, loadFixtureRegistry, makeFixture, msgpackBody } from "./test-fixtures.ts";
 
@@ -116,14 +116,30 @@ describe("models", () => {
     expect(m.method).toBe("opq");
   });
 
-  test("GET /v1/models/:name adds the per-layer summary", async () => {
+  test("GET /v1/models/:name adds the per-layer summary, derived from the decoded tensors", async () => {
     const res = await opq.app.request(`/v1/models/${FIXTURE_MODEL}`);
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { name: string; layers: { name: string; opType: string; sparsity: number }[] };
+    const body = (await res.json()) as { name: string; layers: LayerSummary[] };
     expect(body.name).toBe(FIXTURE_MODEL);
-    const layers = fixture.opq.metadata.layers as { name: string }[];
-    expect(body.layers.map((l) => l.name)).toEqual(layers.map((l) => l.name));
-    expect(body.layers.every((l) => l.sparsity >= 0 && l.sparsity < 1)).toBe(true);
+    // The file keeps no per-layer list in its metadata; every row comes from the compressed tensors.
+    expect(fixture.opq.metadata.layers).toBeUndefined();
+    const tensors = fixture.opq.compressed;
+    expect(body.layers.map((l) => l.name)).toEqual(tensors.map((t) => t.name));
+    expect(body.layers.map((l) => l.opType)).toEqual([...Array(tensors.length - 1).fill("Conv"), "Gemm"]);
+    let nnz = 0, params = 0;
+    body.layers.forEach((l, i) => {
+      const t = tensors[i]!;
+      const size = t.dims.reduce((a, d) => a * d, 1);
+      expect(l).toEqual({
+        name: t.name, opType: l.opType, params: size, nnz: t.indices.length, sparsity: 1 - t.indices.length / size,
+        bits: Math.ceil(Math.log2(new Set(t.codes).size)), step: (t.codebook as { step: number }).step, tableSize: null,
+      });
+      expect(l.bits).toBeGreaterThanOrEqual(1);
+      nnz += l.nnz!;
+      params += l.params!;
+    });
+    // The rows add up to the model's stored sparsity (metadata keeps the scalar).
+    expect(1 - nnz / params).toBeCloseTo(fixture.opq.metadata.sparsity as number, 12);
   });
 
   test("unknown model is a 404 naming it", async () => {

@@ -8,7 +8,7 @@ export { DEFAULT_LIMITS, type ServerLimits, ServerState } from "./context.ts";
 export { describeError, ERROR_STATUS, type ErrorBody, type ErrorCode, SERVER_ERROR_CODES, ServerError, type ServerErrorCode } from "./errors.ts";
 export { listen, type ListenOptions, type RunningServer } from "./listen.ts";
 export { Metrics } from "./metrics.ts";
-export { DEFAULT_QUEUE_LIMITS, loadModelDir, loadModelFile, loadModelFiles, ModelRegistry, type ModelRunner, type ModelSummary, type ServedModel, serveModel, type SessionInfo } from "./registry.ts";
+export { DEFAULT_QUEUE_LIMITS, describeLayers, type LayerSummary, loadModelDir, loadModelFile, loadModelFiles, ModelRegistry, type ModelRunner, type ModelSummary, type ServedModel, serveModel, type SessionInfo } from "./registry.ts";
 export { type QueueLimits, WorkQueue } from "./queue.ts";
 export { DEFAULT_TOPK, type InferResponse, type TopKEntry } from "./routes/infer.ts";
 export { FMNIST_CLASSES, loadSampleBundle, type SampleBundle, sampleInput } from "./samples.ts";

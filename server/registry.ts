@@ -7,7 +7,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { Tensor, ValueInfo } from "../format/mod.ts";
+import { decodeOpq, type Graph, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { createSession } from "../runtime/mod.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
@@ -29,13 +29,28 @@ export interface SessionInfo {
   loadMs: number;
 }
 
-/** One layer as `GET /v1/models/:name` lists it. */
+/**
+ * One layer as `GET /v1/models/:name` lists it. For a `.opq` these are the compressed weights,
+ * read from the decoded tensors themselves (the file keeps no per-layer copy); for anything else,
+ * the planned layers with the numbers null.
+ */
 export interface LayerSummary {
+  /** The weight's initializer name (a compressed tensor), else the planned layer's name. */
   name: string;
+  /** Op type of the first node reading the weight ("" if none does). */
   opType: string;
+  /** Elements of the dense weight. */
   params: number | null;
+  /** Stored non-zeros. */
+  nnz: number | null;
+  /** 1 − nnz / params. */
   sparsity: number | null;
+  /** ⌈log2(distinct codes)⌉: bits a fixed-width code needs to tell the layer's stored codes apart (0 for one or none). */
   bits: number | null;
+  /** Quantization step Δ of a uniform codebook, else null. */
+  step: number | null;
+  /** Entries of a table codebook, else null. */
+  tableSize: number | null;
 }
 
 /** One model as `GET /v1/models` lists it. */
@@ -73,14 +88,41 @@ export const DEFAULT_QUEUE_LIMITS: QueueLimits = { concurrency: 1, maxQueue: 64,
 const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : null);
 const str = (v: unknown): string | null => (typeof v === "string" ? v : null);
 
-/** Describe a runner and the file it came from. */
-export function describeModel(name: string, runner: ModelRunner, info: SessionInfo): { summary: ModelSummary; layers: LayerSummary[] } {
+/** Op type of the first node reading each value, subgraphs included. */
+function readerOps(g: Graph, out = new Map<string, string>()): Map<string, string> {
+  for (const n of g.nodes) {
+    for (const i of n.inputs) if (!out.has(i)) out.set(i, n.opType);
+    for (const a of Object.values(n.attrs)) if (a.type === "graph") readerOps(a.value, out);
+  }
+  return out;
+}
+
+/** The per-layer summary of a decoded `.opq`: one row per compressed tensor, in file order. */
+export function describeLayers(opq: OpqModel): LayerSummary[] {
+  const ops = readerOps(opq.model.graph);
+  return opq.compressed.map((t) => {
+    const params = sizeOf(t.dims), nnz = t.indices.length, distinct = new Set(t.codes).size;
+    return {
+      name: t.name,
+      opType: ops.get(t.name) ?? "",
+      params,
+      nnz,
+      sparsity: params > 0 ? 1 - nnz / params : 0,
+      bits: distinct > 1 ? Math.ceil(Math.log2(distinct)) : 0,
+      step: t.codebook.kind === "uniform" ? t.codebook.step : null,
+      tableSize: t.codebook.kind === "table" ? t.codebook.values.length : null,
+    };
+  });
+}
+
+/**
+ * Describe a runner and the file it came from. `layers` is the per-layer summary of a decoded
+ * `.opq` (describeLayers); without it, the session's planned layers with null numbers.
+ */
+export function describeModel(name: string, runner: ModelRunner, info: SessionInfo, layers?: LayerSummary[]): { summary: ModelSummary; layers: LayerSummary[] } {
   const m = info.metadata;
   const fp32Bytes = num(m.fp32Bytes) ?? info.bytes;
-  const metaLayers = Array.isArray(m.layers) ? (m.layers as Record<string, unknown>[]) : null;
-  const layers: LayerSummary[] = metaLayers
-    ? metaLayers.map((l) => ({ name: String(l.name), opType: String(l.opType), params: num(l.params), sparsity: num(l.sparsity), bits: num(l.bits) }))
-    : info.layers.map((l) => ({ name: l.name, opType: l.opType, params: null, sparsity: null, bits: null }));
+  layers ??= info.layers.map((l) => ({ name: l.name, opType: l.opType, params: null, nnz: null, sparsity: null, bits: null, step: null, tableSize: null }));
   return {
     summary: {
       name,
@@ -100,12 +142,12 @@ export function describeModel(name: string, runner: ModelRunner, info: SessionIn
   };
 }
 
-/** Wrap a runner as a served model with its own queue. */
-export function serveModel(name: string, runner: ModelRunner, info: SessionInfo, limits: QueueLimits = DEFAULT_QUEUE_LIMITS): ServedModel {
+/** Wrap a runner as a served model with its own queue (`layers` as in describeModel). */
+export function serveModel(name: string, runner: ModelRunner, info: SessionInfo, limits: QueueLimits = DEFAULT_QUEUE_LIMITS, layers?: LayerSummary[]): ServedModel {
   const labels = Array.isArray(info.metadata.labels) && info.metadata.labels.every((l) => typeof l === "string")
     ? (info.metadata.labels as string[])
     : null;
-  return { ...describeModel(name, runner, info), labels, runner, queue: new WorkQueue(runner, limits) };
+  return { ...describeModel(name, runner, info, layers), labels, runner, queue: new WorkQueue(runner, limits) };
 }
 
 /** The models of one server, by name. */
@@ -148,11 +190,23 @@ export function modelName(path: string): string {
   return basename(path).replace(/\.opq$/i, "");
 }
 
-/** Load one `.opq` file with the runtime. */
+/**
+ * Load one `.opq` file with the runtime. The file is decoded once, here: the session is built
+ * from the decoded model and the per-layer summary read from its tensors.
+ */
 export async function loadModelFile(path: string, options: LoadOptions = {}): Promise<ServedModel> {
+  const t0 = performance.now();
   const bytes = new Uint8Array(await readFile(path));
-  const session = await createSession(bytes, options.threads !== undefined ? { threads: options.threads } : undefined);
-  return serveModel(modelName(path), session, session.info, options.limits);
+  let opq: OpqModel | undefined;
+  try {
+    opq = decodeOpq(bytes);
+  } catch {
+    // Not a valid .opq: createSession reads it as ONNX or throws the runtime's typed error.
+  }
+  const session = await createSession(opq ?? bytes, options.threads !== undefined ? { threads: options.threads } : undefined);
+  // Built from a decoded model, the session measures its weights; the file size is what we serve.
+  const info = { ...session.info, bytes: bytes.length, loadMs: performance.now() - t0 };
+  return serveModel(modelName(path), session, info, options.limits, opq ? describeLayers(opq) : undefined);
 }
 
 /**

@@ -158,21 +158,30 @@ export function broadcastShape(shapes: readonly (readonly number[])[], op = ""):
 
 /** For each element of `outDims`, the flat offset of the element of `dims` it reads (broadcast). */
 export function broadcastOffsets(dims: readonly number[], outDims: readonly number[]): Int32Array {
-  const n = sizeOf(outDims);
-  const off = new Int32Array(n);
   const rank = outDims.length;
   const inStrides = stridesOf(dims);
   const s = new Array<number>(rank).fill(0);
   for (let i = 0; i < dims.length; i++) s[rank - dims.length + i] = dims[i] === 1 ? 0 : inStrides[i]!;
+  return stridedOffsets(outDims, s);
+}
+
+/**
+ * For each element of `outDims` in row-major order, the flat source offset Σ idx[k]·strides[k]:
+ * one odometer walk shared by broadcasting (stride 0 on expanded axes) and Transpose (permuted strides).
+ */
+export function stridedOffsets(outDims: readonly number[], strides: readonly number[]): Int32Array {
+  const n = sizeOf(outDims);
+  const off = new Int32Array(n);
+  const rank = outDims.length;
   const idx = new Array<number>(rank).fill(0);
   let cur = 0;
   for (let i = 0; i < n; i++) {
     off[i] = cur;
     for (let k = rank - 1; k >= 0; k--) {
       idx[k]!++;
-      cur += s[k]!;
+      cur += strides[k]!;
       if (idx[k]! < outDims[k]!) break;
-      cur -= s[k]! * idx[k]!;
+      cur -= strides[k]! * idx[k]!;
       idx[k] = 0;
     }
   }

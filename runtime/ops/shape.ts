@@ -8,7 +8,7 @@
 import { allocData, type DType, ONNX_DTYPE, sizeOf, type Tensor, type TensorData } from "../../format/mod.ts";
 import {
   broadcastOffsets, broadcastShape, fromNumbers, int64Tensor, intList, isFloat, makeTensor, normAxis, numbers,
-  numberToHalf, stridesOf, variants,
+  numberToHalf, stridesOf, stridedOffsets, variants,
 } from "./elementwise.ts";
 import { type Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
 
@@ -82,21 +82,7 @@ export function transposeOffsets(dims: readonly number[], perm: readonly number[
   if (perm.length !== rank) throw new KernelError(`Transpose: perm length ${perm.length} != rank ${rank}`);
   const outDims = perm.map((p) => dims[p]!);
   const inStrides = stridesOf(dims);
-  const s = perm.map((p) => inStrides[p]!);
-  const n = sizeOf(outDims);
-  const offsets = new Int32Array(n);
-  const idx = new Array<number>(rank).fill(0);
-  let cur = 0;
-  for (let i = 0; i < n; i++) {
-    offsets[i] = cur;
-    for (let k = rank - 1; k >= 0; k--) {
-      idx[k]!++;
-      cur += s[k]!;
-      if (idx[k]! < outDims[k]!) break;
-      cur -= s[k]! * idx[k]!;
-      idx[k] = 0;
-    }
-  }
+  const offsets = stridedOffsets(outDims, perm.map((p) => inStrides[p]!));
   return { dims: outDims, offsets };
 }
 
