@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { sharedDir } from "../cli/shared.ts";
 import { compressModel } from "../compressor/mod.ts";
 import {
-  type CompressedTensor, decodeOpq, type Node, dequantize, encodeOpq, entropyBound, inspectOpq, type OpqModel, readOnnx, sizeOf, type WeightCodec,
+  type CompressedTensor, decodeOpq, type Node, dequantize, encodeOpq, entropyBound, inspectOpq, mulberry32, type OpqModel, readOnnx, sizeOf, type WeightCodec,
 } from "../format/mod.ts";
 
 /** ResNet-18 weight shapes (torchvision layout): stem, 4 stages of basic blocks, 1×1 downsamples, fc. */
@@ -25,16 +25,7 @@ const RESNET18_SHAPES: number[][] = [
   [1000, 512],
 ];
 
-/** mulberry32 PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = mulberry32;
 
 /**
  * Keep the largest `density` of |w|, quantize with one Δ per layer (OPQ Eq. 10) to signed

@@ -4,16 +4,9 @@ import { codebookValue, dequantize } from "../format/mod.ts";
 import { CompressError } from "./errors.ts";
 import { laplaceFit, laplacePrunedFraction, sortedMagnitudes } from "./laplace.ts";
 import { opqCompress, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
+import { mulberry32 } from "../format/mod.ts";
 
-/** Deterministic uniform [0, 1) (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** n Laplace(0, τ) samples. */
 function laplace(n: number, tau: number, seed: number): Float32Array {

@@ -11,3 +11,4 @@ export { type DecodeOptions, decodeOpq, type EncodeOptions, encodeOpq, OPQ_FORMA
 export { type InspectOptions, type OpqByteBreakdown, type OpqInspection, type OpqLayerRow, inspectOpq } from "./inspect.ts";
 export { type EntropyBound, entropyBound } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";
+export { mulberry32 } from "./prng.ts";

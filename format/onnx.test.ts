@@ -17,6 +17,7 @@ import type { Graph, Model, OpqModel, Tensor } from "./graph.ts";
 import { MAX_GRAPH_DEPTH, readOnnx, readTensorProto, readTensorProtoNamed } from "./onnx-reader.ts";
 import { toDenseModel, writeOnnx, writeTensorProto } from "./onnx-writer.ts";
 import { ProtoReader, ProtoWriter } from "./protobuf.ts";
+import { mulberry32 } from "./prng.ts";
 
 const model = (name: string) => new Uint8Array(readFileSync(sharedPath("models", name)));
 
@@ -38,15 +39,8 @@ function tensorProto(build: (w: ProtoWriter) => void): Uint8Array {
   return w.finish();
 }
 
-/** A deterministic PRNG (mulberry32), so a failing mutation can be replayed. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG, so a failing mutation can be replayed. */
+const rng = mulberry32;
 
 describe("protobuf wire format", () => {
   test("varints round-trip, negative int64 takes 10 bytes, 2^63 saturates to INT64_MAX", () => {

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Tensor } from "../../format/mod.ts";
+import { mulberry32, type Tensor } from "../../format/mod.ts";
 import { type Command, fmtBytes, formatTable, numberOption, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { isOpqPath, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
@@ -52,13 +52,8 @@ const BATCHES = [1, 8] as const;
 /** Deterministic float32 inputs in [-1, 1) (mulberry32), so both runtimes see identical data. */
 export function seededInput(dims: number[], seed: number): Tensor {
   const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-  let s = seed >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    data[i] = (((t ^ (t >>> 14)) >>> 0) / 2 ** 31) - 1;
-  }
+  const rand = mulberry32(seed);
+  for (let i = 0; i < data.length; i++) data[i] = rand() * 2 - 1;
   return { dtype: "float32", dims, data };
 }
 

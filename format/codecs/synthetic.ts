@@ -6,18 +6,9 @@
  */
 import type { CompressedTensor, Graph, Model, OpqModel, Tensor } from "../graph.ts";
 import { sizeOf } from "../graph.ts";
+import { mulberry32 } from "../prng.ts";
 
-/** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 /**
  * Keep the `density` fraction of largest-magnitude weights and quantize them uniformly with

@@ -7,21 +7,13 @@ import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { Attrs } from "../ops/types.ts";
 import type { AttrValue } from "../../format/mod.ts";
+import { mulberry32 } from "../../format/mod.ts";
 
 /** Max |fast - ref| allowed, relative to max(1, max |ref|), for float32 kernels that reorder sums. */
 export const FLOAT32_KERNEL_TOLERANCE = 1e-5;
 
-/** mulberry32: a small seeded uniform generator on [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1) stream (mulberry32). */
+export const seededRandom = mulberry32;
 
 /** A float32 tensor of uniform values in [-1, 1); `zeros` is the fraction forced to exactly 0. */
 export function randomTensor(rand: () => number, dims: number[], zeros = 0): Tensor {
