@@ -16,7 +16,9 @@ export function barChart(title: string, labels: string[], series: { name: string
   const W = Math.max(480, labels.length * 14 * series.length + 80), H = 220, left = 56, bottom = 24, top = 28;
   const f = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? undefined : opts.log ? (v > 0 ? Math.log10(v) : undefined) : v);
   const all = series.flatMap((s) => s.values.map(f)).filter((v): v is number => v !== undefined);
-  const hi = opts.max ?? (all.length ? Math.max(...all) : 1), lo = opts.log ? (all.length ? Math.min(...all) : 0) - 0.2 : 0;
+  // Log axes span whole decades, so every tick is a power of ten.
+  const hi = opts.max ?? (all.length ? (opts.log ? Math.ceil(Math.max(...all)) : Math.max(...all)) : 1);
+  const lo = opts.log ? (all.length ? Math.floor(Math.min(...all)) : 0) : 0;
   const y = (v: number) => top + (H - top - bottom) * (1 - (v - lo) / (hi - lo || 1));
   const gw = (W - left - 8) / Math.max(1, labels.length), bw = (gw * 0.8) / series.length;
   const bars = labels.flatMap((label, i) => series.map((s, k) => {
@@ -25,10 +27,11 @@ export function barChart(title: string, labels: string[], series: { name: string
     const x = left + i * gw + gw * 0.1 + k * bw;
     return `<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, y(lo) - y(v)).toFixed(1)}" fill="${COLORS[k % 3]}"><title>${esc(label)} ${esc(s.name)}: ${num(s.values[i])}</title></rect>`;
   }));
-  const ticks = [lo, (lo + hi) / 2, hi].map((v) => `<text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${opts.log ? "1e" + v.toFixed(1) : num(v, 2)}</text>`);
+  const tickAt = opts.log ? Array.from({ length: hi - lo + 1 }, (_, k) => lo + k) : [lo, (lo + hi) / 2, hi];
+  const ticks = tickAt.map((v) => `<text x="${left - 4}" y="${y(v) + 4}" text-anchor="end">${opts.log ? `1e${v}` : num(v, 2)}</text>`);
   const line = opts.line === undefined ? "" : `<line x1="${left}" x2="${W - 8}" y1="${y(opts.line)}" y2="${y(opts.line)}" stroke="#333" stroke-dasharray="4 3"/>`;
   const legend = series.map((s, k) => `<rect x="${left + k * 150}" y="6" width="10" height="10" fill="${COLORS[k % 3]}"/><text x="${left + k * 150 + 14}" y="15">${esc(s.name)}</text>`);
-  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-size="10" font-family="sans-serif">` +
+  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" style="max-width:100%;height:auto" font-size="10" font-family="sans-serif">` +
     `<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#999"/><line x1="${left}" x2="${W - 8}" y1="${y(lo)}" y2="${y(lo)}" stroke="#999"/>` +
     ticks.join("") + bars.join("") + line + legend.join("") +
     labels.map((_, i) => `<text x="${(left + i * gw + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${i}</text>`).join("") + `</svg></figure>`;
