@@ -12,6 +12,8 @@ import { sharedPath } from "../cli/shared.ts";
 import { type Dim, type Model, type Node, readOnnx, readTensorProtoNamed, type Tensor } from "../format/mod.ts";
 import { OpqRuntimeError } from "./errors.ts";
 import { planModel, resolveKernels } from "./planner.ts";
+import { OPS } from "./ops/registry.ts";
+import type { Kernel, OpVersion, Prepare } from "./ops/types.ts";
 import { runPlan } from "./session.ts";
 
 const node = (opType: string, inputs: string[], outputs: string[]): Node => ({ opType, domain: "", name: "", inputs, outputs, attrs: {} });
@@ -37,6 +39,51 @@ test("each intermediate is released right after its last reader; outputs never a
   const out = runPlan(plan, { x: { dtype: "float32", dims: [2], data: Float32Array.of(-1, 2) } }, () => live.push(0));
   expect(live.length).toBe(5);
   expect(Array.from(out.z!.data as Float32Array)).toEqual([1, Math.exp(0)].map(Math.fround));
+});
+
+test("prepare runs once at load for nodes with constant inputs; its state reaches every call of the kernel", () => {
+  // y = Scale(x, w) · w constant; z = Scale(y, y) · no constant input; q = Scale(x, bad) · prepare throws
+  const seen: unknown[] = [];
+  const prepared: { consts: (Tensor | undefined)[]; shapes: unknown }[] = [];
+  const scale: Kernel = (inputs, _attrs, ctx) => {
+    seen.push(ctx.prepared);
+    const [a, b] = inputs as Tensor[];
+    const bd = b!.data as Float32Array;
+    return [{ dtype: "float32", dims: a!.dims, data: (a!.data as Float32Array).map((v, i) => v * bd[i % bd.length]!) }];
+  };
+  const prepare: Prepare = (consts, _attrs, ctx) => {
+    if (consts[1]?.dims[0] === 3) throw new Error("cannot prepare this one");
+    prepared.push({ consts: [...consts], shapes: ctx.inputShapes });
+    return { factor: (consts[1]!.data as Float32Array)[0] };
+  };
+  const ops: Record<string, OpVersion[]> = { ...OPS, Scale: [{ since: 1, kernel: scale, prepare }] };
+  const w: Tensor = { dtype: "float32", dims: [1], data: Float32Array.of(3) };
+  const bad: Tensor = { dtype: "float32", dims: [3], data: Float32Array.of(1, 2, 3) };
+  const m: Model = {
+    irVersion: 8, opsetImports: [{ domain: "", version: 13 }], producerName: "",
+    graph: {
+      name: "g",
+      nodes: [node("Scale", ["x", "w"], ["y"]), node("Scale", ["y", "y"], ["z"]), node("Scale", ["x", "bad"], ["q"])],
+      inputs: [{ name: "x", dtype: "float32", shape: ["n"] }],
+      outputs: [{ name: "z", dtype: "float32", shape: null }, { name: "q", dtype: "float32", shape: null }],
+      initializers: { w, bad },
+    },
+  };
+  const plan = planModel(m, { ops });
+  expect(prepared).toEqual([{ consts: [undefined, w], shapes: [["n"], [1]] }]);
+  expect(plan.steps.map((s) => s.ctx.prepared)).toEqual([{ factor: 3 }, undefined, undefined]);
+  for (let i = 0; i < 2; i++) {
+    const out = runPlan(plan, { x: { dtype: "float32", dims: [3], data: Float32Array.of(1, 2, 3) } });
+    expect(Array.from(out.z!.data as Float32Array)).toEqual([9, 36, 81]);
+    expect(Array.from(out.q!.data as Float32Array)).toEqual([1, 4, 9]);
+  }
+  expect(prepared.length).toBe(1); // at load only, never per run
+  expect(seen).toEqual([{ factor: 3 }, undefined, undefined, { factor: 3 }, undefined, undefined]);
+  // the real Conv entry prepares at load too
+  const resnet = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "resnet20-fmnist.onnx"))));
+  const convs = planModel(resnet).steps.filter((s) => s.node.opType === "Conv");
+  expect(convs.length).toBeGreaterThan(0);
+  for (const c of convs) expect((c.ctx.prepared as { weight?: Tensor }).weight).toBe(resnet.graph.initializers[c.node.inputs[1]!]!);
 });
 
 /** Check every inferred shape of a run against the tensors produced; returns mismatches. */

@@ -9,7 +9,7 @@
  */
 import { type CompressedTensor, type Dim, type DType, DTYPE_BYTES, type Graph, type Model, type Node, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { convGeometry, convPath } from "./ops/conv.ts";
+import { convGeometry, convPath, type PreparedConv } from "./ops/conv.ts";
 import { sliceRange } from "./ops/shape.ts";
 import { OPS, resolveOp } from "./ops/registry.ts";
 import { Attrs, type Kernel, type KernelContext, type OpVersion } from "./ops/types.ts";
@@ -200,13 +200,14 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
   // Subgraphs see every name of this graph and of the graphs around it.
   const visible = new Set<string>([...outer, ...graph.inputs.map((v) => v.name), ...Object.keys(graph.initializers)]);
   for (const n of graph.nodes) for (const o of n.outputs) if (o !== "") visible.add(o);
+  const prepares = new Map<PlannedStep, NonNullable<OpVersion["prepare"]>>();
   let steps: PlannedStep[] = graph.nodes.map((node, i) => {
     const v = versions[i]!;
     const subs = graphAttrs(node);
     const subplans = subs.length
       ? Object.fromEntries(subs.map(([k, g]) => [k, planGraph(model, g, { ...options, compressed: undefined, outer: visible })]))
       : undefined;
-    return {
+    const step: PlannedStep = {
       node,
       name: node.name || `${node.opType}_${i}`,
       kernel: v.kernel,
@@ -217,6 +218,8 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
       reads: [...node.inputs, ...new Set(subs.flatMap(([, g]) => implicitInputs(g)))],
       subplans,
     };
+    if (v.prepare) prepares.set(step, v.prepare);
+    return step;
   });
 
   // One pass in graph order: fold nodes whose inputs are all constant (and Shape of a static
@@ -255,6 +258,7 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
       continue;
     }
     inferNode(s, shapes, dtypes, constants);
+    prepareStep(s, prepares.get(s), shapes, constants);
     s.path = layerPath(s, shapes, constants, compressed);
     kept.push(s);
   }
@@ -276,6 +280,24 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
 
   const peakIntermediateBytes = peakBytes(steps, shapes, dtypes);
   return { steps, constants, inputs, outputs: graph.outputs, shapes, dtypes, foldedNodes, compressed, peakIntermediateBytes };
+}
+
+/**
+ * Run the variant's load-time `prepare` on the node's constant inputs (its weights), if it has
+ * one and some input is constant. A prepare that throws leaves the step unprepared: the kernel
+ * then does the work per call, and reports bad inputs at run() as usual.
+ */
+function prepareStep(s: PlannedStep, prepare: OpVersion["prepare"], shapes: Map<string, Dim[]>, constants: Map<string, Tensor>): void {
+  if (!prepare) return;
+  const consts = s.node.inputs.map((n) => (n === "" ? undefined : constants.get(n)));
+  if (!consts.some((t) => t !== undefined)) return;
+  const inputShapes = s.node.inputs.map((n) => (n === "" ? undefined : shapes.get(n)));
+  try {
+    const state = prepare(consts, s.attrs, { opset: s.ctx.opset, threads: s.ctx.threads, inputShapes });
+    if (state !== undefined) s.ctx.prepared = state;
+  } catch {
+    // unprepared: see above
+  }
 }
 
 /** Walk the schedule: add each step's outputs, record the high-water mark, drop its releases. */
@@ -611,7 +633,8 @@ function layerPath(s: PlannedStep, shapes: Map<string, Dim[]>, constants: Map<st
     if (x && w && w.dtype === "float32" && x.every((d, i) => typeof d === "number" || i === 0)) {
       try {
         const dims = x.map((d) => (typeof d === "number" ? d : 1));
-        path = convPath(convGeometry(dims, w.dims, s.attrs), w.data as Float32Array) ?? "reference-conv";
+        const prepared = s.ctx.prepared as PreparedConv | undefined;
+        path = convPath(convGeometry(dims, w.dims, s.attrs), w.data as Float32Array, prepared?.weight === w ? prepared.zeros : undefined) ?? "reference-conv";
       } catch {
         path = "reference-conv";
       }

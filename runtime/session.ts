@@ -7,6 +7,7 @@
 import { readFile } from "node:fs/promises";
 import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
+import { BufferPool, recycle } from "./buffer-pool.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { type Plan, type PlannedStep, planModel } from "./planner.ts";
@@ -98,7 +99,9 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   let bytes: Uint8Array | undefined;
   if (typeof source === "string") {
     try {
-      bytes = new Uint8Array(await readFile(source));
+      // A view, not `new Uint8Array(buffer)`: that copies, doubling the file in memory at load.
+      const file = await readFile(source);
+      bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
     } catch (e) {
       throw invalidModel(e, `model file ${source}`);
     }
@@ -214,9 +217,36 @@ export type StepObserver = (step: PlannedStep, outputs: readonly Tensor[]) => vo
 /** Reads a value of an enclosing graph (subgraph runs). */
 export type OuterScope = (name: string) => Tensor | undefined;
 
-/** Run a plan on validated feeds (no validation here: tests and tools may call it directly). */
-export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope): Record<string, Tensor> {
+/** Buffers of a plan's constants (a released value sharing one is never recycled). */
+const constantBuffers = new WeakMap<Plan, Set<ArrayBufferLike>>();
+function constantBuffersOf(plan: Plan): Set<ArrayBufferLike> {
+  let set = constantBuffers.get(plan);
+  if (!set) {
+    set = new Set([...plan.constants.values()].map((t) => (t.data as { buffer?: ArrayBufferLike }).buffer).filter((b) => b !== undefined));
+    constantBuffers.set(plan, set);
+  }
+  return set;
+}
+
+/**
+ * Run a plan on validated feeds (no validation here: tests and tools may call it directly). With
+ * a `pool` (a session's), released float32 intermediates are recycled into kernel outputs; it is
+ * ignored with an observer (which may keep outputs) and in subgraphs (whose values may be views of
+ * enclosing ones).
+ */
+export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope, pool?: BufferPool): Record<string, Tensor> {
+  if (observe || outer) pool = undefined;
+  pool?.beginRun();
+  try {
+    return runSteps(plan, feeds, observe, outer, pool);
+  } finally {
+    pool?.endRun();
+  }
+}
+
+function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserver | undefined, outer: OuterScope | undefined, pool: BufferPool | undefined): Record<string, Tensor> {
   const env = new Map<string, Tensor>();
+  const alloc = pool ? (n: number) => pool.take(n) : undefined;
   for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
   const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n) ?? outer?.(n));
   for (const step of plan.steps) {
@@ -224,7 +254,8 @@ export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: Ste
     const ins = node.inputs.map(read);
     let outs: Tensor[];
     try {
-      outs = step.kernel(ins, step.attrs, step.subplans ? withSubgraphs(step, read) : step.ctx);
+      const ctx = step.subplans ? withSubgraphs(step, read) : step.ctx;
+      outs = step.kernel(ins, step.attrs, alloc ? { ...ctx, alloc } : ctx);
     } catch (e) {
       const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
       throw new OpqRuntimeError(
@@ -243,14 +274,22 @@ export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: Ste
       env.set(o, t);
     });
     observe?.(step, outs);
-    for (const r of step.release) env.delete(r);
+    const released: Tensor[] = [];
+    for (const r of step.release) {
+      const t = env.get(r);
+      if (t) released.push(t);
+      env.delete(r);
+    }
+    if (pool && released.length) recycle(released, env, constantBuffersOf(plan), pool);
   }
   const constData = new Set<unknown>([...plan.constants.values()].map((t) => t.data));
   const result: Record<string, Tensor> = {};
   for (const o of plan.outputs) {
     const t = read(o.name)!;
-    // Never hand out a buffer the plan keeps (a constant, or a view of one): callers may mutate results.
-    result[o.name] = constData.has(t.data) ? { dtype: t.dtype, dims: t.dims.slice(), data: t.data.slice() as Tensor["data"] } : t;
+    // Never hand out a buffer the plan keeps (a constant, or a view of one): callers may mutate
+    // results. Nor a view of a larger pooled block: it would keep the whole block alive.
+    const pooledView = pool !== undefined && t.data instanceof Float32Array && pool.isView(t.data);
+    result[o.name] = constData.has(t.data) || pooledView ? { dtype: t.dtype, dims: t.dims.slice(), data: t.data.slice() as Tensor["data"] } : t;
   }
   return result;
 }
@@ -277,6 +316,8 @@ class PlannedSession implements Session {
   readonly inputs: ValueInfo[];
   readonly outputs: ValueInfo[];
   #plan: Plan | undefined;
+  /** Released intermediates, reused by later steps and runs of this session. */
+  #pool = new BufferPool();
 
   constructor(plan: Plan, readonly info: SessionInfo) {
     this.#plan = plan;
@@ -289,7 +330,7 @@ class PlannedSession implements Session {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
       validateFeeds(plan.inputs, feeds);
-      return Promise.resolve(runPlan(plan, feeds));
+      return Promise.resolve(runPlan(plan, feeds, undefined, undefined, this.#pool));
     } catch (e) {
       return Promise.reject(e);
     }
@@ -297,5 +338,6 @@ class PlannedSession implements Session {
 
   dispose(): void {
     this.#plan = undefined;
+    this.#pool = new BufferPool();
   }
 }

@@ -39,7 +39,9 @@ export async function onnxBytesFor(path: string, bytes = new Uint8Array(readFile
 
 /** Open a model file with the named runtime, as an InferenceRunner. */
 export async function openRunner(path: string, runtime: RuntimeName, options: { threads?: number } = {}): Promise<InferenceRunner> {
-  const bytes = new Uint8Array(readFileSync(path));
+  // A view of the file, not `new Uint8Array(buffer)` (a copy): the bench's peak RSS would count the file twice.
+  const file = readFileSync(path);
+  const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
   if (runtime === "ort") return createOrtSession(await onnxBytesFor(path, bytes), options);
   const { createSession } = await import("../../runtime/mod.ts");
   return createSession(bytes, options);

@@ -62,6 +62,9 @@ export const command: Command = {
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
     const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight } });
+    // Loading decodes whole files and plans graphs; collect that garbage once before serving, so
+    // the resident size an operator sees at start is the steady one (Bun only: Deno has no API).
+    (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
     const server = await listen(opq, { port, hostname });
 
     const models = registry.list().map((m) => m.summary);

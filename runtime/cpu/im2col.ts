@@ -74,13 +74,13 @@ export function im2col(x: Float32Array, xOff: number, g: Window2d, col: Float32A
   }
 }
 
-/** First output index o ≥ 0 with `o·stride + offset ≥ 0`, at most `out` (validRange without the tuple). */
-function rangeStart(offset: number, stride: number, out: number): number {
+/** First output index o ≥ 0 with `o·stride + offset ≥ 0`, at most `out` (validRange without the tuple, so per-plane callers allocate nothing). */
+export function rangeStart(offset: number, stride: number, out: number): number {
   return offset >= 0 ? 0 : Math.min(out, Math.ceil(-offset / stride));
 }
 
 /** One past the last output index with `o·stride + offset < size`, within [start, out]. */
-function rangeEnd(offset: number, stride: number, size: number, out: number, start: number): number {
+export function rangeEnd(offset: number, stride: number, size: number, out: number, start: number): number {
   return size - offset <= 0 ? start : Math.max(start, Math.min(out, Math.ceil((size - offset) / stride)));
 }
 

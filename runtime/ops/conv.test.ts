@@ -8,7 +8,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import type { Tensor } from "../../format/mod.ts";
 import {
   conv, conv2dFast, convGeometry, isWinogradShape, convOutputShape, convPath, convReference, convTranspose,
-  convTransposeOutputShape, convTransposeReference, CONV_OPS, type ConvPath, resolvePads, windowOutputSize,
+  convTransposeOutputShape, convTransposeReference, CONV_OPS, type ConvPath, type PreparedConv, prepareConv, resolvePads,
+  windowOutputSize,
 } from "./conv.ts";
 import { ensureCpuWorkers, stopCpuWorkers } from "../cpu/worker-pool.ts";
 import { attrs, FLOAT32_KERNEL_TOLERANCE, randomTensor, relativeDiff, seededRandom, tensor, TEST_CONTEXT } from "../cpu/test-support.ts";
@@ -284,7 +285,86 @@ describe("threads: 2 (worker pool)", () => {
   });
 });
 
+describe("prepared Conv (weights transformed once at load) matches the unprepared kernel and the reference", () => {
+  const rand = seededRandom(29);
+  /** prepareConv as the planner calls it: the weight (and bias) constant, X's shape inferred. */
+  const prepare = (x: Tensor, w: Tensor, b: Tensor | undefined, at: ReturnType<typeof attrs>) =>
+    prepareConv([undefined, w, b], at, { opset: 13, threads: 1, inputShapes: [x.dims, w.dims, b?.dims] }) as PreparedConv;
+  /** A buffer source that hands out garbage (NaN), as a recycled buffer may hold. */
+  const dirtyAlloc = (n: number) => new Float32Array(n).fill(NaN);
+  for (let i = 0; i < 24; i++) {
+    const c = randomConvCase(rand);
+    // a third of the cases pruned, so the prepared CSR is exercised too
+    const x = randomTensor(rand, c.x), w = randomTensor(rand, c.w, i % 3 === 0 ? 0.7 : 0), b = c.bias ? randomTensor(rand, [c.w[0]!]) : undefined;
+    const at = attrs("Conv", c.a);
+    test(`case ${i}: X [${c.x}] W [${c.w}] ${JSON.stringify(c.a)}`, () => {
+      const state = prepare(x, w, b, at);
+      const ctx = { ...TEST_CONTEXT, prepared: state, alloc: dirtyAlloc };
+      const ref = run(convReference, [x, w, b], at);
+      const plain = run(conv, [x, w, b], at);
+      const prepared = conv([x, w, b], at, ctx)[0]!;
+      expect(relativeDiff(prepared, ref)).toBeLessThanOrEqual(FLOAT32_KERNEL_TOLERANCE);
+      expect(relativeDiff(prepared, plain)).toBe(0);
+    });
+  }
+  test("each path's prepared form is built and used: sparse CSR, Winograd U, 1×1 and im2col (zero fraction only)", () => {
+    const cases: [number[], number[], Record<string, number | number[] | string>, number, ConvPath, keyof PreparedConv | undefined][] = [
+      [[2, 16, 12, 10], [24, 16, 3, 3], { pads: [1, 1, 1, 1] }, 0.8, "im2col-sparse", "csr"],
+      [[1, 12, 9, 10], [18, 6, 3, 3], { group: 2, strides: [2, 1] }, 0.5, "im2col-sparse", "csr"],
+      [[2, 16, 16, 13], [24, 16, 3, 3], { pads: [1, 1, 1, 1] }, 0, "winograd", "winograd"],
+      [[1, 16, 18, 18], [32, 8, 3, 3], { group: 2, pads: [1, 0, 1, 2] }, 0, "winograd", "winograd"],
+      [[2, 16, 7, 9], [24, 16, 1, 1], {}, 0, "gemm-1x1", undefined],
+      [[1, 16, 11, 9], [24, 16, 3, 3], { strides: [2, 2] }, 0, "im2col-gemm", undefined],
+    ];
+    for (const [xd, wd, a, zeros, path, form] of cases) {
+      const x = randomTensor(rand, xd), w = randomTensor(rand, wd, zeros), b = randomTensor(rand, [wd[0]!]);
+      const at = attrs("Conv", a);
+      expect(convPath(convGeometry(x.dims, w.dims, at), w.data as Float32Array)).toBe(path);
+      const state = prepare(x, w, undefined, at);
+      expect(state.weight).toBe(w);
+      expect(state.zeros).toBeCloseTo(zeroFractionOf(w), 12);
+      if (form) expect(state[form]).toHaveLength(a.group as number ?? 1);
+      expect(state.csr !== undefined).toBe(form === "csr");
+      expect(state.winograd !== undefined).toBe(form === "winograd");
+      const ref = run(convReference, [x, w, b], at);
+      for (const bias of [b, undefined]) {
+        const want = bias ? ref : run(convReference, [x, w], at);
+        const got = conv([x, w, bias], at, { ...TEST_CONTEXT, prepared: state, alloc: dirtyAlloc })[0]!;
+        expect(relativeDiff(got, want)).toBeLessThanOrEqual(FLOAT32_KERNEL_TOLERANCE);
+      }
+    }
+  });
+  test("a state built from another weight is ignored, and a different input size still works", () => {
+    const at = attrs("Conv", { pads: [1, 1, 1, 1] });
+    const x = randomTensor(rand, [1, 16, 20, 20]), w = randomTensor(rand, [16, 16, 3, 3]), other = randomTensor(rand, [16, 16, 3, 3]);
+    const state = prepare(x, w, undefined, at);
+    expect(state.winograd).toBeDefined();
+    const ctx = { ...TEST_CONTEXT, prepared: state };
+    expect(relativeDiff(conv([x, other], at, ctx)[0]!, run(convReference, [x, other], at))).toBeLessThanOrEqual(FLOAT32_KERNEL_TOLERANCE);
+    // planned for 20×20 (Winograd); run at 6×6, where the kernel takes im2col-gemm instead
+    const small = randomTensor(rand, [2, 16, 6, 6]);
+    expect(relativeDiff(conv([small, w], at, ctx)[0]!, run(convReference, [small, w], at))).toBeLessThanOrEqual(FLOAT32_KERNEL_TOLERANCE);
+  });
+  test("prepareConv leaves what it cannot prepare: float64, 1-D, unknown input shape", () => {
+    const at = attrs("Conv", {});
+    const w64: Tensor = { dtype: "float64", dims: [4, 2, 3, 3], data: new Float64Array(72) };
+    expect(prepareConv([undefined, w64], at, { opset: 13, threads: 1, inputShapes: [[1, 2, 5, 5], w64.dims] })).toBeUndefined();
+    const w1 = randomTensor(rand, [4, 2, 3]);
+    expect(prepareConv([undefined, w1], at, { opset: 13, threads: 1, inputShapes: [[1, 2, 9], w1.dims] })).toBeUndefined();
+    const w = randomTensor(rand, [16, 16, 3, 3], 0.8);
+    const state = prepareConv([undefined, w], at, { opset: 13, threads: 1, inputShapes: [undefined, w.dims] }) as PreparedConv;
+    expect(state.csr).toBeUndefined();
+    expect(state.zeros).toBeGreaterThan(0.6);
+  });
+});
+
+function zeroFractionOf(t: Tensor): number {
+  const d = t.data as Float32Array;
+  return d.filter((v) => v === 0).length / d.length;
+}
+
 test("CONV_OPS registers the fast kernels", () => {
+  expect(CONV_OPS.Conv![0]!.prepare).toBe(prepareConv);
   expect(CONV_OPS.Conv![0]!.kernel).toBe(conv);
   expect(CONV_OPS.ConvTranspose![0]!.kernel).toBe(convTranspose);
 });

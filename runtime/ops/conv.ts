@@ -10,16 +10,18 @@
  *   gemm-1x1      1×1 stride 1 unpadded: X is already the GEMM operand
  *   im2col-gemm   everything else: im2col + the blocked GEMM of cpu/sgemm.ts
  * (dense GEMMs split across worker threads when `ctx.threads > 1` and a pool was started).
- * Float64, 3-D and other cases run the reference.
+ * Float64, 3-D and other cases run the reference. `prepareConv` (the op table's load-time hook)
+ * computes the weights' zero fraction and, for the path the planned shapes take, the CSR or
+ * Winograd-transformed weights once, instead of on every call.
  * @module
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
+import { Attrs, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare } from "./types.ts";
 import { matrixView, sgemm } from "../cpu/sgemm.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
 import { convPlaneDirect } from "../cpu/direct-conv.ts";
-import { csrFromDense, spmmAdd, SPARSE_MIN_ZEROS, SPARSE_MIN_ZEROS_OVER_WINOGRAD, zeroFraction } from "../cpu/sparse.ts";
+import { type CsrMatrix, csrFromDense, spmmAdd, SPARSE_MIN_ZEROS, SPARSE_MIN_ZEROS_OVER_WINOGRAD, zeroFraction } from "../cpu/sparse.ts";
 import { cpuWorkers, MIN_PARALLEL_MACS } from "../cpu/worker-pool.ts";
 import { winogradConv3x3, winogradWeights } from "../cpu/winograd.ts";
 
@@ -296,18 +298,24 @@ function scratch(n: number): Float32Array {
 /** Which fast path `conv` takes for a float32 2-D convolution. */
 export type ConvPath = "direct" | "gemm-1x1" | "im2col-gemm" | "im2col-sparse" | "winograd";
 
-/** The fast path for these shapes and weights (`undefined`: the reference). Exported for tests and the benchmark. */
-export function convPath(g: ConvGeometry, w: Float32Array): ConvPath | undefined {
+/**
+ * The fast path for these shapes and weights (`undefined`: the reference). `zeros` is the weights'
+ * zero fraction when already known (a prepared Conv); else it is counted here. Exported for tests
+ * and the benchmark.
+ */
+export function convPath(g: ConvGeometry, w: Float32Array, zeros?: number): ConvPath | undefined {
   if (g.inSpatial.length !== 2) return undefined;
   const cg = g.inChannels / g.group;
   if (cg === 1 && g.outChannels / g.group <= 4) return "direct";
   const kk = g.kernel[0]! * g.kernel[1]!;
   // Winograd halves the multiply-adds, but its weight transform (16·M·C scattered writes per call)
   // only pays off over enough tiles: bench 56×56 and 28×28 ~1.8×, 14×14 ~1.4× faster, 7×7 slower.
+  // (Measured with the transform per call; a session now does it once at load, see prepareConv,
+  // so the 7×7 case deserves a re-measure, weighed against U's 16/9× the weight's memory.)
   const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
   const winograd = isWinogradShape(g) && cg >= 8 && g.outChannels / g.group >= 8 && tiles >= 32;
   // Zero fraction over the whole weight: cheap next to the convolution (1/P of its work).
-  if (cg * kk >= 16 && zeroFraction(w) >= (winograd ? SPARSE_MIN_ZEROS_OVER_WINOGRAD : SPARSE_MIN_ZEROS)) return "im2col-sparse";
+  if (cg * kk >= 16 && (zeros ?? zeroFraction(w)) >= (winograd ? SPARSE_MIN_ZEROS_OVER_WINOGRAD : SPARSE_MIN_ZEROS)) return "im2col-sparse";
   if (winograd) return "winograd";
   return isPointwise(g) ? "gemm-1x1" : "im2col-gemm";
 }
@@ -324,16 +332,60 @@ function isPointwise(g: ConvGeometry): boolean {
 }
 
 /**
+ * What `prepareConv` derives from a float32 Conv weight at load. Each form is per group and
+ * independent of the input's size, so it serves any input the weight is used with.
+ */
+export interface PreparedConv {
+  /** The weight the state was built from: the kernel uses the state only for this very tensor. */
+  weight: Tensor;
+  /** Fraction of exact zeros in the weight (picks the sparse path without rescanning it). */
+  zeros: number;
+  /** k-blocked CSR per group, when the planned shapes take the im2col-sparse path. */
+  csr?: CsrMatrix[];
+  /** Winograd U = G g Gᵀ per group, when the planned shapes take the winograd path. */
+  winograd?: Float32Array[];
+}
+
+/**
+ * Conv's load-time hook: for a constant float32 2-D weight, its zero fraction, plus the sparse or
+ * Winograd form of the path the planned input shape takes (only that one: each form costs memory
+ * beside the dense weight). A symbolic batch counts as 1; the path does not depend on it.
+ */
+export const prepareConv: Prepare = (constInputs, attrs, ctx): PreparedConv | undefined => {
+  const w = constInputs[1];
+  if (!w || w.dtype !== "float32" || w.dims.length !== 4) return undefined;
+  const wd = w.data as Float32Array;
+  const state: PreparedConv = { weight: w, zeros: zeroFraction(wd) };
+  const x = ctx.inputShapes[0];
+  if (!x || x.length !== 4 || !x.every((d, i) => typeof d === "number" || i === 0)) return state;
+  const g = convGeometry(x.map((d) => (typeof d === "number" ? d : 1)), w.dims, attrs);
+  const path = convPath(g, wd, state.zeros);
+  const mg = g.outChannels / g.group, cg = g.inChannels / g.group, kRows = cg * g.kernel[0]! * g.kernel[1]!;
+  const groups = Array.from({ length: g.group }, (_, grp) => grp);
+  if (path === "im2col-sparse") state.csr = groups.map((grp) => csrFromDense(wd, mg, kRows, grp * mg * kRows));
+  if (path === "winograd") state.winograd = groups.map((grp) => winogradWeights(wd, grp * mg * kRows, mg, cg));
+  return state;
+};
+
+/** Extras of conv2dFast: prepared weight forms, and where the output buffer comes from. */
+export interface Conv2dExtras {
+  prepared?: PreparedConv;
+  alloc?: KernelContext["alloc"];
+}
+
+/**
  * Float32 2-D Conv through the path `convPath` picks (or a forced one, for tests and benches).
  * With `threads > 1` and a started worker pool (cpu/worker-pool.ts), large dense GEMMs are split
- * across threads.
+ * across threads. A `prepared` state built from another weight is ignored.
  */
-export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvGeometry, path: ConvPath, threads = 1): Tensor {
+export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvGeometry, path: ConvPath, threads = 1, extras: Conv2dExtras = {}): Tensor {
   const xd = x.data as Float32Array, wd = w.data as Float32Array, bd = b?.data as Float32Array | undefined;
   const cg = g.inChannels / g.group, mg = g.outChannels / g.group;
   const win = window2d(g, cg);
   const inPlane = win.inH * win.inW, p = win.outH * win.outW, kRows = cg * win.kH * win.kW;
-  const y = new Float32Array(g.batch * g.outChannels * p);
+  const prepared = extras.prepared?.weight === w ? extras.prepared : undefined;
+  const size = g.batch * g.outChannels * p;
+  const y = extras.alloc ? extras.alloc(size) : new Float32Array(size);
   if (path === "direct") {
     if (cg !== 1) throw new KernelError("Conv: the direct path needs one input channel per group");
     for (let n = 0; n < g.batch; n++) {
@@ -347,7 +399,7 @@ export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvG
   if (path === "winograd") {
     if (!isWinogradShape(g)) throw new KernelError("Conv: the winograd path needs a 3×3 kernel with stride 1 and dilation 1");
     for (let grp = 0; grp < g.group; grp++) {
-      const u = winogradWeights(wd, grp * mg * kRows, mg, cg);
+      const u = prepared?.winograd?.[grp] ?? winogradWeights(wd, grp * mg * kRows, mg, cg);
       for (let n = 0; n < g.batch; n++) {
         winogradConv3x3(xd, (n * g.inChannels + grp * cg) * inPlane, u, bd, grp * mg, mg, win, y, (n * g.outChannels + grp * mg) * p, threads);
       }
@@ -358,6 +410,8 @@ export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvG
     for (let n = 0; n < g.batch; n++) {
       for (let m = 0; m < g.outChannels; m++) y.fill(bd[m]!, (n * g.outChannels + m) * p, (n * g.outChannels + m + 1) * p);
     }
+  } else if (extras.alloc && path === "im2col-sparse") {
+    y.fill(0); // the sparse product accumulates into y; a recycled buffer is not zeroed
   }
   if ((path === "gemm-1x1" || path === "im2col-gemm") && threads > 1 && mg * p * kRows >= MIN_PARALLEL_MACS) {
     if (conv2dThreaded(xd, wd, bd, g, win, path, threads, y)) return { dtype: "float32", dims: [g.batch, g.outChannels, win.outH, win.outW], data: y };
@@ -365,7 +419,8 @@ export function conv2dFast(x: Tensor, w: Tensor, b: Tensor | undefined, g: ConvG
   // A stride-1 unpadded 1×1 convolution's im2col is X itself.
   const noUnfold = isPointwise(g);
   const col = noUnfold ? xd : scratch(kRows * p);
-  const csr = path === "im2col-sparse" ? Array.from({ length: g.group }, (_, grp) => csrFromDense(wd, mg, kRows, grp * mg * kRows)) : [];
+  const csr = path !== "im2col-sparse" ? [] : prepared?.csr ??
+    Array.from({ length: g.group }, (_, grp) => csrFromDense(wd, mg, kRows, grp * mg * kRows));
   for (let n = 0; n < g.batch; n++) {
     for (let grp = 0; grp < g.group; grp++) {
       const xOff = (n * g.inChannels + grp * cg) * inPlane;
@@ -417,12 +472,13 @@ export const conv: Kernel = (inputs, attrs, ctx) => {
   if (g.inSpatial.length === 1) {
     // 1-D runs as 2-D with a unit height: same data, one more dimension.
     const g2 = liftGeometry(g);
-    const y = conv2dFast(lift(x), lift(w), b, g2, convPath(g2, w.data as Float32Array)!, ctx.threads);
+    const y = conv2dFast(lift(x), lift(w), b, g2, convPath(g2, w.data as Float32Array)!, ctx.threads, { alloc: ctx.alloc });
     return [{ ...y, dims: [g.batch, g.outChannels, g.outSpatial[0]!] }];
   }
-  const path = convPath(g, w.data as Float32Array);
+  const prepared = (ctx.prepared as PreparedConv | undefined)?.weight === w ? ctx.prepared as PreparedConv : undefined;
+  const path = convPath(g, w.data as Float32Array, prepared?.zeros);
   if (!path) return convReference(inputs, attrs, ctx);
-  return [conv2dFast(x, w, b, g, path, ctx.threads)];
+  return [conv2dFast(x, w, b, g, path, ctx.threads, { prepared, alloc: ctx.alloc })];
 };
 
 /** A 1-D tensor `[N, C, L]` viewed as `[N, C, 1, L]` (no copy). */
@@ -522,6 +578,6 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
 
 /** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
 export const CONV_OPS: Record<string, OpVersion[]> = {
-  Conv: [{ since: 1, kernel: conv }],
+  Conv: [{ since: 1, kernel: conv, prepare: prepareConv }],
   ConvTranspose: [{ since: 1, kernel: convTranspose }],
 };

@@ -277,7 +277,7 @@ const clipKernel = (since: number): Kernel => (inputs, attrs, ctx) => {
   }
   if (x.dtype === "float32") {
     // The hot path of ReLU6 networks: a dedicated loop (a shared loop calling a closure is megamorphic).
-    const src = x.data as Float32Array, out = new Float32Array(src.length);
+    const src = x.data as Float32Array, out = ctx.alloc ? ctx.alloc(src.length) : new Float32Array(src.length);
     for (let i = 0; i < src.length; i++) { const v = src[i]!; out[i] = v < lo ? lo : v > hi ? hi : v; }
     return [makeTensor("float32", x.dims.slice(), out)];
   }
@@ -288,7 +288,7 @@ const clipKernel = (since: number): Kernel => (inputs, attrs, ctx) => {
 const reluKernel: Kernel = (inputs, attrs, ctx) => {
   const x = inputs[0]!;
   if (x.dtype !== "float32") return unaryKernel((v) => (v > 0 ? v : 0))(inputs, attrs, ctx);
-  const src = x.data as Float32Array, out = new Float32Array(src.length);
+  const src = x.data as Float32Array, out = ctx.alloc ? ctx.alloc(src.length) : new Float32Array(src.length);
   for (let i = 0; i < src.length; i++) { const v = src[i]!; out[i] = v > 0 ? v : 0; }
   return [makeTensor("float32", x.dims.slice(), out)];
 };
@@ -516,7 +516,7 @@ const arith = (f: (d: DType, a: Attrs) => BinaryFn, fast?: F32Loop): OpVersion[]
     ? (inputs, attrs, ctx) => {
       const a = inputs[0]!, b = inputs[1]!;
       if (a.dtype === "float32" && b.dtype === "float32" && sameDims(a.dims, b.dims)) {
-        const out = new Float32Array(a.data.length);
+        const out = ctx.alloc ? ctx.alloc(a.data.length) : new Float32Array(a.data.length);
         fast(a.data as Float32Array, b.data as Float32Array, out);
         return [makeTensor("float32", a.dims.slice(), out)];
       }

@@ -95,6 +95,9 @@ describe("2-D kernels match the references", () => {
       const x = randomTensor(rand, [2, 3, 11, 10]);
       const at = attrs("MaxPool", a);
       expect(relativeDiff(maxPool([x], at, { ...TEST_CONTEXT, outputCount: 1 })[0]!, maxPoolReference([x], at, TEST_CONTEXT)[0]!)).toBe(0);
+      // into a recycled (dirty) output buffer, as a session's pool hands out
+      const dirty = { ...TEST_CONTEXT, outputCount: 1, alloc: (n: number) => new Float32Array(n).fill(NaN) };
+      expect(relativeDiff(maxPool([x], at, dirty)[0]!, maxPoolReference([x], at, TEST_CONTEXT)[0]!)).toBe(0);
     }
   });
   test("MaxPool returns Indices only when the node declares them", () => {

@@ -275,14 +275,15 @@ function pool2d(
  * unrolled with ternary maxima (no data-dependent branches), border windows go through the
  * per-axis bounds. The ResNet stem pool and VGG's 2×2/2 pools take this path.
  */
-function maxPool2dSmall(xd: PoolArray, g: PoolGeometry): PoolArray {
+function maxPool2dSmall(xd: PoolArray, g: PoolGeometry, out?: PoolArray): PoolArray {
   const [inH, inW] = g.inSpatial as [number, number];
   const [outH, outW] = g.outSpatial as [number, number];
   const [sh, sw] = g.strides as [number, number];
   const [pt, pl] = g.pads as [number, number];
   const k = g.kernel[0]!;
   const rows = axisWindows(g, 0), cols = axisWindows(g, 1);
-  const y = like(xd, g.batch * g.channels * outH * outW);
+  // Every output is written below, so a recycled buffer (ctx.alloc) needs no zeroing.
+  const y = out ?? like(xd, g.batch * g.channels * outH * outW);
   // Interior outputs: the whole window lies inside the input.
   const oy0 = Math.min(outH, Math.ceil(pt / sh)), oy1 = Math.max(oy0, Math.min(outH, Math.floor((inH - k + pt) / sh) + 1));
   const ox0 = Math.min(outW, Math.ceil(pl / sw)), ox1 = Math.max(ox0, Math.min(outW, Math.floor((inW - k + pl) / sw) + 1));
@@ -339,7 +340,8 @@ function maxPoolWith(features: PoolFeatures): Kernel {
     const wantIndices = ctx.outputCount === undefined || ctx.outputCount > 1;
     const indices = wantIndices ? new BigInt64Array(sizeOf(dims)) : undefined;
     const small = g.kernel[0] === g.kernel[1] && (g.kernel[0] === 2 || g.kernel[0] === 3) && g.dilations.every((d) => d === 1);
-    const y = !indices && small ? maxPool2dSmall(xd, g) : pool2d(xd, g, "max", indices, attrs.int("storage_order", 0) === 1);
+    const buffer = !indices && small && xd instanceof Float32Array && ctx.alloc ? ctx.alloc(sizeOf(dims)) : undefined;
+    const y = !indices && small ? maxPool2dSmall(xd, g, buffer) : pool2d(xd, g, "max", indices, attrs.int("storage_order", 0) === 1);
     const out: Tensor[] = [{ dtype: x!.dtype, dims, data: y }];
     if (indices) out.push({ dtype: "int64", dims, data: indices });
     return out;

@@ -5,7 +5,7 @@
  * attribute parsing and shape logic, so keep shape math in exported helpers, not inside loops.
  * @module
  */
-import type { AttrValue, Tensor } from "../../format/mod.ts";
+import type { AttrValue, Dim, Tensor } from "../../format/mod.ts";
 
 /** Typed access to a node's attributes with ONNX defaults. */
 export class Attrs {
@@ -47,7 +47,35 @@ export interface KernelContext {
    * bound by the runtime. Present only for nodes that have graph attributes.
    */
   runGraph?: (attr: string, feeds: readonly Tensor[]) => Tensor[];
+  /** What the variant's `prepare` built for this node at load (see OpVersion.prepare); absent if it has none. */
+  prepared?: PreparedState;
+  /**
+   * A float32 buffer of `length` elements for an output, possibly recycled from an intermediate
+   * the session has released (contents unspecified: zero it if the kernel accumulates). Absent
+   * when the caller runs the kernel directly; kernels then allocate as usual.
+   */
+  alloc?: (length: number) => Float32Array;
 }
+
+/** Whatever a kernel's `prepare` derives from its constant inputs (packed or transformed weights); opaque to the runtime. */
+export type PreparedState = unknown;
+
+/** What `prepare` may know at load beyond the constant inputs. */
+export interface PrepareContext {
+  opset: number;
+  threads: number;
+  /** Inferred shape of each input, where the planner knows it (symbolic dims such as a dynamic batch stay names). */
+  inputShapes: readonly (readonly Dim[] | undefined)[];
+}
+
+/**
+ * Load-time work of a kernel: called once by the planner for a node with at least one constant
+ * input (its weights), with those inputs in node order (`undefined` for inputs computed at run
+ * time). The result reaches every call of the kernel as `ctx.prepared`. The kernel must return
+ * the same outputs with or without it, and must use it only for the constant tensors it was built
+ * from (check identity: a subgraph or a test may call the kernel with other tensors).
+ */
+export type Prepare = (constInputs: readonly (Tensor | undefined)[], attrs: Attrs, ctx: PrepareContext) => PreparedState;
 
 /**
  * A kernel: inputs in node order (`undefined` for an omitted optional input), attributes,
@@ -59,4 +87,6 @@ export type Kernel = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, ctx
 export interface OpVersion {
   since: number;
   kernel: Kernel;
+  /** Optional: packs or transforms constant inputs once at load, so the kernel does not on every call. */
+  prepare?: Prepare;
 }
