@@ -210,6 +210,7 @@ export function compressModel(model: Model, options: CompressOptions = {}, onPro
 /** Encode a compressModel result to `.opq` bytes and add the file's real costs to its report. */
 export function encodeCompressed(result: { opq: OpqModel; report: CompressReport }, options?: EncodeOptions): Uint8Array {
   const bytes = encodeOpq(result.opq, options);
-  addFileStats(result.report, inspectOpq(bytes));
+  // The report needs each layer's stored bytes, not the other codec's sizes: skip re-encoding.
+  addFileStats(result.report, inspectOpq(bytes, { compare: false }));
   return bytes;
 }
