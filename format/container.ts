@@ -69,6 +69,15 @@ import { decodePairStream, encodePairStream } from "./codecs/rans.ts";
 
 /** "OPQ\0". */
 export const OPQ_MAGIC: Uint8Array = new Uint8Array([0x4f, 0x50, 0x51, 0x00]);
+
+/**
+ * True if the bytes claim to be a `.opq` ("OPQ" prefix). Only three bytes are looked at, so a
+ * file damaged in the fourth still goes to decodeOpq, which says what is wrong (BAD_MAGIC),
+ * rather than to an ONNX parser.
+ */
+export function isOpqBytes(bytes: Uint8Array): boolean {
+  return bytes.length >= 3 && bytes[0] === OPQ_MAGIC[0] && bytes[1] === OPQ_MAGIC[1] && bytes[2] === OPQ_MAGIC[2];
+}
 /** The format version this build writes and reads. */
 export const OPQ_FORMAT_VERSION = 1;
 /** Bytes before the header. */

@@ -52,14 +52,6 @@ export interface SessionOptions {
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
 
-/** The four magic bytes of a `.opq` file start with "OPQ". */
-const OPQ_MAGIC = [0x4f, 0x50, 0x51];
-
-/** True if the bytes start with the `.opq` magic. */
-export function isOpqBytes(bytes: Uint8Array): boolean {
-  return bytes.length >= 3 && OPQ_MAGIC.every((b, i) => bytes[i] === b);
-}
-
 const isOpqModel = (x: unknown): x is OpqModel =>
   typeof x === "object" && x !== null && "model" in x && "compressed" in x && Array.isArray((x as OpqModel).compressed);
 const isModel = (x: unknown): x is Model => typeof x === "object" && x !== null && "graph" in x && "opsetImports" in x;
@@ -112,7 +104,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   let model: Model;
   try {
     if (bytes) {
-      if (isOpqBytes(bytes)) opq = format.decodeOpq(bytes);
+      if (format.isOpqBytes(bytes)) opq = format.decodeOpq(bytes);
       else model = format.readOnnx(bytes);
     } else if (isOpqModel(source)) opq = source;
     else if (isModel(source)) model = source;
