@@ -4,7 +4,8 @@
  * @module
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { percentile, requestInit, runLoad, serverRss, serverSnapshot, summarise } from "../cli/commands/bench-http.ts";
+import { percentile } from "../cli/common.ts";
+import { requestInit, runLoad, serverRss, serverSnapshot, summarise } from "../cli/commands/bench-http.ts";
 import { createApp } from "./app.ts";
 import { listen, type RunningServer } from "./listen.ts";
 import { sampleInput } from "./samples.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { type Command, fmtBytes, formatTable, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { type Command, fmtBytes, formatTable, numberOption, percentile, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
 import { DEFAULT_SAMPLES } from "./serve.ts";
 
@@ -41,12 +41,6 @@ export interface LoadResult {
   /** Images per second (throughput · batch). */
   imagesPerSecond: number;
   latencyMs: LatencySummary;
-}
-
-/** Nearest-rank percentile of sorted values. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
 }
 
 /** Summarise latencies (ms). */

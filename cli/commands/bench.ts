@@ -14,7 +14,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { mulberry32, type Tensor } from "../../format/mod.ts";
-import { type Command, fmtBytes, formatTable, numberOption, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { type Command, fmtBytes, formatTable, numberOption, percentile, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { isOpqPath, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
 
@@ -55,10 +55,6 @@ export function seededInput(dims: number[], seed: number): Tensor {
   const rand = mulberry32(seed);
   for (let i = 0; i < data.length; i++) data[i] = rand() * 2 - 1;
   return { dtype: "float32", dims, data };
-}
-
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 /** Peak RSS: VmHWM from /proc when readable, else undefined. */
