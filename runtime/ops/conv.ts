@@ -18,6 +18,7 @@
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { Attrs, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare } from "./types.ts";
+import { stridesOf } from "./elementwise.ts";
 import { matrixView, sgemm } from "../cpu/sgemm.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
 import { convPlaneDirect } from "../cpu/direct-conv.ts";
@@ -100,7 +101,8 @@ export interface ConvGeometry {
   pads: number[];
 }
 
-function spatialAttr(attrs: Attrs, name: string, k: number, fallback: number): number[] {
+/** A per-spatial-axis ints attribute (strides, dilations, ...): `k` values, `fallback` each when absent. */
+export function spatialAttr(attrs: Attrs, name: string, k: number, fallback: number): number[] {
   const v = attrs.ints(name, new Array<number>(k).fill(fallback));
   if (v.length !== k) throw new KernelError(`${attrs.opType}: ${name} has ${v.length} values, expected ${k}`);
   return v;
@@ -218,16 +220,8 @@ function floatLike(like: Tensor, n: number): FloatArray {
   throw new KernelError(`unsupported dtype ${like.dtype} (float32 and float64 only)`);
 }
 
-/** Row-major strides of a shape. */
-function stridesOf(dims: readonly number[]): number[] {
-  const s = new Array<number>(dims.length);
-  let acc = 1;
-  for (let i = dims.length - 1; i >= 0; i--) { s[i] = acc; acc *= dims[i]!; }
-  return s;
-}
-
 /** Unravel a flat row-major index into `out`. */
-function unravel(flat: number, dims: readonly number[], out: number[]): void {
+export function unravel(flat: number, dims: readonly number[], out: number[]): void {
   for (let i = dims.length - 1; i >= 0; i--) { out[i] = flat % dims[i]!; flat = Math.floor(flat / dims[i]!); }
 }
 

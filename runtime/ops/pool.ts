@@ -13,7 +13,7 @@
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
-import { readAutoPad, resolvePads, windowOutputSize } from "./conv.ts";
+import { readAutoPad, resolvePads, spatialAttr, unravel, windowOutputSize } from "./conv.ts";
 
 type PoolArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 
@@ -34,12 +34,6 @@ export interface PoolGeometry {
 export interface PoolFeatures {
   ceilMode: boolean;
   dilations: boolean;
-}
-
-function spatialAttr(attrs: Attrs, name: string, k: number, fallback: number): number[] {
-  const v = attrs.ints(name, new Array<number>(k).fill(fallback));
-  if (v.length !== k) throw new KernelError(`${attrs.opType}: ${name} has ${v.length} values, expected ${k}`);
-  return v;
 }
 
 /**
@@ -89,10 +83,6 @@ function poolData(t: Tensor | undefined, op: string, floatOnly: boolean): PoolAr
 
 function like(d: PoolArray, n: number): PoolArray {
   return new (d.constructor as new (n: number) => PoolArray)(n);
-}
-
-function unravel(flat: number, dims: readonly number[], out: number[]): void {
-  for (let i = dims.length - 1; i >= 0; i--) { out[i] = flat % dims[i]!; flat = Math.floor(flat / dims[i]!); }
 }
 
 /**
