@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { mulberry32, type Tensor } from "../../format/mod.ts";
 import { type Command, fmtBytes, formatTable, numberOption, percentile, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
-import { isOpqPath, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
+import { isOpqFile, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
 
 /** Latency percentiles of one batch size, in milliseconds. */
 export interface Latency {
@@ -186,9 +186,9 @@ export interface BenchResult {
 export async function benchPair(model: string, options: BenchOptions = {}): Promise<BenchResult> {
   const { threads = 1, iterations = 20, warmup = 2 } = options;
   let peer = options.onnx ?? model;
-  const source = options.onnx ? "--onnx" : isOpqPath(model) ? "dense export of the .opq" : "the same ONNX file";
+  const source = options.onnx ? "--onnx" : isOpqFile(model) ? "dense export of the .opq" : "the same ONNX file";
   let tmp: string | undefined;
-  if (!options.onnx && isOpqPath(model)) {
+  if (!options.onnx && isOpqFile(model)) {
     tmp = mkdtempSync(join(tmpdir(), "opq-bench-"));
     peer = join(tmp, basename(model).replace(/\.opq$/i, ".dense.onnx"));
     writeFileSync(peer, await onnxBytesFor(model));
@@ -246,7 +246,7 @@ export const command: Command = {
       iterations: Math.floor(numberOption(args, "iterations", 20, 1, 100000)),
       warmup: Math.floor(numberOption(args, "warmup", 2, 0, 1000)),
     };
-    const peerSource = options.onnx ? options.onnx : isOpqPath(model) ? "the dense ONNX export of the .opq" : "the same ONNX file";
+    const peerSource = options.onnx ? options.onnx : isOpqFile(model) ? "the dense ONNX export of the .opq" : "the same ONNX file";
     say(`bench: ours on ${model}; onnxruntime-web (wasm) on ${peerSource}; ${options.threads} thread(s), ` +
       `${options.iterations} iterations after ${options.warmup} warm-up, each runtime in its own process`);
     const r = await benchPair(model, options);

@@ -5,8 +5,9 @@
  * see the very same weights. The runtime and the format writers are imported only when needed.
  * @module
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename } from "node:path";
+import { decodeOpq, isOpqBytes, toDenseModel, writeOnnx } from "../../format/mod.ts";
 import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
@@ -25,15 +26,20 @@ export interface EvalResult {
   predictions: Uint8Array;
 }
 
-/** True for a `.opq` container (by its extension). */
-export function isOpqPath(path: string): boolean {
-  return path.toLowerCase().endsWith(".opq");
+/** True for a `.opq` container, by its magic bytes as the runtime decides (not by its name). */
+export function isOpqFile(path: string): boolean {
+  const head = new Uint8Array(4);
+  const fd = openSync(path, "r");
+  try {
+    return isOpqBytes(head.subarray(0, readSync(fd, head, 0, 4, 0)));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The ONNX bytes onnxruntime-web should run for a model file: the file itself, or a `.opq`'s dense export. */
 export async function onnxBytesFor(path: string, bytes = new Uint8Array(readFileSync(path))): Promise<Uint8Array> {
-  if (!isOpqPath(path)) return bytes;
-  const { decodeOpq, toDenseModel, writeOnnx } = await import("../../format/mod.ts");
+  if (!isOpqBytes(bytes)) return bytes;
   return writeOnnx(toDenseModel(decodeOpq(bytes)));
 }
 
