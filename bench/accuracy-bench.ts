@@ -3,7 +3,10 @@
  * Fashion-MNIST model at FP32 and compressed to `.opq` at (sparsity 0.5, 4 bits) and (0.74, 3).
  * For a `.opq` the oracle runs its dense ONNX export, so both runtimes see the same weights;
  * FP32 rows also show the models/README.md figure. Prints a table on stderr, `--json` a JSON
- * object on stdout. Usage: bun bench/accuracy-bench.ts [--limit N] [--batch B] [--json]
+ * object on stdout. `--settings` replaces the compressed settings measured: a comma-separated list
+ * of sparsity/bits[/cap] (cap = --max-layer-sparsity; e.g. `0.6/3/0.9,0.6/3/1` measures what the
+ * per-layer cap buys), `--models` the files (comma-separated names in the shared models folder).
+ * Usage: bun bench/accuracy-bench.ts [--limit N] [--batch B] [--settings S] [--models M] [--json]
  * @module
  */
 import { readFileSync } from "node:fs";
@@ -19,21 +22,35 @@ import { evaluate } from "../cli/commands/eval.ts";
 
 /** FP32 top-1 on the 10k test set, from ../shared/models/README.md. */
 const README_TOP1: Record<string, number> = { "lenet5-fmnist.onnx": 0.8997, "resnet20-fmnist.onnx": 0.9312 };
-/** Compression settings measured: [sparsity, bits]; null is the FP32 model itself. */
-const SETTINGS: ([number, number] | null)[] = [null, [0.5, 4], [0.74, 3]];
+/** A compression setting: sparsity, bits and optionally the per-layer cap; null is the FP32 model itself. */
+type Setting = [number, number, number?] | null;
+/** Settings measured by default. */
+const DEFAULT_SETTINGS: Setting[] = [null, [0.5, 4], [0.74, 3]];
 
-const { values } = parseArgs({ options: { limit: { type: "string" }, batch: { type: "string" }, json: { type: "boolean" } } });
+const { values } = parseArgs({
+  options: { limit: { type: "string" }, batch: { type: "string" }, settings: { type: "string" }, models: { type: "string" }, json: { type: "boolean" } },
+});
+/** Parse `--settings`: "p/b[/cap],…"; anything malformed stops the bench with a message. */
+function parseSettings(text: string): Setting[] {
+  return text.split(",").map((item) => {
+    const parts = item.split("/").map(Number);
+    if (parts.length < 2 || parts.length > 3 || parts.some((x) => !Number.isFinite(x))) throw new Error(`--settings: "${item}" is not sparsity/bits[/cap]`);
+    return parts as [number, number, number?];
+  });
+}
+const SETTINGS = values.settings ? parseSettings(values.settings) : DEFAULT_SETTINGS;
+const MODELS = values.models ? values.models.split(",") : Object.keys(README_TOP1);
 const set = loadFashionMnist({ limit: values.limit ? Number(values.limit) : undefined });
 const batch = Number(values.batch ?? 100);
 
 const rows: Record<string, unknown>[] = [];
-for (const file of Object.keys(README_TOP1)) {
+for (const file of MODELS) {
   const fp32Bytes = new Uint8Array(readFileSync(sharedPath("models", file)));
   for (const setting of SETTINGS) {
     let oursBytes: Uint8Array = fp32Bytes, ortBytes: Uint8Array = fp32Bytes, compressMs = 0;
     if (setting) {
       const t = performance.now();
-      oursBytes = encodeOpq(compressModel(readOnnx(fp32Bytes), { method: "opq", sparsity: setting[0], bits: setting[1] }).opq);
+      oursBytes = encodeOpq(compressModel(readOnnx(fp32Bytes), { method: "opq", sparsity: setting[0], bits: setting[1], maxLayerSparsity: setting[2] }).opq);
       compressMs = performance.now() - t;
       ortBytes = writeOnnx(toDenseModel(decodeOpq(oursBytes)));
     }
@@ -46,7 +63,7 @@ for (const file of Object.keys(README_TOP1)) {
     let same = 0;
     for (let i = 0; i < set.count; i++) if (ours.predictions[i] === ort.predictions[i]) same++;
     const row = {
-      model: file, setting: setting ? `opq ${setting[0]}/${setting[1]}b` : "fp32", bytes: oursBytes.length, compressMs: Math.round(compressMs),
+      model: file, setting: setting ? `opq ${setting[0]}/${setting[1]}b${setting[2] === undefined ? "" : ` cap ${setting[2]}`}` : "fp32", bytes: oursBytes.length, compressMs: Math.round(compressMs),
       images: set.count, oursTop1: ours.top1, ortTop1: ort.top1, readmeTop1: setting ? null : README_TOP1[file],
       oursTop5: ours.top5, ortTop5: ort.top5, agreement: same / set.count, oursMs: Math.round(ours.ms), ortMs: Math.round(ort.ms),
     };
