@@ -7,6 +7,9 @@
  * GFLOP/s is dense-equivalent (2·M·K·P over our time), so pruned and Winograd layers can exceed the
  * scalar peak. A benchmark, never a test: nothing is asserted.
  *
+ * GEMM rows (Gemm/MatMul, plus conv-shaped MatMuls) also time our JS kernel (`sgemmScalar`, forced
+ * with setGemmBackend) against the WASM SIMD one that "auto" picks, interleaved, and print the ratio.
+ *
  * With `--threads N` (N > 1) each Conv also runs on the worker pool, timed interleaved with our
  * single-threaded run, to show whether splitting pays on this machine.
  *
@@ -21,6 +24,7 @@ import { GEMM_OPS } from "../runtime/ops/gemm.ts";
 import { POOL_OPS } from "../runtime/ops/pool.ts";
 import { Attrs, type Kernel } from "../runtime/ops/types.ts";
 import { randomTensor, relativeDiff, seededRandom } from "../runtime/cpu/test-support.ts";
+import { gemmBackend, type GemmBackend, setGemmBackend } from "../runtime/cpu/sgemm.ts";
 import { ensureCpuWorkers, stopCpuWorkers } from "../runtime/cpu/worker-pool.ts";
 
 const { values: opts } = parseArgs({
@@ -72,6 +76,9 @@ const CASES: Case[] = [
   convCase("pruned 90% 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1, { zeros: 0.9, alsoPath: "im2col-gemm" }),
   { name: "fc Gemm 1x512 · 512x1000ᵀ", op: "Gemm", x: [1, 512], w: [1000, 512], attrs: { transB: 1 }, bias: true, flops: 2 * 512 * 1000 },
   { name: "MatMul 256x256x256", op: "MatMul", x: [256, 256], w: [256, 256], attrs: {}, flops: 2 * 256 ** 3 },
+  // The im2col GEMMs of two ResNet-18 3×3 convs (weights·columns), as plain MatMuls.
+  { name: "GEMM 64x576·576x3136 (3x3 64@56)", op: "MatMul", x: [64, 576], w: [576, 3136], attrs: {}, flops: 2 * 64 * 576 * 3136 },
+  { name: "GEMM 256x2304·2304x196 (3x3 256@14)", op: "MatMul", x: [256, 2304], w: [2304, 196], attrs: {}, flops: 2 * 256 * 2304 * 196 },
   { name: "resnet18 MaxPool 3x3/2 64 @112", op: "MaxPool", x: [1, 64, 112, 112], w: [], attrs: { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, flops: 9 * 64 * 56 * 56 },
   { name: "AveragePool 2x2/2 128 @28", op: "AveragePool", x: [1, 128, 28, 28], w: [], attrs: { kernel_shape: [2, 2], strides: [2, 2] }, flops: 4 * 128 * 14 * 14 },
   { name: "GlobalAveragePool 512 @7", op: "GlobalAveragePool", x: [1, 512, 7, 7], w: [], attrs: {}, flops: 512 * 49 },
@@ -149,7 +156,8 @@ for (const c of CASES) {
   const diff = relativeDiff(ours, ortY);
   const [[oursMs, oursMedian], [ortMs, ortMedian]] = await timePair(() => kernel(inputs, at, ctx), () => ort.run({ X: x }));
   const g = c.op === "Conv" ? convGeometry(c.x, c.w, at) : undefined;
-  const path = g ? convPath(g, w.data as Float32Array) ?? "reference" : c.w.length === 0 ? "pool" : "sgemm";
+  kernel(inputs, at, ctx);
+  const path = g ? convPath(g, w.data as Float32Array) ?? "reference" : c.w.length === 0 ? "pool" : `sgemm-${gemmBackend()}`;
   const row: Record<string, unknown> = {
     case: c.name, path, oursMs, ortMs, oursMedianMs: oursMedian, ortMedianMs: ortMedian,
     ratio: oursMs / ortMs, gflops: c.flops / oursMs / 1e6, maxRelDiff: diff,
@@ -160,6 +168,15 @@ for (const c of CASES) {
     const [[altMs, altMedian], [chosenMs]] = await timePair(() => conv2dFast(x, w, b, g, alt), () => kernel(inputs, at, ctx));
     row.alt = { path: alt, ms: altMs, medianMs: altMedian, ratioToChosen: altMs / chosenMs };
     log(`${"".padEnd(40)} ${alt.padEnd(14)} ${fmt(altMs, altMedian)} ${"".padStart(15)} ${"".padStart(6)}   (${(altMs / chosenMs).toFixed(2)}x the time of ${path})`);
+  }
+  if (path === "sgemm-simd") {
+    const forced = (backend: GemmBackend) => () => {
+      const previous = setGemmBackend(backend);
+      try { return kernel(inputs, at, ctx); } finally { setGemmBackend(previous); }
+    };
+    const [[scalarMs, scalarMedian], [simdMs]] = await timePair(forced("scalar"), forced("simd"));
+    row.scalar = { ms: scalarMs, medianMs: scalarMedian, ratioToOrt: scalarMs / ortMs, ratioToSimd: scalarMs / simdMs, gflops: c.flops / scalarMs / 1e6 };
+    log(`${"".padEnd(40)} ${"sgemm-scalar".padEnd(14)} ${fmt(scalarMs, scalarMedian)} ${"".padStart(15)} ${(scalarMs / ortMs).toFixed(2).padStart(6)} ${(c.flops / scalarMs / 1e6).toFixed(2).padStart(6)}   (${(scalarMs / simdMs).toFixed(2)}x the time of sgemm-simd)`);
   }
   if (pool && c.op === "Conv") {
     const before = pool.splits;

@@ -1,16 +1,22 @@
 /**
- * Cache-blocked float32 GEMM, `C = alpha·op(A)·op(B) + (accumulate ? C : 0)`, in plain JS.
- * GotoBLAS layout: B is packed in KC×NC blocks of NR-wide column panels, A in MC×KC blocks of
- * MR-high row panels, and a register-blocked MR×NR micro-kernel keeps its accumulators in locals.
- * Packing zero-pads the edge panels, so the micro-kernel never branches on size inside its k loop;
- * transposes cost nothing because packing reads either layout. Packed panels are float64 (one
- * conversion per element at packing, none in the k loop). Fewer than MR rows (a classifier on one
- * image) skip packing (`smallM`). Scratch buffers are reused across calls (the runtime runs one
- * kernel at a time per thread), so hot loops never allocate. One thread reaches the scalar FP
- * peak (~6–7 GFLOP/s here: one multiply and one add per cycle and port); onnxruntime-web's WASM
- * SIMD kernels are ~3× faster, which is the ratio the benchmark shows.
+ * Cache-blocked float32 GEMM, `C = alpha·op(A)·op(B) + (accumulate ? C : 0)`. `sgemm` dispatches
+ * to the WebAssembly SIMD kernel of cpu/sgemm-simd.ts when the host has WASM SIMD (Bun, Deno and
+ * Node all do) and the product is not tiny, else to `sgemmScalar`, the plain-JS kernel below, which
+ * stays as the reference the SIMD one is tested against and the fallback.
+ *
+ * `sgemmScalar` — GotoBLAS layout: B is packed in KC×NC blocks of NR-wide column panels, A in MC×KC
+ * blocks of MR-high row panels, and a register-blocked MR×NR micro-kernel keeps its accumulators in
+ * locals. Packing zero-pads the edge panels, so the micro-kernel never branches on size inside its
+ * k loop; transposes cost nothing because packing reads either layout. Packed panels are float64
+ * (one conversion per element at packing, none in the k loop). Fewer than MR rows (a classifier on
+ * one image) skip packing (`smallM`). Scratch buffers are reused across calls (the runtime runs one
+ * kernel at a time per thread), so hot loops never allocate. One thread reaches the scalar FP peak,
+ * ~6–7 GFLOP/s in Bun and ~4 in Deno on the CI box's AMD EPYC core. The SIMD kernel (same blocking,
+ * float32, 4×8 f32x4 tiles) reaches ~17–23 GFLOP/s in both on conv-sized products: 3× the scalar
+ * kernel in Bun, 4–5× in Deno (`bun bench/kernels-bench.ts --filter GEMM`).
  * @module
  */
+import { sgemmSimd, simdGemmAvailable } from "./sgemm-simd.ts";
 
 /** Rows of C per micro-kernel call (register block height). */
 export const GEMM_MR = 4;
@@ -56,11 +62,65 @@ function intView(data: Float32Array, offset: number, rowStride: number, colStrid
   return { data, offset: offset | 0, rowStride: rowStride | 0, colStride: colStride | 0 };
 }
 
+/** Which GEMM implementation `sgemm` uses: WASM SIMD, plain JS, or chosen per call ("auto"). */
+export type GemmBackend = "simd" | "scalar" | "auto";
+let backendSetting: GemmBackend = "auto";
+/** The implementation the last `sgemm` call ran ("none" before the first call). */
+let lastBackend: "simd" | "scalar" | "none" = "none";
+
+/**
+ * Below this many multiply-adds (m·n·k) "auto" stays on the JS kernel: a SIMD call has a fixed
+ * cost (packing into wasm memory, copying C out, the wasm call) that a handful of MACs does not
+ * repay. Measured in Bun and Deno: 4×4×4 is 1.2–1.6× slower on SIMD, 4×8×8 (256) already break-
+ * even or faster, 16³ 1.9–2× faster; the threshold sits just above the break-even.
+ */
+export const SIMD_MIN_MACS = 512;
+
+/**
+ * Force the GEMM implementation (tests and benchmarks); returns the previous setting. "simd" on a
+ * host without WASM SIMD falls back to the JS kernel, as "auto" does. Fewer than GEMM_MR rows
+ * always take the JS `smallM` path, whatever the setting.
+ */
+export function setGemmBackend(backend: GemmBackend): GemmBackend {
+  const previous = backendSetting;
+  backendSetting = backend;
+  return previous;
+}
+
+/**
+ * The implementation the most recent `sgemm` call in this thread ran (or "none"), so tests can
+ * check which path a shape took; `setGemmBackend` reports the setting.
+ */
+export function gemmBackend(): "simd" | "scalar" | "none" {
+  return lastBackend;
+}
+
 /**
  * `C[m×n] = alpha·A[m×k]·B[k×n] + (accumulate ? C : 0)`. A and B are strided views (so either may be
- * transposed), C is row-major with leading dimension `ldc` starting at `cOffset`.
+ * transposed), C is row-major with leading dimension `ldc` starting at `cOffset`. Runs the WASM SIMD
+ * kernel (cpu/sgemm-simd.ts) when the host has it and the product is worth packing, else
+ * `sgemmScalar`; `setGemmBackend` overrides the choice.
  */
 export function sgemm(
+  m: number, n: number, k: number, alpha: number,
+  a: MatrixView, b: MatrixView,
+  c: Float32Array, cOffset: number, ldc: number, accumulate: boolean,
+): void {
+  if (backendSetting !== "scalar" && m >= GEMM_MR && simdGemmAvailable() &&
+      (backendSetting === "simd" || m * n * k >= SIMD_MIN_MACS)) {
+    lastBackend = "simd";
+    sgemmSimd(m, n, k, alpha, a, b, c, cOffset, ldc, accumulate);
+  } else {
+    lastBackend = "scalar";
+    sgemmScalar(m, n, k, alpha, a, b, c, cOffset, ldc, accumulate);
+  }
+}
+
+/**
+ * The plain-JS GEMM, same contract as `sgemm`, float64 accumulation: the reference the SIMD
+ * kernel is tested against, and the fallback where WebAssembly SIMD is missing.
+ */
+export function sgemmScalar(
   m: number, n: number, k: number, alpha: number,
   a: MatrixView, b: MatrixView,
   c: Float32Array, cOffset: number, ldc: number, accumulate: boolean,
