@@ -19,7 +19,9 @@
 import { parseArgs } from "node:util";
 import { type Model, type Node, type Tensor, writeOnnx } from "../format/mod.ts";
 import { createOrtSession } from "../cli/ort.ts";
-import { conv2dFast, convGeometry, convPath, CONV_OPS, type ConvPath } from "../runtime/ops/conv.ts";
+import { conv2dFast, convGeometry, convPath, CONV_OPS, type ConvPath, isWinogradShape, type PreparedConv } from "../runtime/ops/conv.ts";
+import { csrFromDense } from "../runtime/cpu/sparse.ts";
+import { winogradWeights } from "../runtime/cpu/winograd.ts";
 import { GEMM_OPS } from "../runtime/ops/gemm.ts";
 import { POOL_OPS } from "../runtime/ops/pool.ts";
 import { Attrs, type Kernel } from "../runtime/ops/types.ts";
@@ -60,7 +62,8 @@ const CASES: Case[] = [
   convCase("resnet18 3x3/2 64→128 @56", [1, 64, 56, 56], [128, 64, 3, 3], { strides: [2, 2], ...pad1 }),
   convCase("resnet18 3x3 128→128 @28", [1, 128, 28, 28], [128, 128, 3, 3], pad1, { alsoPath: "im2col-gemm" }),
   convCase("resnet18 3x3 256→256 @14", [1, 256, 14, 14], [256, 256, 3, 3], pad1, { alsoPath: "im2col-gemm" }),
-  convCase("resnet18 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1),
+  convCase("resnet18 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1, { alsoPath: "im2col-gemm" }),
+  convCase("resnet20 3x3 16→16 @28", [1, 16, 28, 28], [16, 16, 3, 3], pad1, { alsoPath: "im2col-gemm" }),
   convCase("resnet18 1x1/2 64→128 @56", [1, 64, 56, 56], [128, 64, 1, 1], { strides: [2, 2] }),
   convCase("mbv2 dw 3x3 96 /2 @112", [1, 96, 112, 112], [96, 1, 3, 3], { group: 96, strides: [2, 2], ...pad1 }),
   convCase("mbv2 dw 3x3 144 @56", [1, 144, 56, 56], [144, 1, 3, 3], { group: 144, ...pad1 }),
@@ -69,11 +72,15 @@ const CASES: Case[] = [
   convCase("mbv2 pw 1x1 144→24 @56", [1, 144, 56, 56], [24, 144, 1, 1], {}),
   convCase("mbv2 pw 1x1 32→192 @28", [1, 32, 28, 28], [192, 32, 1, 1], {}),
   convCase("pruned 40% 3x3 64→64 @56", [1, 64, 56, 56], [64, 64, 3, 3], pad1, { zeros: 0.4, alsoPath: "im2col-sparse" }),
-  convCase("pruned 70% 3x3 64→64 @56", [1, 64, 56, 56], [64, 64, 3, 3], pad1, { zeros: 0.7, alsoPath: "winograd" }),
-  convCase("pruned 80% 3x3 64→64 @56", [1, 64, 56, 56], [64, 64, 3, 3], pad1, { zeros: 0.8, alsoPath: "winograd" }),
+  convCase("pruned 70% 3x3 64→64 @56", [1, 64, 56, 56], [64, 64, 3, 3], pad1, { zeros: 0.7, alsoPath: "im2col-sparse" }),
+  convCase("pruned 80% 3x3 64→64 @56", [1, 64, 56, 56], [64, 64, 3, 3], pad1, { zeros: 0.8, alsoPath: "im2col-sparse" }),
+  convCase("pruned 70% 3x3/2 64→128 @56", [1, 64, 56, 56], [128, 64, 3, 3], { strides: [2, 2], ...pad1 }, { zeros: 0.7, alsoPath: "im2col-sparse" }),
   convCase("pruned 80% 3x3/2 64→128 @56", [1, 64, 56, 56], [128, 64, 3, 3], { strides: [2, 2], ...pad1 }, { zeros: 0.8, alsoPath: "im2col-gemm" }),
   convCase("pruned 90% 3x3 256→256 @14", [1, 256, 14, 14], [256, 256, 3, 3], pad1, { zeros: 0.9, alsoPath: "winograd" }),
-  convCase("pruned 90% 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1, { zeros: 0.9, alsoPath: "im2col-gemm" }),
+  convCase("pruned 75% 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1, { zeros: 0.75, alsoPath: "im2col-sparse" }),
+  convCase("pruned 90% 3x3 512→512 @7", [1, 512, 7, 7], [512, 512, 3, 3], pad1, { zeros: 0.9, alsoPath: "winograd" }),
+  convCase("pruned 70% pw 1x1 96→576 @14", [1, 96, 14, 14], [576, 96, 1, 1], {}, { zeros: 0.7, alsoPath: "im2col-sparse" }),
+  convCase("pruned 85% pw 1x1 96→576 @14", [1, 96, 14, 14], [576, 96, 1, 1], {}, { zeros: 0.85, alsoPath: "gemm-1x1" }),
   { name: "fc Gemm 1x512 · 512x1000ᵀ", op: "Gemm", x: [1, 512], w: [1000, 512], attrs: { transB: 1 }, bias: true, flops: 2 * 512 * 1000 },
   { name: "MatMul 256x256x256", op: "MatMul", x: [256, 256], w: [256, 256], attrs: {}, flops: 2 * 256 ** 3 },
   // The im2col GEMMs of two ResNet-18 3×3 convs (weights·columns), as plain MatMuls.
@@ -132,7 +139,7 @@ async function timePair(a: () => unknown, b: () => unknown): Promise<[number, nu
   return [sa, sb].map((s) => { s.sort((x, y) => x - y); return [s[0]!, s[Math.floor(s.length / 2)]!] as [number, number]; });
 }
 
-const ctx = { opset: 13, threads: 1, outputCount: 1 };
+const baseCtx = { opset: 13, threads: 1, outputCount: 1 };
 const threads = Number(opts.threads ?? 1);
 const pool = threads > 1 ? await ensureCpuWorkers(threads) : undefined;
 if (threads > 1 && !pool) throw new Error(`could not start ${threads} cpu worker threads`);
@@ -149,6 +156,10 @@ for (const c of CASES) {
   const b = c.bias ? randomTensor(rand, [c.w[0]!]) : undefined;
   const at = toAttrs(c.op, c.attrs);
   const kernel: Kernel = c.op === "Conv" ? CONV_OPS.Conv![0]!.kernel : (GEMM_OPS[c.op] ?? POOL_OPS[c.op])!.at(-1)!.kernel;
+  // Conv weights prepared at "load" as a session does (zero fraction, CSR or Winograd U once), so the
+  // timings are a session's, not a per-call weight transform's.
+  const prepared = c.op === "Conv" ? CONV_OPS.Conv![0]!.prepare!([undefined, w, b], at, { ...baseCtx, inputShapes: [c.x, c.w, b?.dims] }) : undefined;
+  const ctx = { ...baseCtx, prepared };
   const inputs = c.w.length === 0 ? [x] : c.op === "MatMul" ? [x, w] : [x, w, b];
   const ours = kernel(inputs, at, ctx)[0]!;
   const ort = await createOrtSession(oneNodeModel(c, w, c.op === "MatMul" ? undefined : b, ours.dims));
@@ -157,7 +168,7 @@ for (const c of CASES) {
   const [[oursMs, oursMedian], [ortMs, ortMedian]] = await timePair(() => kernel(inputs, at, ctx), () => ort.run({ X: x }));
   const g = c.op === "Conv" ? convGeometry(c.x, c.w, at) : undefined;
   kernel(inputs, at, ctx);
-  const path = g ? convPath(g, w.data as Float32Array) ?? "reference" : c.w.length === 0 ? "pool" : `sgemm-${gemmBackend()}`;
+  const path = g ? convPath(g, w.data as Float32Array, (prepared as PreparedConv | undefined)?.zeros) ?? "reference" : c.w.length === 0 ? "pool" : `sgemm-${gemmBackend()}`;
   const row: Record<string, unknown> = {
     case: c.name, path, oursMs, ortMs, oursMedianMs: oursMedian, ortMedianMs: ortMedian,
     ratio: oursMs / ortMs, gflops: c.flops / oursMs / 1e6, maxRelDiff: diff,
@@ -165,7 +176,15 @@ for (const c of CASES) {
   log(`${c.name.padEnd(40)} ${path.padEnd(14)} ${fmt(oursMs, oursMedian)} ${fmt(ortMs, ortMedian)} ${(oursMs / ortMs).toFixed(2).padStart(6)} ${(c.flops / oursMs / 1e6).toFixed(2).padStart(6)} ${diff.toExponential(1).padStart(8)}`);
   if (c.alsoPath && g) {
     const alt = c.alsoPath;
-    const [[altMs, altMedian], [chosenMs]] = await timePair(() => conv2dFast(x, w, b, g, alt), () => kernel(inputs, at, ctx));
+    // The alternative with its own load-time form, as if convPath had picked it.
+    const wd = w.data as Float32Array, cg = g.inChannels / g.group, mg = g.outChannels / g.group, kRows = cg * g.kernel[0]! * g.kernel[1]!;
+    const groups = Array.from({ length: g.group }, (_, grp) => grp);
+    const altPrepared: PreparedConv = {
+      weight: w, zeros: (prepared as PreparedConv).zeros,
+      csr: alt === "im2col-sparse" ? groups.map((grp) => csrFromDense(wd, mg, kRows, grp * mg * kRows)) : undefined,
+      winograd: alt === "winograd" && isWinogradShape(g) ? groups.map((grp) => winogradWeights(wd, grp * mg * kRows, mg, cg)) : undefined,
+    };
+    const [[altMs, altMedian], [chosenMs]] = await timePair(() => conv2dFast(x, w, b, g, alt, 1, { prepared: altPrepared }), () => kernel(inputs, at, ctx));
     row.alt = { path: alt, ms: altMs, medianMs: altMedian, ratioToChosen: altMs / chosenMs };
     log(`${"".padEnd(40)} ${alt.padEnd(14)} ${fmt(altMs, altMedian)} ${"".padStart(15)} ${"".padStart(6)}   (${(altMs / chosenMs).toFixed(2)}x the time of ${path})`);
   }

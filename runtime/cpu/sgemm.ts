@@ -87,6 +87,11 @@ export function setGemmBackend(backend: GemmBackend): GemmBackend {
   return previous;
 }
 
+/** Whether `sgemm` runs products on the WASM SIMD kernel: the host has it and "scalar" is not forced. */
+export function simdGemmInUse(): boolean {
+  return backendSetting !== "scalar" && simdGemmAvailable();
+}
+
 /**
  * The implementation the most recent `sgemm` call in this thread ran (or "none"), so tests can
  * check which path a shape took; `setGemmBackend` reports the setting.

@@ -3,22 +3,64 @@
  * CSR, so the work is nnz·P instead of M·K·P. B is walked in PANEL-wide column panels packed to
  * float64; within a panel the non-zeros of one K block read a ≤16 KiB slice of it (L1), and each
  * non-zero costs one index, one value and PANEL contiguous loads for PANEL multiply-adds held in
- * registers. The crossover with the dense GEMM (SPARSE_MIN_ZEROS) is measured by
- * bench/kernels-bench.ts.
+ * registers. The crossovers with the dense paths (SPARSE_MIN_ZEROS) are measured by
+ * bench/kernels-bench.ts (its "pruned" rows time the chosen path against the runner-up).
  * @module
  */
 
 /**
- * Fraction of zero weights from which the CSR path is chosen over the dense blocked GEMM. Measured
- * (Bun, 3×3 64→64 @56, CSR time / dense time): 1.06 at 0% zeros (both run at the scalar FP peak),
- * 0.87 at 20%, 0.70 at 40%; 3×3 256→256 @14: 0.77 at 50%, 0.22 at 90%. 0.3 leaves a margin.
+ * The JavaScript engine, for SPARSE_MIN_ZEROS: JavaScriptCore (Bun) runs the CSR loop below ~2–3×
+ * faster than V8 (Deno) does (3×3 64→64 @56, dense weights: 37 vs 95–143 ms), while the WASM GEMM
+ * it competes with runs at about the same speed in both, so the crossovers differ by engine.
  */
-export const SPARSE_MIN_ZEROS = 0.3;
+export const JS_ENGINE: "jsc" | "v8" = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "jsc" : "v8";
+
 /**
- * The same threshold where Winograd F(2×2, 3×3) is the dense alternative (~0.55× the im2col time):
- * bench 3×3 64→64 @56: CSR ≈ Winograd at 60% zeros, 0.6× its time at 80%.
+ * Fraction of zero weights from which `convPath` (ops/conv.ts) picks this CSR path, by JS engine,
+ * by the GEMM backend the dense paths run on, and by the dense path it replaces: `gemm` (im2col +
+ * GEMM, or the 1×1 GEMM), `winograd` (F(2×2, 3×3) over ≥ WINOGRAD_LARGE_TILES tiles) and
+ * `winogradSmall` (fewer tiles: 7×7 outputs, where a quarter of F(2×2)'s 8×8 outputs are padding,
+ * so Winograd gains less). The CSR kernel is scalar JS either way; only the dense side changes with
+ * the backend.
+ *
+ * Measured (2 shared cores; paths interleaved, min of ≥ 5 runs) on every Conv geometry of
+ * resnet18-224, mobilenet_v2-224, resnet20-fmnist and lenet5-fmnist with random weights pruned to
+ * 0–95%, each dense path with its load-time prepared form (Winograd U, as a session has it), then
+ * checked on every Conv of those models compressed to .opq at sparsity 0.5 and 0.74 (chosen path
+ * fastest or within 3% on all 150 layers, Bun). CSR time ÷ the dense path's time:
+ *
+ * jsc.simd (Bun, WASM SIMD GEMM ~3× the JS kernel):
+ * - gemm 0.75: at 70% zeros 1.00–1.19 (3×3 stride 2, 7×7/2 stem, 1×1/2 and every MobileNetV2 1×1:
+ *   e.g. 3×3/2 64→128 @56 1.13, 1×1 96→576 @14 1.07, 7×7/2 3→64 1.13), at 80% 0.71–0.97; the
+ *   crossover sits at ~73–75%.
+ * - winograd 0.85: at 80% 1.11–1.46 (3×3 64@56 1.25, 128@28 1.46, 256@14 1.37, 32@14 1.11),
+ *   at 90% 0.64–1.07 (16@28 still 1.07); crossover ~85–87%.
+ * - winogradSmall 0.8: 3×3 @7×7 at 70% 1.17–1.32 (64→64, 512→512; 16→16 1.15 at 65%), at 80%
+ *   0.91–0.93.
+ * jsc.scalar (Bun, JS GEMM: no WASM SIMD, or setGemmBackend("scalar")):
+ * - gemm 0.2: CSR is already 0.92–1.06 at 0% (both at the scalar FP peak), 0.83–0.93 at 20%
+ *   (3×3/2, 1×1/2, 7×7/2, lenet 5×5), so 0.2 keeps only a small margin for the packing overhead.
+ * - winograd 0.6: at 50% 1.10–1.18 (3×3 64@56, 128@28, 256@14), at 60% 0.91–0.97.
+ * - winogradSmall 0.45: 3×3 @7×7 (16, 64, 512 channels) at 35–40% 1.02–1.06, at 50% 0.83–0.92.
+ * v8.simd (Deno), resnet18/resnet20 geometries:
+ * - gemm 0.9: at 85% 1.00–1.20 (3×3/2, 1×1/2, 7×7/2 stem), at 90% 0.73–1.11 (most < 0.9).
+ * - winograd 0.95: at 90% 1.17–1.89 (3×3 64@56, 128@28, 256@14, 16@28, 32@14), at 95% 0.62–1.10.
+ * - winogradSmall 0.9: 3×3 @7×7 (64, 512 channels) at 85% 1.14–1.19, at 90% 0.86–0.89.
+ * v8.scalar (Deno, JS GEMM), three geometries:
+ * - gemm 0.3: 3×3/2 64→128 @56 at 20% 1.07, at 40% 0.76.
+ * - winograd 0.65: 3×3 128@28 at 60% 1.09, at 70% 0.87.
+ * - winogradSmall 0.55: 3×3 512@7 at 40% 1.29, at 60% 0.89.
  */
-export const SPARSE_MIN_ZEROS_OVER_WINOGRAD = 0.6;
+export const SPARSE_MIN_ZEROS = {
+  jsc: {
+    simd: { gemm: 0.75, winograd: 0.85, winogradSmall: 0.8 },
+    scalar: { gemm: 0.2, winograd: 0.6, winogradSmall: 0.45 },
+  },
+  v8: {
+    simd: { gemm: 0.9, winograd: 0.95, winogradSmall: 0.9 },
+    scalar: { gemm: 0.3, winograd: 0.65, winogradSmall: 0.55 },
+  },
+} as const;
 /** Columns of B per packed panel: the micro-kernel keeps this many accumulators in locals. */
 const PANEL = 8;
 /** Rows of B (columns of W) per block: BLOCK_K·PANEL doubles = 16 KiB of the panel in L1. */

@@ -12,6 +12,34 @@ import { matrixView, sgemm } from "./sgemm.ts";
 import { intWindow, type Window2d } from "./im2col.ts";
 import { cpuWorkers, MIN_PARALLEL_MACS } from "./worker-pool.ts";
 
+/**
+ * When `convPath` (ops/conv.ts) takes Winograd for a 3×3 stride-1 layer, by the GEMM backend: at
+ * least `channels` input channels per group (the 16 GEMMs' K; the transforms cost per channel and
+ * tile whatever K is) and `tiles` 2×2 output tiles, and WINOGRAD_MIN_OUT_CHANNELS outputs per group.
+ * Measured in Bun (unless noted) with the weights transformed at load (prepareConv), Winograd
+ * time ÷ im2col-gemm time, interleaved:
+ *
+ * simd: 3×3 64→64 @56 0.71, 128@28 0.58, 256@14 0.62, 16→16 @28 0.74; 7×7 outputs (16 tiles):
+ * 512→512 0.77, 64→64 0.85, 16→16 0.90; 5×5 (9 tiles): 64→64 1.08, 256→256 1.18; 4×4 64→64 1.06.
+ * 8 input channels lose or tie (8→16 @16×16 1.36, 8→64 @56 1.32, 8→32 @56 0.95), 12 win (12→32 @28
+ * 0.83), 16 win (16→24 @12×10 0.88).
+ * Deno (V8) with SIMD agrees: 3×3 64@56 0.66, 16@28 0.80, 7×7 outputs 512→512 0.79, 64→64 0.87.
+ * scalar: 7×7 outputs 0.63–0.80 (16, 64, 512 channels), 5×5 64→64 0.89, 8→16 @16×16 0.87,
+ * 8→32 @56 0.85 (the older "7×7 slower" was measured with the weight transform on every call).
+ */
+export const WINOGRAD_MIN = {
+  simd: { channels: 12, tiles: 16 },
+  scalar: { channels: 8, tiles: 9 },
+} as const;
+/** Output channels per group below which Winograd is not considered (unchanged, scalar-era). */
+export const WINOGRAD_MIN_OUT_CHANNELS = 8;
+/**
+ * From this many tiles Winograd counts as "large" for the sparse crossover (`winograd` vs
+ * `winogradSmall` in cpu/sparse.ts SPARSE_MIN_ZEROS): the model layers below it are all 7×7
+ * outputs (16 tiles).
+ */
+export const WINOGRAD_LARGE_TILES = 32;
+
 /** Transformed weights of one group: 16 matrices U_ξ of `mg × cg`, ξ-major. */
 export function winogradWeights(w: Float32Array, wOff: number, mg: number, cg: number): Float32Array {
   wOff |= 0; mg |= 0; cg |= 0;

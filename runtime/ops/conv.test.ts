@@ -12,6 +12,8 @@ import {
   windowOutputSize,
 } from "./conv.ts";
 import { ensureCpuWorkers, stopCpuWorkers } from "../cpu/worker-pool.ts";
+import { setGemmBackend } from "../cpu/sgemm.ts";
+import { simdGemmAvailable } from "../cpu/sgemm-simd.ts";
 import { attrs, FLOAT32_KERNEL_TOLERANCE, randomTensor, relativeDiff, seededRandom, tensor, TEST_CONTEXT } from "../cpu/test-support.ts";
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -165,15 +167,31 @@ describe("conv fast paths match convReference", () => {
     expect(convPath(g([1, 8, 9, 9], [16, 8, 3, 3]), randomTensor(rand2, [16 * 72], 0.9).data as Float32Array)).toBe("im2col-sparse");
     expect(convPath(g([1, 8, 9, 9], [16, 8, 1, 1]), randomTensor(rand2, [128]).data as Float32Array)).toBe("gemm-1x1");
     expect(convPath(g([1, 8, 9, 9], [16, 8, 3, 3]), randomTensor(rand2, [16 * 72]).data as Float32Array)).toBe("im2col-gemm");
-    expect(convPath(g([1, 8, 16, 16], [16, 8, 3, 3], { pads: [1, 1, 1, 1] }), randomTensor(rand2, [16 * 72]).data as Float32Array)).toBe("winograd");
+    expect(convPath(g([1, 16, 16, 16], [16, 16, 3, 3], { pads: [1, 1, 1, 1] }), randomTensor(rand2, [16 * 144]).data as Float32Array)).toBe("winograd");
     expect(convPath(g([1, 8, 16, 16], [16, 8, 3, 3], { pads: [1, 1, 1, 1], strides: [2, 2] }), randomTensor(rand2, [16 * 72]).data as Float32Array)).toBe("im2col-gemm");
-    // pruned: CSR takes over from im2col at 30% zeros, from Winograd only at 60%
-    const wino = g([1, 8, 16, 16], [16, 8, 3, 3], { pads: [1, 1, 1, 1] }), strided = g([1, 8, 16, 16], [16, 8, 3, 3], { strides: [2, 2] });
-    const pruned = (zeros: number) => { const w = new Float32Array(16 * 72).fill(0.5); w.fill(0, 0, Math.round(zeros * w.length)); return w; };
-    expect(convPath(wino, pruned(0.45))).toBe("winograd");
-    expect(convPath(wino, pruned(0.65))).toBe("im2col-sparse");
-    expect(convPath(strided, pruned(0.25))).toBe("im2col-gemm");
-    expect(convPath(strided, pruned(0.35))).toBe("im2col-sparse");
+    // pruned (SPARSE_MIN_ZEROS.jsc, bun test): with the SIMD GEMM, CSR takes over from im2col at 75%
+    // zeros, from Winograd at 85% (80% over 7×7 outputs); with the JS GEMM at 20%, 60% (45%).
+    const wino = g([1, 16, 16, 16], [16, 16, 3, 3], { pads: [1, 1, 1, 1] }), strided = g([1, 16, 16, 16], [16, 16, 3, 3], { strides: [2, 2] });
+    const wino7 = g([1, 16, 7, 7], [16, 16, 3, 3], { pads: [1, 1, 1, 1] });
+    const pruned = (zeros: number) => { const w = new Float32Array(16 * 144).fill(0.5); w.fill(0, 0, Math.round(zeros * w.length)); return w; };
+    const simd = simdGemmAvailable();
+    expect(convPath(wino, pruned(simd ? 0.8 : 0.55))).toBe("winograd");
+    expect(convPath(wino, pruned(simd ? 0.9 : 0.65))).toBe("im2col-sparse");
+    expect(convPath(wino7, pruned(simd ? 0.75 : 0.4))).toBe("winograd");
+    expect(convPath(wino7, pruned(simd ? 0.85 : 0.5))).toBe("im2col-sparse");
+    expect(convPath(strided, pruned(simd ? 0.7 : 0.15))).toBe("im2col-gemm");
+    expect(convPath(strided, pruned(simd ? 0.8 : 0.25))).toBe("im2col-sparse");
+    // the JS GEMM's thresholds when the scalar backend is forced
+    const previous = setGemmBackend("scalar");
+    try {
+      expect(convPath(wino, pruned(0.55))).toBe("winograd");
+      expect(convPath(wino, pruned(0.65))).toBe("im2col-sparse");
+      expect(convPath(strided, pruned(0.15))).toBe("im2col-gemm");
+      expect(convPath(strided, pruned(0.25))).toBe("im2col-sparse");
+      expect(convPath(g([1, 8, 16, 16], [16, 8, 3, 3], { pads: [1, 1, 1, 1] }), pruned(0).subarray(0, 16 * 72))).toBe("winograd");
+    } finally {
+      setGemmBackend(previous);
+    }
     expect(convPath(g([1, 8, 9], [16, 8, 3]), randomTensor(rand2, [16 * 24]).data as Float32Array)).toBeUndefined();
   });
   test("pruned weights (85% zeros) through the registered kernel: several K blocks, a partial panel", () => {
@@ -309,10 +327,10 @@ describe("prepared Conv (weights transformed once at load) matches the unprepare
   }
   test("each path's prepared form is built and used: sparse CSR, Winograd U, 1×1 and im2col (zero fraction only)", () => {
     const cases: [number[], number[], Record<string, number | number[] | string>, number, ConvPath, keyof PreparedConv | undefined][] = [
-      [[2, 16, 12, 10], [24, 16, 3, 3], { pads: [1, 1, 1, 1] }, 0.8, "im2col-sparse", "csr"],
-      [[1, 12, 9, 10], [18, 6, 3, 3], { group: 2, strides: [2, 1] }, 0.5, "im2col-sparse", "csr"],
+      [[2, 16, 12, 10], [24, 16, 3, 3], { pads: [1, 1, 1, 1] }, 0.92, "im2col-sparse", "csr"],
+      [[1, 12, 9, 10], [18, 6, 3, 3], { group: 2, strides: [2, 1] }, 0.88, "im2col-sparse", "csr"],
       [[2, 16, 16, 13], [24, 16, 3, 3], { pads: [1, 1, 1, 1] }, 0, "winograd", "winograd"],
-      [[1, 16, 18, 18], [32, 8, 3, 3], { group: 2, pads: [1, 0, 1, 2] }, 0, "winograd", "winograd"],
+      [[1, 32, 18, 18], [32, 16, 3, 3], { group: 2, pads: [1, 0, 1, 2] }, 0, "winograd", "winograd"],
       [[2, 16, 7, 9], [24, 16, 1, 1], {}, 0, "gemm-1x1", undefined],
       [[1, 16, 11, 9], [24, 16, 3, 3], { strides: [2, 2] }, 0, "im2col-gemm", undefined],
     ];

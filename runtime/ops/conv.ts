@@ -5,8 +5,8 @@
  * `convTransposeReference` are N-d plain loops and the definition. `conv` / `convTranspose` are
  * the registered kernels; float32 1-D/2-D Conv goes through the path `convPath` picks:
  *   direct        one input channel per group (depthwise), cpu/direct-conv.ts
- *   im2col-sparse weights with ≥ SPARSE_MIN_ZEROS zeros, k-blocked CSR × im2col, cpu/sparse.ts
- *   winograd      3×3 stride 1 over ≥ 32 output tiles, F(2×2, 3×3), cpu/winograd.ts
+ *   im2col-sparse weights with enough zeros (SPARSE_MIN_ZEROS), k-blocked CSR × im2col, cpu/sparse.ts
+ *   winograd      3×3 stride 1, enough channels and output tiles (WINOGRAD_MIN), F(2×2, 3×3), cpu/winograd.ts
  *   gemm-1x1      1×1 stride 1 unpadded: X is already the GEMM operand
  *   im2col-gemm   everything else: im2col + the blocked GEMM of cpu/sgemm.ts
  * (dense GEMMs split across worker threads when `ctx.threads > 1` and a pool was started).
@@ -19,12 +19,12 @@ import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { Attrs, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare } from "./types.ts";
 import { stridesOf } from "./elementwise.ts";
-import { matrixView, sgemm } from "../cpu/sgemm.ts";
+import { matrixView, sgemm, simdGemmInUse } from "../cpu/sgemm.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
 import { convPlaneDirect } from "../cpu/direct-conv.ts";
-import { type CsrMatrix, csrFromDense, spmmAdd, SPARSE_MIN_ZEROS, SPARSE_MIN_ZEROS_OVER_WINOGRAD, zeroFraction } from "../cpu/sparse.ts";
+import { type CsrMatrix, csrFromDense, JS_ENGINE, spmmAdd, SPARSE_MIN_ZEROS, zeroFraction } from "../cpu/sparse.ts";
 import { cpuWorkers, MIN_PARALLEL_MACS } from "../cpu/worker-pool.ts";
-import { winogradConv3x3, winogradWeights } from "../cpu/winograd.ts";
+import { WINOGRAD_LARGE_TILES, WINOGRAD_MIN, WINOGRAD_MIN_OUT_CHANNELS, winogradConv3x3, winogradWeights } from "../cpu/winograd.ts";
 
 /** ONNX `auto_pad` values ("" is read as NOTSET, as onnxruntime does). */
 export type AutoPad = "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID";
@@ -294,22 +294,26 @@ export type ConvPath = "direct" | "gemm-1x1" | "im2col-gemm" | "im2col-sparse" |
 
 /**
  * The fast path for these shapes and weights (`undefined`: the reference). `zeros` is the weights'
- * zero fraction when already known (a prepared Conv); else it is counted here. Exported for tests
- * and the benchmark.
+ * zero fraction when already known (a prepared Conv); else it is counted here. A fixed function of
+ * the geometry and the zero fraction, with thresholds per GEMM backend (WASM SIMD or scalar JS,
+ * ~3× apart) and, for the sparse crossover, per JS engine (Bun's JSC or Deno's V8, whose speed at
+ * the scalar CSR loop differs ~2–3×). The thresholds and the measurements behind them are in
+ * cpu/winograd.ts (WINOGRAD_MIN) and cpu/sparse.ts (SPARSE_MIN_ZEROS). Exported for tests and the
+ * benchmark.
  */
 export function convPath(g: ConvGeometry, w: Float32Array, zeros?: number): ConvPath | undefined {
   if (g.inSpatial.length !== 2) return undefined;
   const cg = g.inChannels / g.group;
   if (cg === 1 && g.outChannels / g.group <= 4) return "direct";
   const kk = g.kernel[0]! * g.kernel[1]!;
-  // Winograd halves the multiply-adds, but its weight transform (16·M·C scattered writes per call)
-  // only pays off over enough tiles: bench 56×56 and 28×28 ~1.8×, 14×14 ~1.4× faster, 7×7 slower.
-  // (Measured with the transform per call; a session now does it once at load, see prepareConv,
-  // so the 7×7 case deserves a re-measure, weighed against U's 16/9× the weight's memory.)
+  const backend = simdGemmInUse() ? "simd" : "scalar";
   const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
-  const winograd = isWinogradShape(g) && cg >= 8 && g.outChannels / g.group >= 8 && tiles >= 32;
+  const wmin = WINOGRAD_MIN[backend];
+  const winograd = isWinogradShape(g) && cg >= wmin.channels && g.outChannels / g.group >= WINOGRAD_MIN_OUT_CHANNELS && tiles >= wmin.tiles;
+  const sparse = SPARSE_MIN_ZEROS[JS_ENGINE][backend];
+  const minZeros = !winograd ? sparse.gemm : tiles >= WINOGRAD_LARGE_TILES ? sparse.winograd : sparse.winogradSmall;
   // Zero fraction over the whole weight: cheap next to the convolution (1/P of its work).
-  if (cg * kk >= 16 && (zeros ?? zeroFraction(w)) >= (winograd ? SPARSE_MIN_ZEROS_OVER_WINOGRAD : SPARSE_MIN_ZEROS)) return "im2col-sparse";
+  if (cg * kk >= 16 && (zeros ?? zeroFraction(w)) >= minZeros) return "im2col-sparse";
   if (winograd) return "winograd";
   return isPointwise(g) ? "gemm-1x1" : "im2col-gemm";
 }
