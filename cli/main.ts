@@ -9,6 +9,7 @@ import { type Command, parseCommandArgs, printJson, say, UsageError } from "./co
 /** Every subcommand, by name, loaded on demand. */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   compress: () => import("./commands/compress.ts"),
+  finetune: () => import("./commands/finetune.ts"),
   inspect: () => import("./commands/inspect.ts"),
   export: () => import("./commands/export.ts"),
   eval: () => import("./commands/eval.ts"),

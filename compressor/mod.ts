@@ -11,3 +11,4 @@ export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
+export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";

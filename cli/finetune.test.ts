@@ -1,0 +1,65 @@
+/** `opq finetune` end to end in a subprocess on LeNet-5 with a tiny budget: JSON shape, the written .opq, masks, usage errors. */
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decodeOpq, readOnnx } from "../format/mod.ts";
+import { compressModel } from "../compressor/mod.ts";
+import { createSession } from "../runtime/mod.ts";
+import { sharedPath } from "./shared.ts";
+import { loadFashionMnist } from "./fashion-mnist.ts";
+import { evaluate } from "./commands/eval.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const TMP = mkdtempSync(join(tmpdir(), "opq-finetune-"));
+
+function opq(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const p = Bun.spawnSync([process.execPath, join(ROOT, "cli", "main.ts"), "finetune", ...args], { cwd: TMP });
+  return { code: p.exitCode ?? -1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+describe("opq finetune", () => {
+  test("LeNet-5, 3 steps of 32: one JSON object, a decodable .opq within the one-shot masks", async () => {
+    const lenet = sharedPath("models", "lenet5-fmnist.onnx");
+    const r = opq(lenet, "-o", "l.opq", "--steps", "3", "--batch", "32", "--limit", "256", "--eval-limit", "200", "--seed", "3", "--json");
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.output).toBe("l.opq");
+    expect([j.sparsity, j.bits, j.imagesSeen, j.trainImages, j.testImages]).toEqual([0.74, 3, 96, 256, 200]);
+    expect([j.stage1.steps, j.stage2.steps]).toEqual([2, 1]); // round(0.5 · 3) pruned-only steps
+    expect(j.losses).toHaveLength(3);
+    for (const l of j.losses) expect(Number.isFinite(l) && l > 0).toBe(true);
+    for (const k of ["before", "after"]) expect(j[k].top1).toBeGreaterThanOrEqual(0), expect(j[k].top1).toBeLessThanOrEqual(1);
+
+    const bytes = new Uint8Array(readFileSync(join(TMP, "l.opq")));
+    expect(j.bytes).toBe(bytes.length);
+    const tuned = decodeOpq(bytes);
+    expect(tuned.metadata.finetune).toMatchObject({ steps: 3, batch: 32, images: 96 });
+    // Same masks or sparser, same steps Δ_i: compare with the one-shot compression of the same options.
+    const oneShot = compressModel(readOnnx(new Uint8Array(readFileSync(lenet))), { sparsity: 0.74, bits: 3 }).opq;
+    expect(tuned.compressed.map((t) => t.name)).toEqual(oneShot.compressed.map((t) => t.name));
+    let changed = 0;
+    for (const [i, t] of tuned.compressed.entries()) {
+      const o = oneShot.compressed[i]!;
+      expect(t.codebook).toEqual(o.codebook);
+      const kept = new Set(o.indices);
+      for (const idx of t.indices) expect(kept.has(idx)).toBe(true);
+      for (let k = 1; k < t.indices.length; k++) expect(t.indices[k]!).toBeGreaterThan(t.indices[k - 1]!);
+      changed += t.codes.some((c, k) => c !== o.codes[o.indices.indexOf(t.indices[k]!)]) ? 1 : 0;
+    }
+    expect(changed).toBeGreaterThan(0); // training moved some codes
+    expect(j.after.nonZeros).toBe(tuned.compressed.reduce((a, t) => a + t.indices.length, 0));
+    // The reported accuracy is the written file's.
+    const session = await createSession(bytes);
+    const r2 = await evaluate(session, loadFashionMnist({ limit: 200 }), { batch: 100 });
+    expect(r2.top1).toBe(j.after.top1);
+  }, 60_000);
+
+  test("bad arguments are usage errors (exit 2)", () => {
+    for (const args of [["--steps", "3", "--epochs", "1"], ["--batch", "0"], ["--steps", "1.5"], ["--stage1-fraction", "2"], ["--lr", "x"], ["--limit", "0"], ["a.onnx", "b.onnx"]]) {
+      const r = opq(...args, "--json");
+      expect(r.code).toBe(2);
+      expect(JSON.parse(r.stdout).error.code).toBe("USAGE");
+    }
+  }, 30_000);
+});

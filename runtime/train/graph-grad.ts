@@ -1,0 +1,143 @@
+/**
+ * Reverse-mode differentiation of an ONNX graph: `forward` runs the nodes in order through
+ * GRAD_OPS and keeps a tape of their backward closures; `backward` walks the tape in reverse,
+ * summing the gradients of values read more than once, and returns the gradients of the
+ * trainable initializers. Only values that depend on a parameter get gradients (the image's
+ * does not), which skips the first Conv's dX.
+ * @module
+ */
+import type { Model, Node, Tensor } from "../../format/mod.ts";
+import { sizeOf } from "../../format/mod.ts";
+import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
+import { Attrs, KernelError } from "../ops/types.ts";
+import { type Backward, GRAD_OPS } from "./grad-ops.ts";
+
+/** A model prepared for training: forward with a tape, backward to the parameters. */
+export interface TrainableGraph {
+  /** Float32 initializers read as Conv/Gemm/MatMul weights or biases: what `backward` differentiates. */
+  params: string[];
+  /** The graph input fed to `forward` and the output it returns. */
+  inputName: string;
+  outputName: string;
+  /**
+   * Run the graph on one input batch and keep the tape for `backward`. Reads the current
+   * contents of `model.graph.initializers[name].data`, so a caller may overwrite weights in
+   * place between steps. Returns the output's data (dims in `outputDims`).
+   */
+  forward(input: Tensor): Float32Array;
+  /** Dims of the last forward's output. */
+  readonly outputDims: number[];
+  /** Gradients of every parameter (by initializer name) for `dOutput`, the gradient of the last forward's output. */
+  backward(dOutput: Float32Array): Map<string, Float32Array>;
+}
+
+/** Which inputs of each op are trainable parameters (when they are float32 initializers). */
+const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1] };
+
+/** A fresh `a + b` (neither operand is modified). */
+function sum(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
+  return out;
+}
+
+const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
+
+/**
+ * Prepare `model` for training on the CPU. Throws OpqRuntimeError UNSUPPORTED_OPS naming every
+ * op GRAD_OPS lacks, INVALID_MODEL for a graph without one float input and one output.
+ */
+export function createTrainableGraph(model: Model): TrainableGraph {
+  const graph = model.graph;
+  const inits = graph.initializers;
+  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && (!isDefaultDomain(n) || !GRAD_OPS[n.opType])).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
+  if (unsupported.length) {
+    throw new OpqRuntimeError(E.UNSUPPORTED_OPS, `training does not support op(s): ${unsupported.join(", ")}`, { ops: unsupported });
+  }
+  const feeds = graph.inputs.filter((i) => !Object.hasOwn(inits, i.name));
+  if (feeds.length !== 1 || graph.outputs.length !== 1) {
+    throw new OpqRuntimeError(E.INVALID_MODEL, `training needs one fed input and one output, the graph has ${feeds.length} and ${graph.outputs.length}`);
+  }
+  const inputName = feeds[0]!.name, outputName = graph.outputs[0]!.name;
+
+  const params: string[] = [];
+  for (const node of graph.nodes) {
+    for (const slot of PARAM_SLOTS[node.opType] ?? []) {
+      const name = node.inputs[slot];
+      if (name && Object.hasOwn(inits, name) && inits[name]!.dtype === "float32" && !params.includes(name)) params.push(name);
+    }
+  }
+  const constants = new Map<string, Tensor>();
+  for (const node of graph.nodes) {
+    if (node.opType !== "Constant") continue;
+    const a = node.attrs.value;
+    if (!a || a.type !== "tensor") throw new OpqRuntimeError(E.UNSUPPORTED_OPS, `Constant ${node.name}: only a 'value' tensor is supported`, { ops: ["Constant"] });
+    constants.set(node.outputs[0]!, a.value);
+  }
+  // A value needs a gradient if it depends on a parameter.
+  const live = new Set(params);
+  const needs = new Map<Node, boolean[]>();
+  for (const node of graph.nodes) {
+    const n = node.inputs.map((i) => live.has(i));
+    needs.set(node, n);
+    if (n.some(Boolean)) for (const o of node.outputs) live.add(o);
+  }
+  const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
+
+  let tape: { node: Node; backward: Backward }[] = [];
+  let outputDims: number[] = [];
+  return {
+    params, inputName, outputName,
+    get outputDims() { return outputDims; },
+    forward(input) {
+      const env = new Map<string, Tensor>(constants);
+      env.set(inputName, input);
+      tape = [];
+      const value = (name: string) => {
+        if (!name) return undefined;
+        const t = env.get(name) ?? inits[name];
+        if (!t) throw new OpqRuntimeError(E.INVALID_MODEL, `value ${name} is read before it is computed`);
+        return t;
+      };
+      for (const node of graph.nodes) {
+        if (node.opType === "Constant") continue;
+        let r;
+        try {
+          r = GRAD_OPS[node.opType]!(node.inputs.map(value), attrs.get(node)!);
+        } catch (e) {
+          if (!(e instanceof KernelError)) throw e;
+          throw new OpqRuntimeError(E.KERNEL_FAILED, `${node.opType} ${node.name}: ${e.message}`, { node: node.name, opType: node.opType }, { cause: e });
+        }
+        node.outputs.forEach((o, i) => { if (o && r.outputs[i]) env.set(o, r.outputs[i]!); });
+        if (needs.get(node)!.some(Boolean)) tape.push({ node, backward: r.backward });
+      }
+      const out = env.get(outputName);
+      if (!out || !(out.data instanceof Float32Array)) throw new OpqRuntimeError(E.INVALID_MODEL, `output ${outputName} is not a float32 value`);
+      outputDims = out.dims;
+      return out.data;
+    },
+    backward(dOutput) {
+      if (dOutput.length !== sizeOf(outputDims)) {
+        throw new OpqRuntimeError(E.INPUT_INVALID, `dOutput has ${dOutput.length} values, the output [${outputDims}] has ${sizeOf(outputDims)}`);
+      }
+      const grads = new Map<string, Float32Array>([[outputName, dOutput]]);
+      for (let t = tape.length - 1; t >= 0; t--) {
+        const { node, backward } = tape[t]!;
+        const dOut = node.outputs.map((o) => grads.get(o));
+        if (dOut.every((d) => d === undefined)) continue;
+        const n = needs.get(node)!;
+        const dIn = backward(dOut, n);
+        for (const o of node.outputs) if (!params.includes(o)) grads.delete(o);
+        node.inputs.forEach((name, i) => {
+          const d = dIn[i];
+          if (!n[i] || !d) return;
+          const prev = grads.get(name);
+          // Sum, never add in place: a stored gradient may be another op's dY (pass-through ops).
+          grads.set(name, prev ? sum(prev, d) : d);
+        });
+      }
+      tape = [];
+      return new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
+    },
+  };
+}
