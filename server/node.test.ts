@@ -1,7 +1,8 @@
 /**
  * The server under Node through @hono/node-server: server/main-node.ts is bundled for Node with
  * `bun build --target=node` (Node cannot run our TypeScript), started with `node` on a real
- * `.opq` on 127.0.0.1, asked for one inference, and stopped with SIGTERM (graceful path).
+ * `.opq` on 127.0.0.1, asked for one inference (compared with Bun's in-process run), and stopped
+ * with SIGTERM (graceful path).
  * @module
  */
 import { afterAll, expect, test } from "bun:test";
@@ -17,7 +18,7 @@ afterAll(() => {
   if (child && child.exitCode === null) child.kill("SIGKILL");
 });
 
-test("bundled for Node: serves an inference equal to the in-process run, stops on SIGTERM", async () => {
+test("bundled for Node: serves the in-process run's inference (to float rounding), stops on SIGTERM", async () => {
   const fixture = await makeFixture();
   const bundle = join(fixture.dir, "opq-server.mjs");
   const build = spawnSync(join(PROJECT_ROOT, "node_modules", ".bin", "bun"), ["build", "server/main-node.ts", "--target=node", "--outfile", bundle], { cwd: PROJECT_ROOT, encoding: "utf8" });
@@ -47,7 +48,16 @@ test("bundled for Node: serves an inference equal to the in-process run, stops o
   const body = (await res.json()) as { outputs: { logits: { data: number[] } } };
   const registry = await loadFixtureRegistry();
   const direct = await registry.get(FIXTURE_MODEL)!.runner.run({ input: { dtype: "float32", dims: x.shape, data: x.data } });
-  expect(body.outputs.logits.data).toEqual(Array.from(direct.logits!.data as Float32Array));
+  // Not bit for bit: a Conv's fast path depends on the JS engine (runtime/cpu/sparse.ts tunes the
+  // sparse crossover separately for JavaScriptCore and V8), so Node and Bun may sum in different
+  // orders. Same weights, same graph: equal to float32 rounding over the ~600-term sums, and the
+  // same class.
+  const ours = Array.from(direct.logits!.data as Float32Array), served = body.outputs.logits.data;
+  expect(served.length).toBe(ours.length);
+  const scale = Math.max(...ours.map(Math.abs));
+  served.forEach((v, i) => expect(Math.abs(v - ours[i]!)).toBeLessThanOrEqual(1e-5 * scale));
+  const argmax = (a: number[]) => a.indexOf(Math.max(...a));
+  expect(argmax(served)).toBe(argmax(ours));
 
   const exited = new Promise<number | null>((resolve) => child!.once("exit", (code) => resolve(code)));
   child.kill("SIGTERM");
