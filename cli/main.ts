@@ -29,7 +29,7 @@ function mainUsage(): string {
 
 function commandHelp(cmd: Command): string {
   const opts = Object.entries(cmd.options).map(([k, o]) => `  ${o.short ? `-${o.short}, ` : ""}--${k}${o.type === "string" ? " <value>" : ""}`);
-  return [`opq ${cmd.name} – ${cmd.summary}`, "", "usage:", ...cmd.usage.split("\n").map((l) => `  opq ${l}`), "", "options:", ...opts, "  --json", "  --help"].join("\n");
+  return [`opq ${cmd.name} – ${cmd.summary}`, "", "usage:", ...cmd.usage.split("\n").map((l) => (l.startsWith(cmd.name) ? `  opq ${l}` : `  ${l}`)), "", "options:", ...opts, "  --json", "  --help"].join("\n");
 }
 
 /** Run the CLI on argv (without the runtime and script) and return the exit code. */

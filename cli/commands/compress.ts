@@ -42,7 +42,7 @@ export const command: Command = {
     "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--json]",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
-    "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning (not yet in opq)",
+    "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning: `opq finetune`",
   ].join("\n"),
   options: {
     output: { type: "string", short: "o" },
@@ -110,6 +110,6 @@ export const command: Command = {
     say(`\n${basename(input)} ${fmtBytes(report.fp32Bytes)} → ${output} ${fmtBytes(f.bytes)}: ${fmtNum(f.ratio)}× smaller than FP32 ` +
       `(nominal rate ${fmtNum(f.nominalRate)}×; entropy bound ${fmtBytes(Math.round(f.entropyBoundBytes))}, file/bound ${fmtNum(f.overBound)}; ${fmtNum(f.bitsPerWeight)} bits/weight) in ${fmtNum(report.seconds)} s`);
     if (htmlPath) say(`report: ${htmlPath}`);
-    say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression without finetuning loses accuracy at high sparsity)`);
+    say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
   },
 };
