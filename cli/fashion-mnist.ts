@@ -69,6 +69,11 @@ export function fashionMnistBatch(set: FashionMnist, start: number, n: number): 
   const px = FMNIST_SIDE * FMNIST_SIDE;
   const raw = set.pixels.subarray(start * px, end * px);
   const data = new Float32Array(raw.length);
-  for (let i = 0; i < raw.length; i++) data[i] = (raw[i]! / 255 - FMNIST_MEAN) / FMNIST_STD;
+  normalizePixels(raw, data, 0);
   return { dims: [end - start, 1, FMNIST_SIDE, FMNIST_SIDE], data };
+}
+
+/** Write the training-time preprocessing of raw pixels, (v / 255 − mean) / std, into `dst` from `offset`. */
+export function normalizePixels(raw: Uint8Array, dst: Float32Array, offset: number): void {
+  for (let i = 0; i < raw.length; i++) dst[offset + i] = (raw[i]! / 255 - FMNIST_MEAN) / FMNIST_STD;
 }

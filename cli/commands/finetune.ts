@@ -12,7 +12,7 @@ import { basename, dirname, resolve } from "node:path";
 import { mulberry32, type Model, type OpqModel } from "../../format/mod.ts";
 import { type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
-import { type FashionMnist, FMNIST_MEAN, FMNIST_SIDE, FMNIST_STD, loadFashionMnist } from "../fashion-mnist.ts";
+import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
 import { defaultOutput } from "./compress.ts";
 import { evaluate } from "./eval.ts";
 
@@ -62,7 +62,7 @@ export function gatherBatch(set: FashionMnist, order: Uint32Array, start: number
   for (let b = 0; b < n; b++) {
     const i = order[start + b]!;
     labels[b] = set.labels[i]!;
-    for (let p = 0; p < px; p++) data[b * px + p] = (set.pixels[i * px + p]! / 255 - FMNIST_MEAN) / FMNIST_STD;
+    normalizePixels(set.pixels.subarray(i * px, (i + 1) * px), data, b * px);
   }
   return { data, labels };
 }
