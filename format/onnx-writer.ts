@@ -5,7 +5,7 @@
  * @module
  */
 import { check, FormatError } from "./errors.ts";
-import { type AttrValue, dequantize, type Graph, type Model, type Node, ONNX_DTYPE, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "./graph.ts";
+import { type AttrValue, type CompressedTensor, dequantize, type Graph, type Model, type Node, ONNX_DTYPE, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "./graph.ts";
 import {
   ATTRIBUTE_PROTO, ATTRIBUTE_TYPE, GRAPH_PROTO, MODEL_PROTO, NODE_PROTO, OPERATOR_SET_ID_PROTO, TENSOR_PROTO,
   TENSOR_SHAPE_PROTO, TYPE_PROTO, TYPE_PROTO_TENSOR, VALUE_INFO_PROTO,
@@ -122,6 +122,28 @@ function writeValueInfo(w: ProtoWriter, v: ValueInfo): void {
 }
 
 /**
+ * Check a compressed tensor an in-memory OpqModel carries (decodeOpq checks its own): a name no
+ * plain initializer of `initializers` has, non-negative integer dims, one code per index,
+ * strictly increasing in-range indices, table codes inside the table. Throws FormatError INVALID_ARGUMENT.
+ */
+export function checkCompressedTensor(t: CompressedTensor, initializers: Readonly<Record<string, Tensor>>): void {
+  const label = JSON.stringify(t.name);
+  check(!Object.hasOwn(initializers, t.name), "INVALID_ARGUMENT", `compressed tensor ${label} is also a plain initializer`);
+  for (const d of t.dims) check(Number.isSafeInteger(d) && d >= 0, "INVALID_ARGUMENT", `compressed tensor ${label} has dimension ${d}`);
+  const n = sizeOf(t.dims);
+  check(t.codes.length === t.indices.length, "INVALID_ARGUMENT", `compressed tensor ${label} has ${t.indices.length} indices but ${t.codes.length} codes`);
+  let prev = -1;
+  for (const i of t.indices) {
+    check(i > prev && i < n, "INVALID_ARGUMENT", () => `compressed tensor ${label}: index ${i} is out of range or not increasing`);
+    prev = i;
+  }
+  if (t.codebook.kind === "table") {
+    const size = t.codebook.values.length;
+    for (const c of t.codes) check(c >= 0 && c < size, "INVALID_ARGUMENT", () => `compressed tensor ${label}: code ${c} outside its ${size}-entry table`);
+  }
+}
+
+/**
  * The plain float model a `.opq` stands for: every compressed tensor dequantized back into a
  * float32 initializer. Throws INVALID_ARGUMENT if a compressed tensor is inconsistent (an index
  * out of range or not increasing, a code outside its table, a name the graph already defines).
@@ -129,20 +151,7 @@ function writeValueInfo(w: ProtoWriter, v: ValueInfo): void {
 export function toDenseModel(m: OpqModel): Model {
   const initializers: Record<string, Tensor> = { ...m.model.graph.initializers };
   for (const t of m.compressed) {
-    const label = JSON.stringify(t.name);
-    check(!Object.hasOwn(initializers, t.name), "INVALID_ARGUMENT", `compressed tensor ${label} is also a plain initializer`);
-    for (const d of t.dims) check(Number.isSafeInteger(d) && d >= 0, "INVALID_ARGUMENT", `compressed tensor ${label} has dimension ${d}`);
-    const n = sizeOf(t.dims);
-    check(t.codes.length === t.indices.length, "INVALID_ARGUMENT", `compressed tensor ${label} has ${t.indices.length} indices but ${t.codes.length} codes`);
-    let prev = -1;
-    for (const i of t.indices) {
-      check(i > prev && i < n, "INVALID_ARGUMENT", () => `compressed tensor ${label}: index ${i} is out of range or not increasing`);
-      prev = i;
-    }
-    if (t.codebook.kind === "table") {
-      const size = t.codebook.values.length;
-      for (const c of t.codes) check(c >= 0 && c < size, "INVALID_ARGUMENT", () => `compressed tensor ${label}: code ${c} outside its ${size}-entry table`);
-    }
+    checkCompressedTensor(t, initializers);
     Object.defineProperty(initializers, t.name, { value: { dtype: "float32", dims: [...t.dims], data: dequantize(t) }, enumerable: true, writable: true, configurable: true });
   }
   return { ...m.model, graph: { ...m.model.graph, initializers } };

@@ -22,6 +22,8 @@ export const RUNTIME_ERROR_CODES = {
   KERNEL_FAILED: "KERNEL_FAILED",
   /** `run()` was called on a disposed session. */
   DISPOSED: "DISPOSED",
+  /** The backend asked for cannot run here (no WebAssembly SIMD or shared memory, no usable GPU adapter); `details` says why. */
+  BACKEND_UNAVAILABLE: "BACKEND_UNAVAILABLE",
 } as const;
 
 /** A runtime error code. */

@@ -7,7 +7,7 @@
  * and plan buffer lifetimes so each intermediate is released right after its last reader.
  * @module
  */
-import { type CompressedTensor, type Dim, type DType, DTYPE_BYTES, type Graph, type Model, type Node, type Tensor, type ValueInfo } from "../format/mod.ts";
+import { type CompressedTensor, type Dim, type DType, DTYPE_BYTES, dequantize, type Graph, type Model, type Node, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { convGeometry, convPath, type PreparedConv } from "./ops/conv.ts";
 import { sliceRange } from "./ops/shape.ts";
@@ -35,6 +35,8 @@ export interface PlannedStep {
   reads: string[];
   /** Plans of the node's graph attributes (If branches, Loop/Scan bodies), by attribute name. */
   subplans?: Record<string, Plan>;
+  /** The op table variant's load-time hook, when planning was asked to leave it to the binder (`deferPrepare`). */
+  prepare?: OpVersion["prepare"];
 }
 
 /** An op the runtime cannot run, as reported in UNSUPPORTED_OPS details. */
@@ -81,13 +83,50 @@ export interface PlanOptions {
   ops?: Readonly<Record<string, OpVersion[]>>;
   /** Constant folding at load (default true). */
   fold?: boolean;
-  /** Compressed weights of a .opq, already dequantized into the model's initializers; layers reading them report a "dequantized-" path. */
+  /**
+   * Compressed weights of a .opq (names the graph uses that its initializers lack). Each becomes a
+   * constant whose dense data is made only if something reads it (`lazyDense`); layers reading one
+   * through the op table report a "dequantized-" path.
+   */
   compressed?: readonly CompressedTensor[];
+  /**
+   * Leave the op table's `prepare` hooks and path labels of the top-level steps to the caller, who
+   * binds each step to a backend first (runtime/backend.ts): only steps the reference backend
+   * takes then prepare, and no weight is read for a step another backend computes.
+   */
+  deferPrepare?: boolean;
   /** Names defined by enclosing graphs (when planning a subgraph): readable, never released here. */
   outer?: ReadonlySet<string>;
 }
 
 const DEFAULT_DOMAINS = new Set(["", "ai.onnx"]);
+
+/** Lazy constants not read yet (their data getter has not run). */
+const UNREAD = new WeakSet<Tensor>();
+
+/**
+ * A float32 constant standing for a compressed weight: dims now, data (dequantized once) only
+ * when something reads `data`. A backend computing on the compressed form never does, so no
+ * dense copy of that weight ever exists.
+ */
+export function lazyDense(c: CompressedTensor): Tensor {
+  let data: Float32Array | undefined;
+  const t = {
+    dtype: "float32" as const,
+    dims: [...c.dims],
+    get data(): Float32Array {
+      if (!data) { data = dequantize(c); UNREAD.delete(t); }
+      return data;
+    },
+  };
+  UNREAD.add(t);
+  return t;
+}
+
+/** False for a `lazyDense` constant whose data has not been made; true for every other tensor. */
+export function isMaterialized(t: Tensor): boolean {
+  return !UNREAD.has(t);
+}
 /** The UNSUPPORTED_OPS message names at most this many nodes; `details.nodes` has them all. */
 const MAX_LISTED_NODES = 20;
 
@@ -189,16 +228,17 @@ export function planModel(model: Model, options: PlanOptions = {}): Plan {
 function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
   const outer = options.outer ?? new Set<string>();
   const versions = resolveKernels(model, options.ops ?? OPS, graph);
-  checkDefined(graph, outer);
+  const compressed = new Map((options.compressed ?? []).map((c) => [c.name, c] as const));
+  checkDefined(graph, compressed.size ? new Set([...outer, ...compressed.keys()]) : outer);
   const threads = Math.max(1, options.threads ?? 1);
   const constants = new Map<string, Tensor>(Object.entries(graph.initializers));
   const inputs = graph.inputs.filter((v) => !constants.has(v.name));
   const outputNames = new Set(graph.outputs.map((o) => o.name));
   const fold = options.fold ?? true;
-  const compressed = new Map((options.compressed ?? []).map((c) => [c.name, c] as const));
+  for (const c of compressed.values()) constants.set(c.name, lazyDense(c));
 
   // Subgraphs see every name of this graph and of the graphs around it.
-  const visible = new Set<string>([...outer, ...graph.inputs.map((v) => v.name), ...Object.keys(graph.initializers)]);
+  const visible = new Set<string>([...outer, ...graph.inputs.map((v) => v.name), ...Object.keys(graph.initializers), ...compressed.keys()]);
   for (const n of graph.nodes) for (const o of n.outputs) if (o !== "") visible.add(o);
   const prepares = new Map<PlannedStep, NonNullable<OpVersion["prepare"]>>();
   let steps: PlannedStep[] = graph.nodes.map((node, i) => {
@@ -219,6 +259,7 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
       subplans,
     };
     if (v.prepare) prepares.set(step, v.prepare);
+    if (v.prepare && options.deferPrepare) step.prepare = v.prepare;
     return step;
   });
 
@@ -258,8 +299,10 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
       continue;
     }
     inferNode(s, shapes, dtypes, constants);
-    prepareStep(s, prepares.get(s), shapes, constants);
-    s.path = layerPath(s, shapes, constants, compressed);
+    if (!options.deferPrepare) {
+      prepareStep(s, prepares.get(s), shapes, constants);
+      s.path = layerPath(s, shapes, constants, compressed);
+    }
     kept.push(s);
   }
   steps = kept;
@@ -287,7 +330,7 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
  * one and some input is constant. A prepare that throws leaves the step unprepared: the kernel
  * then does the work per call, and reports bad inputs at run() as usual.
  */
-function prepareStep(s: PlannedStep, prepare: OpVersion["prepare"], shapes: Map<string, Dim[]>, constants: Map<string, Tensor>): void {
+export function prepareStep(s: PlannedStep, prepare: OpVersion["prepare"], shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>): void {
   if (!prepare) return;
   const consts = s.node.inputs.map((n) => (n === "" ? undefined : constants.get(n)));
   if (!consts.some((t) => t !== undefined)) return;
@@ -622,7 +665,7 @@ const DEFAULT_PATH = "dense-fp32";
  * (symbolic dims count as 1; the choice does not depend on the batch); Gemm/MatMul "blocked-gemm".
  * Weights dequantized from a .opq prefix the path with "dequantized-".
  */
-function layerPath(s: PlannedStep, shapes: Map<string, Dim[]>, constants: Map<string, Tensor>, compressed: ReadonlyMap<string, CompressedTensor>): string {
+export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>, compressed: ReadonlyMap<string, CompressedTensor>): string {
   const { node } = s;
   const dequantized = node.inputs.some((n) => compressed.has(n));
   let path = s.path;

@@ -7,18 +7,28 @@
 import { readFile } from "node:fs/promises";
 import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
+import { type Backend, type BackendName, bindReference, type BoundKernel, type NodeSpec, type RunContext } from "./backend.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { type Plan, type PlannedStep, planModel } from "./planner.ts";
+import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
+import { WasmBackend } from "./wasm/backend.ts";
+import { ValueHeap } from "./wasm/value-heap.ts";
+import { kernelSupport } from "./wasm/module.ts";
 
-/** One planned layer, as reported in SessionInfo. */
+/** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
   name: string;
   opType: string;
-  /** How the layer computes, e.g. "dense-fp32", "im2col-gemm". */
+  /** The backend that computes it. */
+  backend: BackendName;
+  /** How the layer computes, e.g. "wasm-conv-sparse-q", "winograd"; for the reference backend the op table kernel's label. */
   path: string;
+  /** The form its weights are held in ("dense-f32", a compressed kernel form, "none"). */
+  weightForm: string;
+  /** Bytes the layer holds for its weights, as held. */
+  residentBytes: number;
 }
 
 /** What a session knows about the model it runs. */
@@ -30,6 +40,10 @@ export interface SessionInfo {
   layers: LayerInfo[];
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
+  /** The backends bound to at least one layer, with what they report (threads, SIMD features, adapter). */
+  backends: Record<string, Record<string, unknown>>;
+  /** Bytes held for weights, summed over the layers (the weights as the kernels hold them). */
+  residentWeightBytes: number;
 }
 
 /** A loaded model. */
@@ -37,6 +51,9 @@ export interface Session {
   /** The inputs `run()` needs (initializer-backed graph inputs excluded). */
   inputs: ValueInfo[];
   outputs: ValueInfo[];
+  /** Names of `inputs` and `outputs`, in order (as onnxruntime's InferenceSession has them). */
+  inputNames: string[];
+  outputNames: string[];
   info: SessionInfo;
   /** Run the model. Throws OpqRuntimeError (INPUT_MISSING, INPUT_SHAPE, INPUT_DTYPE, INPUT_INVALID, KERNEL_FAILED, DISPOSED). */
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
@@ -44,10 +61,19 @@ export interface Session {
   dispose(): void;
 }
 
+/** Which backend a session computes on. */
+export type BackendChoice = "auto" | BackendName;
+
 /** Options for createSession. */
 export interface SessionOptions {
-  /** Worker threads kernels may use (default 1). More than 1 starts the process-wide worker pool at load. */
+  /** Threads kernels may use (default 1): the session starts its own `threads - 1` workers. */
   threads?: number;
+  /**
+   * "auto" (default): WebAssembly SIMD kernels where the engine has them, the reference for the
+   * rest. "wasm": the same, but fail with BACKEND_UNAVAILABLE where WASM SIMD is missing.
+   * "cpu-reference": the op table's kernels only.
+   */
+  backend?: BackendChoice;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
@@ -100,6 +126,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   } else if (source instanceof Uint8Array) {
     bytes = source;
   }
+  // (an in-memory OpqModel's compressed tensors are checked below, as decodeOpq checks its own)
   let opq: OpqModel | undefined;
   let model: Model;
   try {
@@ -109,24 +136,86 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     } else if (isOpqModel(source)) opq = source;
     else if (isModel(source)) model = source;
     else throw new OpqRuntimeError(RUNTIME_ERROR_CODES.INVALID_MODEL, "createSession: source must be bytes, a path, an OpqModel or a Model");
-    if (opq) model = format.toDenseModel(opq);
+    if (opq) {
+      model = opq.model;
+      if (!bytes) for (const c of opq.compressed) format.checkCompressedTensor(c, model.graph.initializers);
+    }
   } catch (e) {
     throw invalidModel(e, typeof source === "string" ? source : "model");
   }
-  // Kernels split large GEMMs across the process-wide worker pool once it is up; start it now.
-  if ((options.threads ?? 1) > 1) await ensureCpuWorkers(options.threads!);
-  const plan = planModel(model!, { threads: options.threads, ops: options.ops, compressed: opq?.compressed });
+  const threads = Math.max(1, Math.floor(options.threads ?? 1));
+  const choice = options.backend ?? "auto";
+  if (!["auto", "wasm", "cpu-reference"].includes(choice)) {
+    throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `backend '${choice}' is not available (use auto, wasm or cpu-reference)`, { backend: choice });
+  }
+  let wasm: WasmBackend | undefined;
+  if (choice !== "cpu-reference") {
+    wasm = await WasmBackend.create(threads);
+    if (!wasm && choice === "wasm") {
+      throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `the wasm backend needs WebAssembly SIMD and shared memory: ${kernelSupport().reason}`, { backend: "wasm", reason: kernelSupport().reason });
+    }
+  }
+  // The reference kernels split large GEMMs across the process-wide JS worker pool.
+  if (!wasm && threads > 1) await ensureCpuWorkers(threads);
+  let plan: Plan;
+  try {
+    plan = planModel(model!, { threads, ops: options.ops, compressed: opq?.compressed, deferPrepare: true });
+  } catch (e) {
+    wasm?.dispose();
+    throw e;
+  }
+  const backends: Backend[] = wasm ? [wasm] : [];
+  const bound = bindSteps(plan, backends);
   const metadata: Record<string, unknown> = opq
     ? { ...opq.metadata }
     : { producerName: model!.producerName, irVersion: model!.irVersion, opsetImports: model!.opsetImports };
+  const layers = plan.steps.map((s, i) => ({
+    name: s.name, opType: s.node.opType, backend: bound[i]!.backend, path: bound[i]!.path,
+    weightForm: bound[i]!.weightForm, residentBytes: bound[i]!.residentBytes,
+  }));
+  const used = new Set(layers.map((l) => l.backend));
   const info: SessionInfo = {
     format: opq ? "opq" : "onnx",
     bytes: bytes?.byteLength ?? (opq ? weightBytes(opq.model, opq) : weightBytes(model!)),
     metadata,
-    layers: plan.steps.map((s) => ({ name: s.name, opType: s.node.opType, path: s.path })),
+    layers,
     loadMs: performance.now() - t0,
+    backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
+    residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
   };
-  return new PlannedSession(plan, info);
+  return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined);
+}
+
+/**
+ * Bind every top-level step: the first backend that claims it, else the reference (running the
+ * op table kernel, prepared now). Returns the bound kernels in step order.
+ */
+function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
+  const out = plan.steps.map((step) => {
+    const { node } = step;
+    const get = <T>(m: ReadonlyMap<string, T>) => node.inputs.map((n) => (n === "" ? undefined : m.get(n)));
+    const compressed = get(plan.compressed);
+    const spec: NodeSpec = {
+      node, name: step.name, attrs: step.attrs, opset: step.ctx.opset,
+      inputShapes: get(plan.shapes), outputShapes: node.outputs.map((n) => plan.shapes.get(n)),
+      inputDtypes: get(plan.dtypes), outputDtypes: node.outputs.map((n) => plan.dtypes.get(n)),
+      constants: node.inputs.map((n, i) => (n === "" || compressed[i] ? undefined : plan.constants.get(n))),
+      compressed,
+      dense: (i) => (node.inputs[i] ? plan.constants.get(node.inputs[i]!) : undefined),
+      threads: step.ctx.threads,
+    };
+    if (!step.subplans) {
+      for (const b of backends) {
+        const k = b.bind(spec);
+        if (k) return k;
+      }
+    }
+    prepareStep(step, step.prepare, plan.shapes, plan.constants);
+    step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed);
+    return bindReference(spec, step.kernel, step.ctx, step.path);
+  });
+  for (const b of backends) b.finish?.();
+  return out;
 }
 
 const describe = (dims: readonly Dim[]) => `[${dims.map((d) => (d === null ? "?" : d)).join(", ")}]`;
@@ -213,8 +302,9 @@ export type OuterScope = (name: string) => Tensor | undefined;
 const constantBuffers = new WeakMap<Plan, Set<ArrayBufferLike>>();
 function constantBuffersOf(plan: Plan): Set<ArrayBufferLike> {
   let set = constantBuffers.get(plan);
-  if (!set) {
-    set = new Set([...plan.constants.values()].map((t) => (t.data as { buffer?: ArrayBufferLike }).buffer).filter((b) => b !== undefined));
+  // Lazily dequantized weights get their buffers when first read: recompute while any exist.
+  if (!set || plan.compressed.size > 0) {
+    set = new Set([...plan.constants.values()].filter(isMaterialized).map((t) => (t.data as { buffer?: ArrayBufferLike }).buffer).filter((b) => b !== undefined));
     constantBuffers.set(plan, set);
   }
   return set;
@@ -274,16 +364,8 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
     }
     if (pool && released.length) recycle(released, env, constantBuffersOf(plan), pool);
   }
-  const constData = new Set<unknown>([...plan.constants.values()].map((t) => t.data));
-  const result: Record<string, Tensor> = {};
-  for (const o of plan.outputs) {
-    const t = read(o.name)!;
-    // Never hand out a buffer the plan keeps (a constant, or a view of one): callers may mutate
-    // results. Nor a view of a larger pooled block: it would keep the whole block alive.
-    const pooledView = pool !== undefined && t.data instanceof Float32Array && pool.isView(t.data);
-    result[o.name] = constData.has(t.data) || pooledView ? { dtype: t.dtype, dims: t.dims.slice(), data: t.data.slice() as Tensor["data"] } : t;
-  }
-  return result;
+  const pooled = (d: unknown) => pool !== undefined && d instanceof Float32Array && pool.isView(d);
+  return collectOutputs(plan, read, pooled);
 }
 
 /** The step's context with `runGraph` bound to this run's values (for If/Loop/Scan). */
@@ -304,17 +386,27 @@ function withSubgraphs(step: PlannedStep, read: OuterScope): KernelContext {
   };
 }
 
+/** Yield to the event loop after this much computing, so a server stays responsive during a long run (ms). */
+const YIELD_AFTER_MS = 8;
+const yieldToEventLoop = () => new Promise<void>((r) => setTimeout(r, 0));
+
 class PlannedSession implements Session {
   readonly inputs: ValueInfo[];
   readonly outputs: ValueInfo[];
+  readonly inputNames: string[];
+  readonly outputNames: string[];
   #plan: Plan | undefined;
-  /** Released intermediates, reused by later steps and runs of this session. */
+  /** Released intermediates, reused by later steps and runs of this session (reference backend only). */
   #pool = new BufferPool();
+  /** Runs one at a time: they share the session's memory and threads. */
+  #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(plan: Plan, readonly info: SessionInfo) {
+  constructor(plan: Plan, readonly info: SessionInfo, private readonly bound: BoundKernel[], private readonly backends: Backend[], private readonly heap?: ValueHeap) {
     this.#plan = plan;
     this.inputs = plan.inputs.map((v) => ({ ...v, shape: v.shape ? v.shape.slice() : null }));
     this.outputs = plan.outputs.map((v) => ({ ...v, shape: v.shape ? v.shape.slice() : plan.shapes.get(v.name)?.slice() ?? null }));
+    this.inputNames = this.inputs.map((v) => v.name);
+    this.outputNames = this.outputs.map((v) => v.name);
   }
 
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
@@ -322,14 +414,92 @@ class PlannedSession implements Session {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
       validateFeeds(plan.inputs, feeds);
-      return Promise.resolve(runPlan(plan, feeds, undefined, undefined, this.#pool));
     } catch (e) {
       return Promise.reject(e);
+    }
+    const result = this.#queue.then(() => {
+      const plan = this.#plan;
+      if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
+      return this.#runBound(plan, feeds);
+    });
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  async #runBound(plan: Plan, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    const heap = this.heap, pool = this.#pool;
+    const env = new Map<string, Tensor>();
+    for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
+    const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n));
+    const rc: RunContext = { alloc: heap ? (n) => heap.take(n) : (n) => pool.take(n) };
+    if (!heap) pool.beginRun();
+    let since = performance.now();
+    try {
+      for (let i = 0; i < plan.steps.length; i++) {
+        const step = plan.steps[i]!, { node } = step;
+        const ins = node.inputs.map(read);
+        let outs: Tensor[];
+        try {
+          const r = step.subplans ? step.kernel(ins, step.attrs, withSubgraphs(step, read)) : this.bound[i]!.run(ins, rc);
+          outs = r instanceof Promise ? await r : r;
+        } catch (e) {
+          if (e instanceof OpqRuntimeError) throw e;
+          const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
+          throw new OpqRuntimeError(
+            RUNTIME_ERROR_CODES.KERNEL_FAILED,
+            `${node.opType} node '${step.name}' failed on inputs (${shapes}): ${(e as Error)?.message ?? String(e)}`,
+            { node: step.name, opType: node.opType, backend: this.bound[i]!.backend, path: this.bound[i]!.path },
+            { cause: e },
+          );
+        }
+        node.outputs.forEach((o, k) => {
+          if (o === "") return;
+          const t = outs[k];
+          if (!t) {
+            throw new OpqRuntimeError(RUNTIME_ERROR_CODES.KERNEL_FAILED, `${node.opType} node '${step.name}' produced no output #${k} ('${o}')`, { node: step.name, opType: node.opType });
+          }
+          env.set(o, t);
+        });
+        const released: Tensor[] = [];
+        for (const r of step.release) {
+          const t = env.get(r);
+          if (t) released.push(t);
+          env.delete(r);
+        }
+        if (released.length) {
+          if (heap) heap.release(released, env.values());
+          else recycle(released, env, constantBuffersOf(plan), pool);
+        }
+        if (performance.now() - since > YIELD_AFTER_MS) {
+          await yieldToEventLoop();
+          since = performance.now();
+        }
+      }
+      return collectOutputs(plan, read, (d) => (heap ? heap.owns(d) : d instanceof Float32Array && pool.isView(d)));
+    } finally {
+      if (heap) heap.clear();
+      else pool.endRun();
     }
   }
 
   dispose(): void {
     this.#plan = undefined;
     this.#pool = new BufferPool();
+    for (const b of this.bound) b.dispose?.();
+    for (const b of this.backends) b.dispose();
   }
+}
+
+/**
+ * The graph outputs of a finished run. Never hands out a buffer the plan or the session keeps
+ * (a constant, a view of one, a block of session memory): callers may keep and mutate results.
+ */
+function collectOutputs(plan: Plan, read: (n: string) => Tensor | undefined, sessionOwned: (d: unknown) => boolean): Record<string, Tensor> {
+  const constData = new Set<unknown>([...plan.constants.values()].filter(isMaterialized).map((t) => t.data));
+  const result: Record<string, Tensor> = {};
+  for (const o of plan.outputs) {
+    const t = read(o.name)!;
+    result[o.name] = constData.has(t.data) || sessionOwned(t.data) ? { dtype: t.dtype, dims: t.dims.slice(), data: t.data.slice() as Tensor["data"] } : t;
+  }
+  return result;
 }

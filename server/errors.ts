@@ -83,6 +83,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [RUNTIME_ERROR_CODES.INVALID_MODEL]: 500,
   [RUNTIME_ERROR_CODES.KERNEL_FAILED]: 500,
   [RUNTIME_ERROR_CODES.DISPOSED]: 503,
+  [RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE]: 500,
   // Format errors only occur at load (refusing to start); listed so every code has a status.
   BAD_MAGIC: 500,
   UNSUPPORTED_VERSION: 500,

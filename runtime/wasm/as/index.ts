@@ -1,0 +1,4 @@
+// The kernel module's entry: every file's exports become the module's exports.
+// Add a kernel file here and declare its exports in runtime/wasm/module.ts (KernelExports).
+export * from "./common";
+export * from "./elementwise";

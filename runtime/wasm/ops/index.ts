@@ -1,0 +1,10 @@
+/**
+ * Every wasm implementation, in one list (the backend picks the cheapest claimant per node).
+ * Add an implementation file here.
+ * @module
+ */
+import type { WasmOpImpl } from "../backend.ts";
+import { ELEMENTWISE_WASM } from "./elementwise.ts";
+
+/** All wasm op implementations. */
+export const WASM_OPS: readonly WasmOpImpl[] = [...ELEMENTWISE_WASM];
