@@ -37,6 +37,23 @@ export interface NodeSpec {
   dense(slot: number): Tensor | undefined;
   /** Threads the session may use. */
   threads: number;
+  /**
+   * Set when the binder offers a Conv/Gemm with the nodes after it folded in (runtime/fusion.ts):
+   * the output is `clamp(op(x) + residual, lo, hi)`. A backend that does not apply it must not
+   * claim the spec (the nodes are then bound one by one).
+   */
+  epilogue?: Epilogue;
+}
+
+/** What a fused node computes after its op: an optional residual add, then a clamp. */
+export interface Epilogue {
+  /** Index into `node.inputs` of the value added to the output (same shape), if any. */
+  residual?: number;
+  /** Clamp bounds (−Infinity / Infinity when there is none). */
+  lo: number;
+  hi: number;
+  /** Names of the absorbed nodes, in order. */
+  fused: string[];
 }
 
 /** What a bound step needs at run time beyond its inputs. */

@@ -9,6 +9,7 @@ import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
 import { type Backend, type BackendName, bindReference, type BoundKernel, type NodeSpec, type RunContext } from "./backend.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
+import { applyFusions, type FusionCandidate, findFusions } from "./fusion.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep } from "./planner.ts";
@@ -187,29 +188,53 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
 }
 
 /**
- * Bind every top-level step: the first backend that claims it, else the reference (running the
- * op table kernel, prepared now). Returns the bound kernels in step order.
+ * Bind every top-level step: fused chains first (runtime/fusion.ts; applied only where a backend
+ * claims the fused node), then each remaining step to the first backend that claims it, else to
+ * the reference (the op table kernel, prepared now). Returns the bound kernels in step order.
  */
 function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
-  const out = plan.steps.map((step) => {
-    const { node } = step;
+  const specOf = (step: PlannedStep, node = step.node, epilogue?: NodeSpec["epilogue"]): NodeSpec => {
     const get = <T>(m: ReadonlyMap<string, T>) => node.inputs.map((n) => (n === "" ? undefined : m.get(n)));
     const compressed = get(plan.compressed);
-    const spec: NodeSpec = {
-      node, name: step.name, attrs: step.attrs, opset: step.ctx.opset,
+    return {
+      node, name: epilogue ? node.name : step.name, attrs: step.attrs, opset: step.ctx.opset,
       inputShapes: get(plan.shapes), outputShapes: node.outputs.map((n) => plan.shapes.get(n)),
       inputDtypes: get(plan.dtypes), outputDtypes: node.outputs.map((n) => plan.dtypes.get(n)),
       constants: node.inputs.map((n, i) => (n === "" || compressed[i] ? undefined : plan.constants.get(n))),
       compressed,
       dense: (i) => (node.inputs[i] ? plan.constants.get(node.inputs[i]!) : undefined),
       threads: step.ctx.threads,
+      epilogue,
     };
-    if (!step.subplans) {
-      for (const b of backends) {
-        const k = b.bind(spec);
-        if (k) return k;
-      }
+  };
+  const claim = (spec: NodeSpec) => {
+    for (const b of backends) {
+      const k = b.bind(spec);
+      if (k) return k;
     }
+    return undefined;
+  };
+  const pre = new Map<PlannedStep, BoundKernel>();
+  if (backends.length) {
+    const taken = new Set<number>();
+    const claimed: FusionCandidate[] = [];
+    for (const c of findFusions(plan)) {
+      if (c.absorbed.some((k) => taken.has(k)) || taken.has(c.head)) continue;
+      const head = plan.steps[c.head]!;
+      const k = claim(specOf(head, c.node, c.epilogue));
+      if (!k) continue;
+      claimed.push(c);
+      pre.set(head, k);
+      for (const a of [c.head, ...c.absorbed]) taken.add(a);
+    }
+    applyFusions(plan, claimed);
+  }
+  const out = plan.steps.map((step) => {
+    const fused = pre.get(step);
+    if (fused) return fused;
+    const spec = specOf(step);
+    const k = step.subplans ? undefined : claim(spec);
+    if (k) return k;
     prepareStep(step, step.prepare, plan.shapes, plan.constants);
     step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed);
     return bindReference(spec, step.kernel, step.ctx, step.path);
