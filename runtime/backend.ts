@@ -60,6 +60,8 @@ export interface Epilogue {
 export interface RunContext {
   /** A float32 buffer of `length` elements for an output (contents unspecified), owned by the session's memory. */
   alloc(length: number): Float32Array;
+  /** For profiling: a kernel that picks its path at run time says which one it took. */
+  reportPath?: (path: string) => void;
 }
 
 /** A node bound to one implementation: the thing that runs, and what is reported about it. */
@@ -107,11 +109,12 @@ export function bindReference(spec: NodeSpec, kernel: (ins: readonly (Tensor | u
     if (spec.constants[i] || spec.compressed[i]) resident += tensorBytes(spec.dense(i));
   }
   const attrs = spec.attrs;
+  const dequantized = spec.compressed.some((c) => c !== undefined);
   return {
     backend: "cpu-reference",
     path,
-    weightForm: resident > 0 ? "dense-f32" : "none",
+    weightForm: dequantized ? "dequantized-f32" : resident > 0 ? "dense-f32" : "none",
     residentBytes: resident,
-    run: (inputs, rc) => kernel(inputs, attrs, { ...ctx, alloc: rc.alloc }),
+    run: (inputs, rc) => kernel(inputs, attrs, { ...ctx, alloc: rc.alloc, reportPath: rc.reportPath }),
   };
 }

@@ -10,7 +10,8 @@
  */
 export type { Tensor, ValueInfo } from "../format/mod.ts";
 export { OpqRuntimeError, RUNTIME_ERROR_CODES, type RuntimeErrorCode } from "./errors.ts";
-export { createSession, type LayerInfo, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
+export { type BackendChoice, createSession, type LayerInfo, type LayerProfile, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
+export type { BackendName } from "./backend.ts";
 export { OPS, resolveOp } from "./ops/registry.ts";
 export type { Kernel, OpVersion } from "./ops/types.ts";
 export { type Plan, planModel, resolveKernels } from "./planner.ts";

@@ -12,7 +12,7 @@ import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { convGeometry, convPath, type PreparedConv } from "./ops/conv.ts";
 import { sliceRange } from "./ops/shape.ts";
 import { OPS, resolveOp } from "./ops/registry.ts";
-import { Attrs, type Kernel, type KernelContext, type OpVersion } from "./ops/types.ts";
+import { Attrs, type Kernel, type KernelContext, KernelError, type OpVersion } from "./ops/types.ts";
 
 /** One node ready to run. */
 export interface PlannedStep {
@@ -117,6 +117,22 @@ export function lazyDense(c: CompressedTensor): Tensor {
     get data(): Float32Array {
       if (!data) { data = dequantize(c); UNREAD.delete(t); }
       return data;
+    },
+  };
+  UNREAD.add(t);
+  return t;
+}
+
+/**
+ * A constant whose data only a backend's own kernel form holds (the stored form was dropped after
+ * binding): reading `data` throws.
+ */
+export function unreadable(name: string, dims: readonly number[]): Tensor {
+  const t = {
+    dtype: "float32" as const,
+    dims: [...dims],
+    get data(): Float32Array {
+      throw new KernelError(`weight '${name}' is held only in a compressed kernel form`);
     },
   };
   UNREAD.add(t);
@@ -665,7 +681,7 @@ const DEFAULT_PATH = "dense-fp32";
  * (symbolic dims count as 1; the choice does not depend on the batch); Gemm/MatMul "blocked-gemm".
  * Weights dequantized from a .opq prefix the path with "dequantized-".
  */
-export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>, compressed: ReadonlyMap<string, CompressedTensor>): string {
+export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>, compressed: ReadonlyMap<string, CompressedTensor>, dtypes?: ReadonlyMap<string, DType>): string {
   const { node } = s;
   const dequantized = node.inputs.some((n) => compressed.has(n));
   let path = s.path;
@@ -683,7 +699,8 @@ export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, co
       }
     }
   } else if (node.opType === "Gemm" || node.opType === "MatMul") {
-    path = "blocked-gemm";
+    const dt = dtypes?.get(node.inputs[0] ?? "");
+    path = dt === undefined || dt === "float32" ? "blocked-gemm" : "reference";
   }
   return dequantized ? `dequantized-${path}` : path;
 }

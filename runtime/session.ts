@@ -12,7 +12,7 @@ import { BufferPool, recycle } from "./buffer-pool.ts";
 import { applyFusions, type FusionCandidate, findFusions } from "./fusion.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep } from "./planner.ts";
+import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep, unreadable } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
 import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
@@ -45,6 +45,8 @@ export interface SessionInfo {
   backends: Record<string, Record<string, unknown>>;
   /** Bytes held for weights, summed over the layers (the weights as the kernels hold them). */
   residentWeightBytes: number;
+  /** The same weights as dense float32 (what an FP32 runtime holds), for the ratio resident ÷ FP32. */
+  fp32WeightBytes: number;
 }
 
 /** A loaded model. */
@@ -60,6 +62,20 @@ export interface Session {
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   /** Release the weights; later `run()` calls fail with DISPOSED. */
   dispose(): void;
+  /** Per-layer calls, time and the paths that actually ran, when the session was created with `profile: true`. */
+  profile(): LayerProfile[] | undefined;
+}
+
+/** What one layer did over the session's runs so far (`profile: true`). */
+export interface LayerProfile {
+  name: string;
+  backend: BackendName;
+  /** The bound path (as in SessionInfo.layers). */
+  path: string;
+  calls: number;
+  ms: number;
+  /** Paths the kernel reported taking when it chooses at run time (op-table kernels); else the bound path. */
+  ran: string[];
 }
 
 /** Which backend a session computes on. */
@@ -75,6 +91,8 @@ export interface SessionOptions {
    * "cpu-reference": the op table's kernels only.
    */
   backend?: BackendChoice;
+  /** Count calls and time per layer, and record the paths kernels report taking (`session.profile()`). */
+  profile?: boolean;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
@@ -167,6 +185,9 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   }
   const backends: Backend[] = wasm ? [wasm] : [];
   const bound = bindSteps(plan, backends);
+  dropStoredWeights(plan, bound);
+  const profile = options.profile ? bound.map((b, i) => profiled(b, plan.steps[i]!.name)) : undefined;
+  if (profile) profile.forEach((p, i) => { bound[i] = p.kernel; });
   const metadata: Record<string, unknown> = opq
     ? { ...opq.metadata }
     : { producerName: model!.producerName, irVersion: model!.irVersion, opsetImports: model!.opsetImports };
@@ -183,8 +204,50 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     loadMs: performance.now() - t0,
     backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
     residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
+    fp32WeightBytes: fp32Bytes(model!, opq),
   };
-  return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined);
+  return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined, profile?.map((p) => p.record));
+}
+
+/**
+ * Once every reader of a compressed weight is bound to a kernel that keeps its own form of it,
+ * the stored form (8 bytes per kept weight as decoded) is no longer needed: drop it, leaving a
+ * constant that cannot be read, so the session holds each weight once.
+ */
+function dropStoredWeights(plan: Plan, bound: readonly BoundKernel[]): void {
+  if (!plan.compressed.size) return;
+  const needed = new Set<string>();
+  plan.steps.forEach((s, i) => {
+    if (bound[i]!.backend === "cpu-reference" || s.subplans) for (const n of s.reads) needed.add(n);
+  });
+  const compressed = plan.compressed as Map<string, format.CompressedTensor>;
+  for (const [name, c] of compressed) {
+    if (needed.has(name)) continue;
+    compressed.delete(name);
+    plan.constants.set(name, unreadable(name, c.dims));
+  }
+}
+
+/** Bytes of a model's float weights as dense float32: its float initializers and compressed tensors. */
+function fp32Bytes(model: Model, opq?: OpqModel): number {
+  let n = 0;
+  for (const t of Object.values(model.graph.initializers)) if (t.dtype === "float32" || t.dtype === "float16" || t.dtype === "float64") n += 4 * t.data.length;
+  for (const c of opq?.compressed ?? []) n += 4 * format.sizeOf(c.dims);
+  return n;
+}
+
+/** Wrap a bound kernel to count its calls and time and collect the paths it reports. */
+function profiled(k: BoundKernel, name: string): { kernel: BoundKernel; record: LayerProfile } {
+  const record: LayerProfile = { name, backend: k.backend, path: k.path, calls: 0, ms: 0, ran: [] };
+  const note = (p: string) => { if (!record.ran.includes(p)) record.ran.push(p); };
+  const run: BoundKernel["run"] = (inputs, rc) => {
+    const t0 = performance.now();
+    let reported = false;
+    const out = k.run(inputs, { ...rc, reportPath: (p) => { reported = true; note(p); } });
+    const done = (r: Tensor[]) => { record.calls++; record.ms += performance.now() - t0; if (!reported) note(k.path); return r; };
+    return out instanceof Promise ? out.then(done) : done(out);
+  };
+  return { kernel: { ...k, run }, record };
 }
 
 /**
@@ -236,8 +299,9 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
     const k = step.subplans ? undefined : claim(spec);
     if (k) return k;
     prepareStep(step, step.prepare, plan.shapes, plan.constants);
-    step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed);
-    return bindReference(spec, step.kernel, step.ctx, step.path);
+    step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed, plan.dtypes);
+    // The weight form says "dequantized"; the path says how the kernel computes.
+    return bindReference(spec, step.kernel, step.ctx, step.path.replace(/^dequantized-/, ""));
   });
   for (const b of backends) b.finish?.();
   return out;
@@ -426,7 +490,7 @@ class PlannedSession implements Session {
   /** Runs one at a time: they share the session's memory and threads. */
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(plan: Plan, readonly info: SessionInfo, private readonly bound: BoundKernel[], private readonly backends: Backend[], private readonly heap?: ValueHeap) {
+  constructor(plan: Plan, readonly info: SessionInfo, private readonly bound: BoundKernel[], private readonly backends: Backend[], private readonly heap?: ValueHeap, private readonly records?: LayerProfile[]) {
     this.#plan = plan;
     this.inputs = plan.inputs.map((v) => ({ ...v, shape: v.shape ? v.shape.slice() : null }));
     this.outputs = plan.outputs.map((v) => ({ ...v, shape: v.shape ? v.shape.slice() : plan.shapes.get(v.name)?.slice() ?? null }));
@@ -505,6 +569,10 @@ class PlannedSession implements Session {
       if (heap) heap.clear();
       else pool.endRun();
     }
+  }
+
+  profile(): LayerProfile[] | undefined {
+    return this.records?.map((r) => ({ ...r, ran: [...r.ran] }));
   }
 
   dispose(): void {

@@ -465,16 +465,19 @@ function conv2dThreaded(
 /** Conv as registered: the float32 2-D fast paths, else the reference. */
 export const conv: Kernel = (inputs, attrs, ctx) => {
   const [x, w, b] = requireInputs(inputs, "Conv");
-  if (x.dtype !== "float32") return convReference(inputs, attrs, ctx);
+  if (x.dtype !== "float32") { ctx.reportPath?.("reference-conv"); return convReference(inputs, attrs, ctx); }
   const g = convGeometry(x.dims, w.dims, attrs);
   if (g.inSpatial.length === 1) {
     // 1-D runs as 2-D with a unit height: same data, one more dimension.
     const g2 = liftGeometry(g);
-    const y = conv2dFast(lift(x), lift(w), b, g2, convPath(g2, w.data as Float32Array)!, ctx.threads, { alloc: ctx.alloc });
+    const path = convPath(g2, w.data as Float32Array)!;
+    ctx.reportPath?.(path);
+    const y = conv2dFast(lift(x), lift(w), b, g2, path, ctx.threads, { alloc: ctx.alloc });
     return [{ ...y, dims: [g.batch, g.outChannels, g.outSpatial[0]!] }];
   }
   const prepared = (ctx.prepared as PreparedConv | undefined)?.weight === w ? ctx.prepared as PreparedConv : undefined;
   const path = convPath(g, w.data as Float32Array, prepared?.zeros);
+  ctx.reportPath?.(path ?? "reference-conv");
   if (!path) return convReference(inputs, attrs, ctx);
   return [conv2dFast(x, w, b, g, path, ctx.threads, { prepared, alloc: ctx.alloc })];
 };

@@ -93,6 +93,7 @@ export const gemmReference: Kernel = (inputs, attrs) => {
 function gemmWith(requireC: boolean): Kernel {
   return (inputs, attrs, ctx) => {
     const [a, b, c] = gemmInputs(inputs, requireC);
+    ctx.reportPath?.(a.dtype === "float32" ? "blocked-gemm" : "reference");
     if (a.dtype !== "float32") return gemmReference(inputs, attrs, ctx);
     const s = gemmShape(a.dims, b.dims, attrs);
     const y = new Float32Array(s.m * s.n);
@@ -183,6 +184,7 @@ export const matmulReference: Kernel = (inputs) => {
 /** MatMul as registered: float32 through the blocked GEMM (one GEMM when B is shared by all batches), else the reference. */
 export const matmul: Kernel = (inputs, attrs, ctx) => {
   const [a, b] = matmulInputs(inputs);
+  ctx.reportPath?.(a.dtype === "float32" ? "blocked-gemm" : "reference");
   if (a.dtype !== "float32") return matmulReference(inputs, attrs, ctx);
   const s = matmulShape(a.dims, b.dims);
   const ad = a.data as Float32Array, bd = b.data as Float32Array;

@@ -55,6 +55,8 @@ export interface KernelContext {
    * when the caller runs the kernel directly; kernels then allocate as usual.
    */
   alloc?: (length: number) => Float32Array;
+  /** Told which internal path a kernel that chooses one at run time took (session profiling checks it against the bound path). */
+  reportPath?: (path: string) => void;
 }
 
 /** Whatever a kernel's `prepare` derives from its constant inputs (packed or transformed weights); opaque to the runtime. */
