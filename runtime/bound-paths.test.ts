@@ -33,7 +33,7 @@ for (const name of MODELS) {
         expect(s.info.residentWeightBytes).toBeGreaterThan(0);
         expect(s.info.fp32WeightBytes).toBeGreaterThan(0);
         s.dispose();
-      });
+      }, 60_000);
     }
   });
 }

@@ -17,6 +17,7 @@ import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts"
 import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
 import { kernelSupport } from "./wasm/module.ts";
+import { type MemoryPlan, planMemory } from "./memory-plan.ts";
 
 /** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
@@ -515,18 +516,57 @@ class PlannedSession implements Session {
     return result;
   }
 
+  /** The memory plan of the last input shapes run, and the arena block it uses. */
+  #memory?: { key: string; plan: MemoryPlan; ptr: number; bytes: number };
+
+  /** The memory plan for these feeds' shapes (re-planned when the shapes change; the arena only grows). */
+  #memoryFor(plan: Plan, feeds: Record<string, Tensor>, heap: ValueHeap): { plan: MemoryPlan; ptr: number; bytes: number } {
+    const key = plan.inputs.map((v) => feeds[v.name]!.dims.join("x")).join(",");
+    const m = this.#memory;
+    if (m && m.key === key) return m;
+    const mp = planMemory(plan, new Map(plan.inputs.map((v) => [v.name, feeds[v.name]!.dims])));
+    let ptr = m?.ptr ?? 0, bytes = m?.bytes ?? 0;
+    if (mp.arenaBytes > bytes) {
+      if (m) heap.kernels.free(m.ptr);
+      ptr = heap.kernels.alloc(mp.arenaBytes);
+      bytes = mp.arenaBytes;
+    }
+    this.#memory = { key, plan: mp, ptr, bytes };
+    return this.#memory;
+  }
+
+  /** Bytes of the session's activation arena and its memory plan (undefined before the first run, or without wasm memory). */
+  get memoryPlan(): { arenaBytes: number; totalBytes: number } | undefined {
+    const m = this.#memory;
+    return m ? { arenaBytes: m.plan.arenaBytes, totalBytes: m.plan.totalBytes } : undefined;
+  }
+
   async #runBound(plan: Plan, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
     const heap = this.heap, pool = this.#pool;
     const env = new Map<string, Tensor>();
     for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
     const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n));
-    const rc: RunContext = { alloc: heap ? (n) => heap.take(n) : (n) => pool.take(n) };
+    const memory = heap ? this.#memoryFor(plan, feeds, heap) : undefined;
+    let planned: { name: string; length: number }[] = [], next = 0;
+    const rc: RunContext = {
+      alloc: heap
+        ? (n) => {
+          const want = planned[next];
+          if (want && want.length === n) {
+            next++;
+            return heap.kernels.f32(memory!.ptr + memory!.plan.slots.get(want.name)!.offset, n);
+          }
+          return heap.take(n);
+        }
+        : (n) => pool.take(n),
+    };
     if (!heap) pool.beginRun();
     let since = performance.now();
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const step = plan.steps[i]!, { node } = step;
         const ins = node.inputs.map(read);
+        if (memory) { planned = memory.plan.stepOutputs[i]!; next = 0; }
         let outs: Tensor[];
         try {
           const r = step.subplans ? step.kernel(ins, step.attrs, withSubgraphs(step, read)) : this.bound[i]!.run(ins, rc);
@@ -543,10 +583,11 @@ class PlannedSession implements Session {
         }
         node.outputs.forEach((o, k) => {
           if (o === "") return;
-          const t = outs[k];
+          let t = outs[k];
           if (!t) {
             throw new OpqRuntimeError(RUNTIME_ERROR_CODES.KERNEL_FAILED, `${node.opType} node '${step.name}' produced no output #${k} ('${o}')`, { node: step.name, opType: node.opType });
           }
+          if (memory) t = keepInSlot(t, o, memory, heap!);
           env.set(o, t);
         });
         const released: Tensor[] = [];
@@ -581,6 +622,23 @@ class PlannedSession implements Session {
     for (const b of this.bound) b.dispose?.();
     for (const b of this.backends) b.dispose();
   }
+}
+
+/**
+ * An output that lies in the arena must sit in its own planned slot (or its alias group's): a
+ * kernel that returned a view of some other value's slot would be overwritten when that slot is
+ * reused, so such an output is copied out to the heap.
+ */
+function keepInSlot(t: Tensor, name: string, memory: { plan: MemoryPlan; ptr: number; bytes: number }, heap: ValueHeap): Tensor {
+  if (!(t.data instanceof Float32Array)) return t;
+  const a = heap.kernels.addressOf(t.data);
+  if (a < memory.ptr || a >= memory.ptr + memory.bytes) return t;
+  const slot = memory.plan.slots.get(name);
+  const off = a - memory.ptr;
+  if (slot && off >= slot.offset && off + t.data.byteLength <= slot.offset + slot.bytes) return t;
+  const copy = heap.take(t.data.length);
+  copy.set(t.data);
+  return { ...t, data: copy };
 }
 
 /**
