@@ -23,6 +23,19 @@ export interface KernelExports {
   clampF32(begin: number, end: number, x: number, y: number, lo: number, hi: number): void;
   addF32(begin: number, end: number, x: number, y: number, z: number): void;
   axpyF32(begin: number, end: number, a: number, x: number, y: number): void;
+  /** as/sparse.ts: sparse-quantized conv rows on the level-grouped row form, with the fused epilogue. */
+  sparseConvF32(
+    begin: number, end: number, rowPtr: number, stream: number, levels: number, table: number,
+    x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
+    Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
+  ): void;
+  /** as/sparse.ts: zero-padded, phase-split copy of a conv input. */
+  phaseSplitF32(
+    begin: number, end: number, x: number, C: number, H: number, W: number, sy: number, sx: number, pt: number, pl: number,
+    Hq: number, Wq: number, phases: number, nPlanes: number, out: number,
+  ): void;
+  /** as/sparse.ts: sparse-quantized GEMV rows (Gemm/MatMul with a compressed weight). */
+  sparseGemvF32(begin: number, end: number, rowPtr: number, stream: number, levels: number, x: number, K: number, M: number, y: number, bias: number, lo: number, hi: number): void;
 }
 
 /** Block alignment of `alloc` (a cache line; SIMD loads need 16). */

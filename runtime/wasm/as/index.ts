@@ -2,3 +2,4 @@
 // Add a kernel file here and declare its exports in runtime/wasm/module.ts (KernelExports).
 export * from "./common";
 export * from "./elementwise";
+export * from "./sparse";

@@ -4,7 +4,8 @@
  * @module
  */
 import type { WasmOpImpl } from "../backend.ts";
+import { SPARSE_WASM } from "./conv-sparse.ts";
 import { ELEMENTWISE_WASM } from "./elementwise.ts";
 
 /** All wasm op implementations. */
-export const WASM_OPS: readonly WasmOpImpl[] = [...ELEMENTWISE_WASM];
+export const WASM_OPS: readonly WasmOpImpl[] = [...ELEMENTWISE_WASM, ...SPARSE_WASM];

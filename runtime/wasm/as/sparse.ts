@@ -1,0 +1,219 @@
+// Sparse-quantized × dense kernels on the level-grouped row form that ops/sparse-form.ts
+// transcodes a compressed `.opq` weight into (no dense weight exists):
+//
+//   rowPtr  u32 per row: where the row starts in `stream`, in u16 units
+//   stream  per row: nLev, then nLev × (levelId, count), then the row's column indices (u16),
+//           level by level (all u16)
+//   levels  f32 per level id: the weight value Δ·code (uniform) or the table value (APoT)
+//
+// A row's dot product is Σ_level v_level · Σ_{k ∈ S_level} x[k]: the value is splatted once per
+// level, and each kept weight costs one load and one multiply-add per vector of output pixels.
+//
+// Conv runs without im2col: over a zero-padded, phase-split copy of the input (phaseSplitF32),
+// an output pixel (oy, ox) of row-major run index p = oy·Wq + ox reads input element
+// table[k] + p for kept weight k, so each kept weight is one contiguous vector run over a tile of
+// output pixels. Columns ox ≥ Wo of the run are garbage and dropped by the epilogue.
+import { madd } from "./simd";
+
+/** Output pixels per main tile (8 vectors of accumulators: fits the 16 SIMD registers of x86-64 with the loads). */
+const TILE: i32 = 32;
+
+/** One row over 32 output pixels: dst[0..32) = Σ_l v_l Σ_k src[table[k] ..+32). */
+// @ts-ignore: decorator
+@inline function rowTile32(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+  const nLev = <usize>load<u16>(rp);
+  let hp = rp + 2;
+  let ip = hp + (nLev << 2);
+  const z = f32x4.splat(0);
+  let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+  for (let l: usize = 0; l < nLev; l++) {
+    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
+    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
+    hp += 4;
+    for (; ip < ie; ip += 2) {
+      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+      a0 = madd(v, v128.load(s), a0);
+      a1 = madd(v, v128.load(s, 16), a1);
+      a2 = madd(v, v128.load(s, 32), a2);
+      a3 = madd(v, v128.load(s, 48), a3);
+      a4 = madd(v, v128.load(s, 64), a4);
+      a5 = madd(v, v128.load(s, 80), a5);
+      a6 = madd(v, v128.load(s, 96), a6);
+      a7 = madd(v, v128.load(s, 112), a7);
+    }
+  }
+  v128.store(dst, a0);
+  v128.store(dst, a1, 16);
+  v128.store(dst, a2, 32);
+  v128.store(dst, a3, 48);
+  v128.store(dst, a4, 64);
+  v128.store(dst, a5, 80);
+  v128.store(dst, a6, 96);
+  v128.store(dst, a7, 112);
+}
+
+/** One row over 8 output pixels (the tail of a run). */
+// @ts-ignore: decorator
+@inline function rowTile8(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+  const nLev = <usize>load<u16>(rp);
+  let hp = rp + 2;
+  let ip = hp + (nLev << 2);
+  let a0 = f32x4.splat(0), a1 = a0;
+  for (let l: usize = 0; l < nLev; l++) {
+    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
+    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
+    hp += 4;
+    for (; ip < ie; ip += 2) {
+      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+      a0 = madd(v, v128.load(s), a0);
+      a1 = madd(v, v128.load(s, 16), a1);
+    }
+  }
+  v128.store(dst, a0);
+  v128.store(dst, a1, 16);
+}
+
+/**
+ * Sparse conv rows `item = n·M + m` for items in [begin, end). Raw sums go to the scratch
+ * t[item·L8 + p] for p in [0, L8) (L8 = the run Ho·Wq rounded up to 8; the input must be
+ * readable up to table[k] + L8 floats past each image and group base); then the epilogue writes
+ * y[item·Ho·Wo + oy·Wo + ox] = clamp(t[item·L8 + oy·Wq + ox] + bias[m] + res[same as y], lo, hi).
+ * `x` advances `xImg` bytes per image and `gStride` bytes per group of `Mg` rows; `table[k]` is
+ * the byte offset of column k from the group base. bias, res: 0 for none.
+ */
+export function sparseConvF32(
+  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
+  Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
+): void {
+  let item = begin;
+  while (item < end) {
+    const n = item / M;
+    const m0 = item - n * M;
+    const m1 = min(M, m0 + (end - item));
+    const xb = x + <usize>n * <usize>xImg;
+    const tb = t + ((<usize>(n * M) * <usize>L8) << 2);
+    let p = 0;
+    // Pixel tile outer, rows inner: the input tile (every k's run of 32 floats) stays in L1
+    // while all rows of the range use it; the rows' u16 streams come from L2.
+    for (; p + TILE <= L8; p += TILE) {
+      for (let m = m0; m < m1; m++) {
+        const src = xb + <usize>(m / Mg) * <usize>gStride + (<usize>p << 2);
+        rowTile32(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+      }
+    }
+    for (; p < L8; p += 8) {
+      for (let m = m0; m < m1; m++) {
+        const src = xb + <usize>(m / Mg) * <usize>gStride + (<usize>p << 2);
+        rowTile8(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+      }
+    }
+    const plane = Ho * Wo;
+    for (let m = m0; m < m1; m++) {
+      const bv = bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0;
+      const o = (<usize>(n * M + m) * <usize>plane) << 2;
+      epilogueRows(tb + ((<usize>m * <usize>L8) << 2), y + o, res ? res + o : 0, Ho, Wq, Wo, bv, lo, hi);
+    }
+    item += m1 - m0;
+  }
+}
+
+/** y[oy·Wo + ox] = clamp(t[oy·Wq + ox] + b + r[oy·Wo + ox], lo, hi) (r = 0: no residual). In place when Wq = Wo and t = y. */
+// @ts-ignore: decorator
+@inline function epilogueRows(t: usize, y: usize, r: usize, Ho: i32, Wq: i32, Wo: i32, b: f32, lo: f32, hi: f32): void {
+  const vb = f32x4.splat(b), vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
+  for (let oy = 0; oy < Ho; oy++) {
+    const ti = t + ((<usize>oy * <usize>Wq) << 2);
+    const yi = y + ((<usize>oy * <usize>Wo) << 2);
+    const ri = r + ((<usize>oy * <usize>Wo) << 2);
+    let ox = 0;
+    for (; ox + 4 <= Wo; ox += 4) {
+      const o = <usize>ox << 2;
+      let v = f32x4.add(v128.load(ti + o), vb);
+      if (r) v = f32x4.add(v, v128.load(ri + o));
+      v128.store(yi + o, f32x4.min(f32x4.max(v, vlo), vhi));
+    }
+    for (; ox < Wo; ox++) {
+      const o = <usize>ox << 2;
+      let v = load<f32>(ti + o) + b;
+      if (r) v += load<f32>(ri + o);
+      store<f32>(yi + o, min(max(v, lo), hi));
+    }
+  }
+}
+
+/**
+ * The zero-padded, phase-split input of a conv, for items `n·C + c` in [begin, end): plane q of
+ * the `nPlanes` phases (a_q, b_q) read from `phases` (i32 pairs) holds, at [c, i, j],
+ * x[n, c, sy·i + a_q − pt, sx·j + b_q − pl] (0 outside the input). Planes are [nPlanes][C][Hq][Wq]
+ * per image; `out` advances nPlanes·C·Hq·Wq floats per image. Stride 1 is one plane: plain padding.
+ */
+export function phaseSplitF32(
+  begin: i32, end: i32, x: usize, C: i32, H: i32, W: i32, sy: i32, sx: i32, pt: i32, pl: i32,
+  Hq: i32, Wq: i32, phases: usize, nPlanes: i32, out: usize,
+): void {
+  const planeF = <usize>C * <usize>Hq * <usize>Wq;
+  for (let item = begin; item < end; item++) {
+    const n = item / C, c = item - n * C;
+    const xc = x + ((<usize>item * <usize>H * <usize>W) << 2);
+    for (let q = 0; q < nPlanes; q++) {
+      const a = load<i32>(phases + (<usize>q << 3)), b = load<i32>(phases + (<usize>q << 3), 4);
+      const oc = out + ((<usize>n * <usize>nPlanes * planeF + <usize>q * planeF + <usize>c * <usize>Hq * <usize>Wq) << 2);
+      // Columns j whose source sx·j + b − pl lies in [0, W).
+      let j0 = 0;
+      while (j0 < Wq && sx * j0 + b - pl < 0) j0++;
+      let j1 = j0;
+      while (j1 < Wq && sx * j1 + b - pl < W) j1++;
+      for (let i = 0; i < Hq; i++) {
+        const row = oc + ((<usize>i * <usize>Wq) << 2);
+        const sr = sy * i + a - pt;
+        if (sr < 0 || sr >= H || j1 <= j0) {
+          memory.fill(row, 0, <usize>Wq << 2);
+          continue;
+        }
+        if (j0 > 0) memory.fill(row, 0, <usize>j0 << 2);
+        if (j1 < Wq) memory.fill(row + (<usize>j1 << 2), 0, <usize>(Wq - j1) << 2);
+        const srow = xc + ((<usize>sr * <usize>W) << 2);
+        if (sx == 1) {
+          memory.copy(row + (<usize>j0 << 2), srow + (<usize>(j0 + b - pl) << 2), <usize>(j1 - j0) << 2);
+        } else {
+          for (let j = j0; j < j1; j++) store<f32>(row + (<usize>j << 2), load<f32>(srow + (<usize>(sx * j + b - pl) << 2)));
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Sparse GEMV rows for items `n·M + m` in [begin, end): y[n·M + m] = clamp(Σ_l v_l Σ_{k ∈ S_l}
+ * x[n·K + k] + bias[m], lo, hi) on the same row form (column indices are k directly).
+ */
+export function sparseGemvF32(
+  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, x: usize, K: i32, M: i32,
+  y: usize, bias: usize, lo: f32, hi: f32,
+): void {
+  for (let item = begin; item < end; item++) {
+    const n = item / M, m = item - n * M;
+    const xr = x + ((<usize>n * <usize>K) << 2);
+    const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1);
+    const nLev = <usize>load<u16>(rp);
+    let hp = rp + 2;
+    let ip = hp + (nLev << 2);
+    let acc: f32 = 0;
+    for (let l: usize = 0; l < nLev; l++) {
+      const v = load<f32>(levels + (<usize>load<u16>(hp) << 2));
+      const ie = ip + (<usize>load<u16>(hp, 2) << 1);
+      hp += 4;
+      // Two partial sums: halves the add chain's latency.
+      let s0: f32 = 0, s1: f32 = 0;
+      for (; ip + 2 < ie; ip += 4) {
+        s0 += load<f32>(xr + (<usize>load<u16>(ip) << 2));
+        s1 += load<f32>(xr + (<usize>load<u16>(ip, 2) << 2));
+      }
+      if (ip < ie) { s0 += load<f32>(xr + (<usize>load<u16>(ip) << 2)); ip += 2; }
+      acc += v * (s0 + s1);
+    }
+    if (bias) acc += load<f32>(bias + (<usize>m << 2));
+    store<f32>(y + (<usize>item << 2), min(max(acc, lo), hi));
+  }
+}

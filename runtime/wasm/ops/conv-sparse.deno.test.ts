@@ -1,0 +1,36 @@
+/**
+ * The wasm sparse-quantized kernels under Deno (V8): every data-driven case of sparse-check.ts
+ * against the reference backend at 1 and 2 threads, and the plain-SIMD build (OPQ_WASM_RELAXED=0)
+ * in a child process. The rest (fused epilogue, form size, whole models) runs under bun in
+ * conv-sparse.test.ts.
+ * @module
+ */
+import { type CaseResult, checkCase, SPARSE_CASES } from "./sparse-check.ts";
+
+const TOL = 1e-5;
+
+function assert(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new Error(message);
+}
+
+for (const threads of [1, 2]) {
+  Deno.test(`sparse kernels: every case matches the reference, ${threads} thread(s)`, async () => {
+    for (const c of SPARSE_CASES) {
+      const r = await checkCase(c, threads);
+      assert(r.backend === "wasm" && r.weightForm === "sparse-levels-u16", `${c.name}: bound to ${r.backend} ${r.weightForm}`);
+      assert(r.relErr <= TOL, `${c.name}: relative error ${r.relErr}`);
+    }
+  });
+}
+
+Deno.test("sparse kernels: the plain-SIMD build matches too (child process, 2 threads)", async () => {
+  const script = new URL("./sparse-check.ts", import.meta.url).pathname;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", script, "2"], env: { OPQ_WASM_RELAXED: "0" }, stdout: "piped", stderr: "inherit",
+  }).output();
+  assert(out.success, "sparse-check.ts failed");
+  const r = JSON.parse(new TextDecoder().decode(out.stdout)) as { relaxed: boolean; results: CaseResult[] };
+  assert(r.relaxed === false, "the child ran the relaxed build");
+  assert(r.results.length === SPARSE_CASES.length, "not every case ran");
+  for (const x of r.results) assert(x.backend === "wasm" && x.relErr <= TOL, `${x.name}: ${x.backend} relative error ${x.relErr}`);
+});

@@ -1,0 +1,322 @@
+/**
+ * Conv, Gemm and MatMul whose weight is a compressed `.opq` tensor, computed on the weight's
+ * sparse kernel form (ops/sparse-form.ts, kernels in as/sparse.ts): the weight is transcoded once
+ * at bind and never dequantized.
+ *
+ * Conv (2-D, any kernel, stride, dilation, pads, groups incl. depthwise) runs without im2col:
+ * the input is copied once per call into zero-padded phase planes (stride s: s² planes of the
+ * space-to-depth split, only the phases some kernel tap uses; none at all for an unpadded
+ * stride-1 conv, which reads the input in place), and for kept weight k of a row the output
+ * pixels read one contiguous run at `table[k] + p` (table: k → byte offset of its tap,
+ * computed per input shape). Work is split over output rows (n·M + m) across the thread team.
+ * @module
+ */
+import type { CompressedTensor, Tensor } from "../../../format/mod.ts";
+import type { NodeSpec } from "../../backend.ts";
+import { convGeometry, type ConvGeometry } from "../../ops/conv.ts";
+import type { WasmBound, WasmEnv, WasmOpImpl } from "../backend.ts";
+import type { WasmKernels } from "../module.ts";
+import { SPARSE_MAX_COLS, type SparseRows, transcodeSparse } from "./sparse-form.ts";
+
+/**
+ * Throughput of sparseConvF32 in kept-weight × output-pixel products per ns on one thread, and the
+ * fixed cost of a call (ns), measured by bench/sparse-kernels-bench.ts on this machine (AMD EPYC,
+ * Bun, relaxed SIMD; ResNet-18 and MobileNet-V2 layers at (0.74, 3)).
+ */
+export const SPARSE_CONV_RATE = { productsPerNs: 9, callNs: 4000 } as const;
+/** Per-row overhead of a conv row (header, level splats, epilogue) in ns per output pixel run of 32. */
+const ROW_TILE_NS = 6;
+/** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
+const PARALLEL_MIN_NS = 60_000;
+
+/** Epilogue of a fused conv/gemm: residual added before the clamp [lo, hi]. */
+export interface SparseEpilogue {
+  lo?: number;
+  hi?: number;
+}
+
+/** The compressed weight of `slot`, or undefined. */
+const compressedAt = (spec: NodeSpec, slot: number) => spec.compressed[slot];
+
+/** A dense float32 constant bias of `m` elements at slot 2 (or none): its data, false if unusable. */
+function biasOf(spec: NodeSpec, slot: number, m: number): Float32Array | undefined | false {
+  if (!spec.node.inputs[slot]) return undefined;
+  if (spec.compressed[slot]) return false;
+  const c = spec.constants[slot];
+  if (!c || c.dtype !== "float32" || c.data.length !== m) return false;
+  return c.data as Float32Array;
+}
+
+const knownDims = (d: readonly (number | string)[] | undefined): d is number[] => !!d && d.every((v) => typeof v === "number");
+
+function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | undefined; cols: number } | undefined {
+  const w = compressedAt(spec, 1);
+  const xs = spec.inputShapes[0];
+  if (!w || w.dims.length !== 4 || !xs || xs.length !== 4 || typeof xs[1] !== "number") return undefined;
+  if (spec.inputDtypes[0] !== "float32" || spec.outputDtypes[0] !== "float32") return undefined;
+  const cols = w.dims[1]! * w.dims[2]! * w.dims[3]!;
+  if (cols > SPARSE_MAX_COLS || w.dims[0]! === 0) return undefined;
+  const bias = biasOf(spec, 2, w.dims[0]!);
+  if (bias === false) return undefined;
+  try {
+    const dims = xs.map((d, i) => (typeof d === "number" ? d : i === 0 ? 1 : 8));
+    convGeometry(dims, w.dims, spec.attrs);
+  } catch {
+    return undefined;
+  }
+  return { w, bias, cols };
+}
+
+/** Estimated ns of one image on one thread: products of kept weights and run pixels, plus per-row tiles. */
+export function sparseConvNs(nnz: number, rows: number, run: number): number {
+  const run8 = Math.ceil(run / 8) * 8;
+  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS;
+}
+
+/** Per-input-shape layout of a conv: phase planes, tap table, run length. */
+interface ConvLayout {
+  key: string;
+  g: ConvGeometry;
+  direct: boolean;
+  Hq: number;
+  Wq: number;
+  nPlanes: number;
+  /** i32 pairs (a, b) per plane, in wasm memory (0 when direct). */
+  phases: number;
+  table: number;
+  tableBytes: number;
+  /** Extra floats past an image the kernel may read. */
+  slack: number;
+  xImgBytes: number;
+  gStrideBytes: number;
+  L: number;
+  L8: number;
+}
+
+function convLayout(k: WasmKernels, g: ConvGeometry, KH: number, KW: number): ConvLayout {
+  const [sy, sx] = g.strides as [number, number];
+  const [dy, dx] = g.dilations as [number, number];
+  const [H, W] = g.inSpatial as [number, number];
+  const [Ho, Wo] = g.outSpatial as [number, number];
+  const C = g.inChannels, Cg = C / g.group;
+  const direct = sy === 1 && sx === 1 && g.pads.every((p) => p === 0);
+  const qy = Math.floor(((KH - 1) * dy) / sy), qx = Math.floor(((KW - 1) * dx) / sx);
+  const Hq = direct ? H : Ho + qy, Wq = direct ? W : Wo + qx;
+  // Phases some tap uses, numbered in first-use order.
+  const planeOf = new Map<number, number>();
+  const pairs: number[] = [];
+  for (let ky = 0; ky < KH; ky++) {
+    for (let kx = 0; kx < KW; kx++) {
+      const key = ((ky * dy) % sy) * sx + ((kx * dx) % sx);
+      if (!planeOf.has(key)) { planeOf.set(key, planeOf.size); pairs.push((ky * dy) % sy, (kx * dx) % sx); }
+    }
+  }
+  const nPlanes = direct ? 1 : planeOf.size;
+  const planeF = C * Hq * Wq;
+  const cols = Cg * KH * KW;
+  const tableBytes = cols * 4;
+  const table = k.alloc(tableBytes);
+  const t = k.i32(table, cols);
+  for (let c = 0; c < Cg; c++) {
+    for (let ky = 0; ky < KH; ky++) {
+      for (let kx = 0; kx < KW; kx++) {
+        const q = direct ? 0 : planeOf.get(((ky * dy) % sy) * sx + ((kx * dx) % sx))!;
+        const off = q * planeF + c * Hq * Wq + Math.floor((ky * dy) / sy) * Wq + Math.floor((kx * dx) / sx);
+        t[(c * KH + ky) * KW + kx] = off * 4;
+      }
+    }
+  }
+  let phases = 0;
+  if (!direct) {
+    phases = k.alloc(pairs.length * 4);
+    k.i32(phases, pairs.length).set(pairs);
+  }
+  const L = Ho * Wq, L8 = Math.ceil(L / 8) * 8;
+  return {
+    key: `${g.batch}x${H}x${W}`, g, direct, Hq, Wq, nPlanes, phases, table, tableBytes,
+    slack: 8 + qx + (L8 - L), xImgBytes: nPlanes * planeF * 4, gStrideBytes: Cg * Hq * Wq * 4, L, L8,
+  };
+}
+
+function freeLayout(k: WasmKernels, l: ConvLayout | undefined): void {
+  if (!l) return;
+  k.free(l.table);
+  if (l.phases) k.free(l.phases);
+}
+
+/** A bound sparse conv: weights resident, layout cached for the last input shape. */
+export interface SparseConvBound extends WasmBound {
+  /** Run with a fused epilogue: residual (output shape) added, then clamp to [lo, hi]. */
+  runFused(x: Tensor, residual: Tensor | undefined, lo: number, hi: number, alloc: (n: number) => Float32Array, addr: (t: Tensor) => number): Tensor;
+  form: SparseRows;
+}
+
+/** Transcode and bind a Conv with a compressed weight (epilogue: bias from the node; clamp from `epi`). */
+export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue = {}): SparseConvBound {
+  const ok = convOk(spec);
+  if (!ok) throw new RangeError(`${spec.name}: not a conv the sparse kernel runs`);
+  const { w, bias } = ok;
+  const k = env.kernels;
+  const [M, Cg, KH, KW] = w.dims as [number, number, number, number];
+  const form = transcodeSparse(k, w, M, Cg * KH * KW);
+  let biasPtr = 0;
+  if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
+  let layout: ConvLayout | undefined;
+  const attrs = spec.attrs;
+  const lo = epi.lo ?? -Infinity, hi = epi.hi ?? Infinity;
+
+  const runFused: SparseConvBound["runFused"] = (x, residual, lo, hi, alloc, addr) => {
+    const g = convGeometry(x.dims, w.dims, attrs);
+    const key = `${g.batch}x${g.inSpatial[0]}x${g.inSpatial[1]}`;
+    if (!layout || layout.key !== key) { freeLayout(k, layout); layout = convLayout(k, g, KH, KW); }
+    const l = layout;
+    const N = g.batch, C = g.inChannels;
+    const [H, W] = g.inSpatial as [number, number];
+    const [Ho, Wo] = g.outSpatial as [number, number];
+    const y = alloc(N * M * Ho * Wo);
+    if (N * M * Ho * Wo === 0) return { dtype: "float32", dims: [N, M, Ho, Wo], data: y };
+    const temps: number[] = [];
+    try {
+      let xp: number;
+      const xAddr = addr(x);
+      if (l.direct && xAddr + N * l.xImgBytes + l.slack * 4 <= k.memoryBytes) {
+        xp = xAddr;
+      } else if (l.direct) {
+        xp = k.alloc(N * l.xImgBytes + l.slack * 4);
+        temps.push(xp);
+        k.f32(xp, N * C * H * W).set(x.data as Float32Array);
+      } else {
+        xp = k.alloc(N * l.xImgBytes + l.slack * 4);
+        temps.push(xp);
+        const [pt, pl] = g.pads as [number, number];
+        const [sy, sx] = g.strides as [number, number];
+        const args = [xAddr, C, H, W, sy, sx, pt, pl, l.Hq, l.Wq, l.phases, l.nPlanes, xp];
+        env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
+      }
+      // Raw sums go straight to y when the run has no garbage columns and no rounding.
+      let t = y.byteOffset;
+      if (!(l.Wq === Wo && l.L8 === l.L)) {
+        t = k.alloc(N * M * l.L8 * 4);
+        temps.push(t);
+      }
+      const args = [
+        form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t,
+        Ho, l.Wq, Wo, y.byteOffset, biasPtr, residual ? addr(residual) : 0, lo, hi,
+      ];
+      const ns = N * sparseConvNs(form.nnz, M, l.L);
+      if (ns >= PARALLEL_MIN_NS) env.team.run("sparseConvF32", N * M, 1, args);
+      else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
+    } finally {
+      for (const p of temps) k.free(p);
+    }
+    return { dtype: "float32", dims: [N, M, Ho, Wo], data: y };
+  };
+
+  return {
+    form,
+    // The tap table (4 bytes a column) is made at the first run; it is counted from the start.
+    residentBytes: form.bytes + (biasPtr ? M * 4 : 0) + Cg * KH * KW * 4,
+    run([x], rc, addr) {
+      return [runFused(x!, undefined, lo, hi, rc.alloc, addr)];
+    },
+    runFused,
+    dispose() {
+      k.free(form.levels);
+      if (biasPtr) k.free(biasPtr);
+      freeLayout(k, layout);
+      layout = undefined;
+    },
+  };
+}
+
+/** Output pixels of the planned shape (a symbolic batch counts as 1; unknown spatial as 56²). */
+function plannedRun(spec: NodeSpec, KH: number, KW: number): number {
+  const os = spec.outputShapes[0];
+  const Ho = typeof os?.[2] === "number" ? os[2] : 56, Wo = typeof os?.[3] === "number" ? os[3] : 56;
+  const [sx] = spatial(spec, "strides"), [dx] = spatial(spec, "dilations");
+  return Ho * (Wo + Math.floor(((KW - 1) * (dx ?? 1)) / (sx ?? 1)));
+}
+const spatial = (spec: NodeSpec, name: string) => { const v = spec.attrs.ints(name, [1, 1]); return [v[1] ?? 1, v[0] ?? 1]; };
+
+const sparseConv: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    const ok = convOk(spec);
+    if (!ok) return undefined;
+    const [M, , KH, KW] = ok.w.dims as [number, number, number, number];
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH!, KW!)) };
+  },
+  bind(spec, env) {
+    return bindSparseConv(spec, env);
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Gemm / MatMul with a compressed weight: sparse GEMV per row of A.
+
+/** ns per kept weight per row of A of sparseGemvF32 (scalar gather), measured by bench/sparse-kernels-bench.ts. */
+export const SPARSE_GEMV_NS_PER_NNZ = 0.6;
+
+function gemmOk(spec: NodeSpec): { w: CompressedTensor; rows: number; cols: number; transposed: boolean; bias: Float32Array | undefined } | undefined {
+  const op = spec.node.opType;
+  const slot = 1;
+  const w = compressedAt(spec, slot);
+  const as = spec.inputShapes[0];
+  if (!w || w.dims.length !== 2 || !as || as.length < 2 || typeof as[as.length - 1] !== "number") return undefined;
+  if (spec.inputDtypes[0] !== "float32" || spec.outputDtypes[0] !== "float32") return undefined;
+  let transposed: boolean;
+  let bias: Float32Array | undefined;
+  if (op === "Gemm") {
+    if (as.length !== 2 || spec.attrs.int("transA", 0) !== 0 || spec.attrs.float("alpha", 1) !== 1) return undefined;
+    transposed = spec.attrs.int("transB", 0) === 0;
+    if (spec.node.inputs[2]) {
+      if (spec.attrs.float("beta", 1) !== 1) return undefined;
+      const M = transposed ? w.dims[1]! : w.dims[0]!;
+      const c = spec.constants[2];
+      const cs = c?.dims;
+      if (!c || spec.compressed[2] || c.dtype !== "float32" || c.data.length !== M || !cs || !(cs.length === 1 || (cs.length === 2 && cs[0] === 1))) return undefined;
+      bias = c.data as Float32Array;
+    }
+  } else {
+    transposed = true;
+  }
+  const [rows, cols] = transposed ? [w.dims[1]!, w.dims[0]!] : [w.dims[0]!, w.dims[1]!];
+  if (as[as.length - 1] !== cols || cols > SPARSE_MAX_COLS || rows === 0) return undefined;
+  return { w, rows, cols, transposed, bias };
+}
+
+const sparseGemm: WasmOpImpl = {
+  opTypes: ["Gemm", "MatMul"],
+  claim(spec) {
+    const ok = gemmOk(spec);
+    if (!ok) return undefined;
+    return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + ok.w.indices.length * SPARSE_GEMV_NS_PER_NNZ };
+  },
+  bind(spec, env) {
+    const { w, rows: M, cols: K, transposed, bias } = gemmOk(spec)!;
+    const k = env.kernels;
+    const form = transcodeSparse(k, w, M, K, transposed);
+    let biasPtr = 0;
+    if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
+    return {
+      residentBytes: form.bytes + (biasPtr ? M * 4 : 0),
+      run([a], rc, addr) {
+        const dims = a!.dims;
+        if (dims[dims.length - 1] !== K) throw new RangeError(`${spec.name}: A [${dims}] does not have ${K} columns`);
+        const N = a!.data.length / K;
+        const y = rc.alloc(N * M);
+        const args = [form.rowPtr, form.stream, form.levels, addr(a!), K, M, y.byteOffset, biasPtr, -Infinity, Infinity];
+        if (N * form.nnz * SPARSE_GEMV_NS_PER_NNZ >= PARALLEL_MIN_NS) env.team.run("sparseGemvF32", N * M, 16, args);
+        else (k.exports.sparseGemvF32 as (...a: number[]) => void)(0, N * M, ...args);
+        return [{ dtype: "float32", dims: [...dims.slice(0, -1), M], data: y } as Tensor];
+      },
+      dispose() {
+        k.free(form.levels);
+        if (biasPtr) k.free(biasPtr);
+      },
+    };
+  },
+};
+
+/** The sparse-quantized implementations. */
+export const SPARSE_WASM: readonly WasmOpImpl[] = [sparseConv, sparseGemm];

@@ -1,0 +1,153 @@
+/**
+ * Data-driven check of the wasm sparse-quantized kernels (conv-sparse.ts) against the reference
+ * backend on the same compressed weight: each case is a one-node `.opq` model (Conv, Gemm or
+ * MatMul) with a seeded compressed weight, run by a session on `wasm` and on `cpu-reference`.
+ * Shared by the Bun and Deno tests; run as a script it prints the worst errors as JSON (the tests
+ * start it with OPQ_WASM_RELAXED=0 to check the plain-SIMD build).
+ *
+ *   bun runtime/wasm/ops/sparse-check.ts [threads]
+ * @module
+ */
+import { type AttrValue, type CompressedTensor, mulberry32, type OpqModel, type Tensor } from "../../../format/mod.ts";
+import { createSession } from "../../session.ts";
+
+/** One case: a Conv (x [N, C, H, W]) or a Gemm/MatMul (a [rows.., K]). */
+export interface SparseCase {
+  name: string;
+  op: "Conv" | "Gemm" | "MatMul";
+  /** Conv: [N, C, H, W]; Gemm/MatMul: A's dims. */
+  x: number[];
+  /** Conv: [M, C/group, KH, KW]; Gemm: B's dims (transB decides); MatMul: [K, M]. */
+  w: number[];
+  attrs?: Record<string, AttrValue>;
+  /** Fraction of weights kept. */
+  density: number;
+  bits: number;
+  /** An APoT-like level table instead of a uniform step. */
+  table?: boolean;
+  bias?: boolean;
+  /** Rows (output channels) with no kept weight. */
+  emptyRows?: number[];
+}
+
+const ints = (value: number[]): AttrValue => ({ type: "ints", value });
+const int = (value: number): AttrValue => ({ type: "int", value });
+
+/** The cases: odd sizes, pads, strides 1/2, dilations, groups incl. depthwise, 1×1/3×3/7×7, bits 2–8, empty rows, tables. */
+export const SPARSE_CASES: readonly SparseCase[] = [
+  { name: "1x1 s1 odd 7x5 (reads in place)", op: "Conv", x: [1, 6, 7, 5], w: [5, 6, 1, 1], density: 0.5, bits: 2, bias: true },
+  { name: "1x1 s1 run a multiple of 8 (sums straight to y)", op: "Conv", x: [2, 8, 4, 4], w: [9, 8, 1, 1], density: 0.4, bits: 8 },
+  { name: "1x1 s2 (downsample)", op: "Conv", x: [1, 16, 9, 11], w: [12, 16, 1, 1], attrs: { strides: ints([2, 2]) }, density: 0.3, bits: 3, bias: true },
+  { name: "3x3 s1 p1 odd 13x11", op: "Conv", x: [1, 5, 13, 11], w: [7, 5, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.6, bits: 3, bias: true, emptyRows: [0, 4] },
+  { name: "3x3 s2 p1 15x9", op: "Conv", x: [2, 4, 15, 9], w: [6, 4, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.45, bits: 4 },
+  { name: "7x7 s2 p3 stem", op: "Conv", x: [1, 3, 30, 26], w: [8, 3, 7, 7], attrs: { pads: ints([3, 3, 3, 3]), strides: ints([2, 2]) }, density: 0.3, bits: 5, bias: true },
+  { name: "3x3 dilation 2 pad 2", op: "Conv", x: [1, 4, 12, 10], w: [5, 4, 3, 3], attrs: { pads: ints([2, 2, 2, 2]), dilations: ints([2, 2]) }, density: 0.5, bits: 6 },
+  { name: "3x3 s2 dilation 2 (one phase per axis)", op: "Conv", x: [1, 3, 17, 13], w: [4, 3, 3, 3], attrs: { pads: ints([2, 2, 2, 2]), strides: ints([2, 2]), dilations: ints([2, 2]) }, density: 0.7, bits: 3 },
+  { name: "5x3 valid (in place, garbage columns)", op: "Conv", x: [1, 3, 11, 9], w: [4, 3, 5, 3], density: 0.5, bits: 7, bias: true },
+  { name: "asymmetric pads, strides (1, 2)", op: "Conv", x: [1, 3, 10, 13], w: [4, 3, 3, 3], attrs: { pads: ints([0, 2, 1, 0]), strides: ints([1, 2]) }, density: 0.6, bits: 4 },
+  { name: "SAME_UPPER s2", op: "Conv", x: [1, 3, 10, 11], w: [4, 3, 3, 3], attrs: { auto_pad: { type: "string", value: "SAME_UPPER" }, strides: ints([2, 2]) }, density: 0.6, bits: 5 },
+  { name: "grouped g=2", op: "Conv", x: [1, 6, 9, 9], w: [8, 3, 3, 3], attrs: { group: int(2), pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 4, bias: true },
+  { name: "depthwise 3x3 s1", op: "Conv", x: [2, 10, 11, 7], w: [10, 1, 3, 3], attrs: { group: int(10), pads: ints([1, 1, 1, 1]) }, density: 0.4, bits: 3, bias: true, emptyRows: [3] },
+  { name: "depthwise 3x3 s2, multiplier 2", op: "Conv", x: [1, 6, 13, 13], w: [12, 1, 3, 3], attrs: { group: int(6), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.5, bits: 8 },
+  { name: "APoT table 3x3", op: "Conv", x: [1, 8, 9, 9], w: [6, 8, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 4, table: true, bias: true },
+  { name: "all rows empty", op: "Conv", x: [1, 4, 6, 6], w: [3, 4, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 3, bias: true, emptyRows: [0, 1, 2] },
+  { name: "large enough to split across threads", op: "Conv", x: [1, 32, 28, 28], w: [48, 32, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 3, bias: true },
+  { name: "Gemm transB=1 bias batch 3", op: "Gemm", x: [3, 37], w: [11, 37], attrs: { transB: int(1) }, density: 0.4, bits: 3, bias: true, emptyRows: [2] },
+  { name: "Gemm transB=0", op: "Gemm", x: [1, 20], w: [20, 9], density: 0.5, bits: 6 },
+  { name: "Gemm APoT table", op: "Gemm", x: [2, 33], w: [7, 33], attrs: { transB: int(1) }, density: 0.3, bits: 5, table: true, bias: true },
+  { name: "MatMul 3-D A", op: "MatMul", x: [2, 3, 15], w: [15, 10], density: 0.6, bits: 2 },
+];
+
+/** A seeded compressed weight for a case. */
+export function caseWeight(c: SparseCase, seed = 1): CompressedTensor {
+  const rand = mulberry32(seed);
+  const size = c.w.reduce((a, b) => a * b, 1);
+  const half = (1 << (c.bits - 1)) - 1;
+  const levels = c.table ? 2 * half + 1 : 0;
+  // Output row of flat index i (Gemm transB=0 and MatMul store [K, M]: the row is the column).
+  const rowsLast = c.op === "MatMul" || (c.op === "Gemm" && !(c.attrs?.transB && (c.attrs.transB as { value: number }).value === 1));
+  const rowOf = (i: number) => (rowsLast ? i % c.w[1]! : Math.floor(i / (size / c.w[0]!)));
+  const indices: number[] = [], codes: number[] = [];
+  for (let i = 0; i < size; i++) {
+    if (rand() >= c.density || c.emptyRows?.includes(rowOf(i))) continue;
+    indices.push(i);
+    // Uniform: a non-zero code in [-half, half] (bits 2: ±1); table: an index into the table.
+    const code = c.table ? Math.floor(rand() * levels) : (Math.floor(rand() * half) + 1) * (rand() < 0.5 ? -1 : 1);
+    codes.push(code);
+  }
+  // APoT-style levels: ± sums of powers of two, times a scale, one of them zero.
+  const values = new Float32Array(levels);
+  for (let j = 0; j < levels; j++) { const s = j - half; values[j] = Math.sign(s) * (2 ** -Math.abs(s) + (Math.abs(s) > 2 ? 2 ** -(Math.abs(s) + 2) : 0)) * 0.3; }
+  return {
+    name: "w", dims: c.w.slice(),
+    codebook: c.table ? { kind: "table", values } : { kind: "uniform", step: 0.037 },
+    indices: Uint32Array.from(indices), codes: Int32Array.from(codes),
+  };
+}
+
+/** The one-node `.opq` model of a case. */
+export function caseModel(c: SparseCase, w = caseWeight(c)): OpqModel {
+  const inputs = ["x", "w"];
+  const initializers: Record<string, Tensor> = {};
+  if (c.bias) {
+    const m = c.op === "Conv" ? c.w[0]! : c.attrs?.transB ? c.w[0]! : c.w[1]!;
+    const rand = mulberry32(9);
+    initializers.b = { dtype: "float32", dims: [m], data: Float32Array.from({ length: m }, () => rand() - 0.5) };
+    inputs.push("b");
+  }
+  return {
+    model: {
+      irVersion: 8, opsetImports: [{ domain: "", version: 13 }], producerName: "sparse-check",
+      graph: {
+        name: c.name, initializers,
+        nodes: [{ opType: c.op, domain: "", name: "n", inputs, outputs: ["y"], attrs: c.attrs ?? {} }],
+        inputs: [{ name: "x", dtype: "float32", shape: c.x }],
+        outputs: [{ name: "y", dtype: "float32", shape: null }],
+      },
+    },
+    compressed: [w],
+    metadata: {},
+  };
+}
+
+/** Result of one case: the largest |wasm − reference| relative to max(1, max |reference|), and what bound. */
+export interface CaseResult {
+  name: string;
+  relErr: number;
+  path: string;
+  weightForm: string;
+  residentBytes: number;
+  backend: string;
+}
+
+/** Run case `c` on both backends with `threads` threads. */
+export async function checkCase(c: SparseCase, threads = 1): Promise<CaseResult> {
+  const opq = caseModel(c);
+  const rand = mulberry32(5);
+  const n = c.x.reduce((a, b) => a * b, 1);
+  const x: Tensor = { dtype: "float32", dims: c.x.slice(), data: Float32Array.from({ length: n }, () => rand() * 2 - 1) };
+  const ref = await createSession(opq, { backend: "cpu-reference" });
+  const ours = await createSession(opq, { backend: "wasm", threads });
+  try {
+    const a = (await ref.run({ x })).y!, b = (await ours.run({ x })).y!;
+    if (a.dims.join() !== b.dims.join()) throw new Error(`${c.name}: dims [${b.dims}] vs reference [${a.dims}]`);
+    const ad = a.data as Float32Array, bd = b.data as Float32Array;
+    let scale = 1, err = 0;
+    for (let i = 0; i < ad.length; i++) scale = Math.max(scale, Math.abs(ad[i]!));
+    for (let i = 0; i < ad.length; i++) err = Math.max(err, Math.abs(ad[i]! - bd[i]!));
+    if (bd.some((v) => !Number.isFinite(v))) err = Infinity;
+    const l = ours.info.layers[0]!;
+    return { name: c.name, relErr: err / scale, path: l.path, weightForm: l.weightForm, residentBytes: l.residentBytes, backend: l.backend };
+  } finally {
+    ref.dispose();
+    ours.dispose();
+  }
+}
+
+if (import.meta.main) {
+  const threads = Number((globalThis as { process?: { argv: string[] } }).process?.argv[2] ?? 1);
+  const { kernelSupport } = await import("../module.ts");
+  const results: CaseResult[] = [];
+  for (const c of SPARSE_CASES) results.push(await checkCase(c, threads));
+  console.log(JSON.stringify({ relaxed: kernelSupport().relaxed, results }));
+}
