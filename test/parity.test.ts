@@ -171,12 +171,16 @@ describe("opq eval and opq bench on the command line", () => {
   test("bench --json reports both runtimes, ratios and our layer paths (timings printed, never asserted)", () => {
     const { code, json } = cli(["bench", lenet, "--iterations", "2", "--warmup", "0"]);
     expect(code).toBe(0);
-    const opq = json.opq as { runtime: string; latency: { batch: number }[] };
+    const opq = json.opq as { runtime: string; latency: { batch: number }[]; layers: { opType: string; backend: string; path: string; weightForm: string; residentBytes: number }[] };
     const ort = json.ort as { runtime: string; peakRssBytes: number };
     expect([opq.runtime, ort.runtime]).toEqual(["opq", "ort"]);
     expect(opq.latency.map((l) => l.batch)).toEqual([1, 8]);
     expect(ort.peakRssBytes).toBeGreaterThan(0);
     expect(Object.values(json.ratios as Record<string, number>).every((v) => Number.isFinite(v) && v > 0)).toBe(true);
-    expect((json.layers as { opType: string }[]).map((l) => l.opType)).toContain("Conv");
+    expect(opq.layers.map((l) => l.opType)).toContain("Conv");
+    for (const l of opq.layers) {
+      expect(typeof l.backend === "string" && typeof l.path === "string" && typeof l.weightForm === "string").toBe(true);
+      expect(l.residentBytes).toBeGreaterThanOrEqual(0);
+    }
   }, 120_000);
 });

@@ -220,9 +220,17 @@ export function formatBench(r: BenchResult): string {
   const lines = [formatTable(["", "opq", "ort", "opq/ort"], rows)];
   if (ours.layers) {
     const paths = new Map<string, number>();
-    for (const l of ours.layers as { path?: string }[]) paths.set(String(l.path), (paths.get(String(l.path)) ?? 0) + 1);
-    lines.push(`layer paths: ${[...paths].map(([p, n]) => `${p} ×${n}`).join(", ")}`);
+    for (const l of ours.layers as { backend?: string; path?: string }[]) {
+      const key = `${l.backend ?? "?"}:${l.path}`;
+      paths.set(key, (paths.get(key) ?? 0) + 1);
+    }
+    lines.push(`layer paths (backend:path ×layers): ${[...paths].map(([p, n]) => `${p} ×${n}`).join(", ")}`);
   }
+  const info = ours.info as { residentWeightBytes?: number; fp32WeightBytes?: number; backends?: Record<string, unknown> } | undefined;
+  if (info?.residentWeightBytes !== undefined && info.fp32WeightBytes) {
+    lines.push(`resident weights: ${fmtBytes(info.residentWeightBytes)} = ${(info.residentWeightBytes / info.fp32WeightBytes).toFixed(3)}× the FP32 weights (${fmtBytes(info.fp32WeightBytes)})`);
+  }
+  if (info?.backends) lines.push(`backends: ${JSON.stringify(info.backends)}`);
   return lines.join("\n");
 }
 
@@ -250,7 +258,8 @@ export const command: Command = {
     say(`bench: ours on ${model}; onnxruntime-web (wasm) on ${peerSource}; ${options.threads} thread(s), ` +
       `${options.iterations} iterations after ${options.warmup} warm-up, each runtime in its own process`);
     const r = await benchPair(model, options);
-    if (wantsJson(args)) printJson({ ...r, opq: { ...r.opq, layers: undefined }, layers: r.opq.layers });
+    // Per layer: the bound backend and path, the weight form and the resident bytes (SessionInfo.layers).
+    if (wantsJson(args)) printJson(r);
     else say(formatBench(r));
   },
 };
