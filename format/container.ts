@@ -126,6 +126,23 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Cap on the dense elements of all compressed tensors (default MAX_DENSE_ELEMENTS). */
   maxElements?: number;
+  /**
+   * Decode each compressed tensor's streams only when its `indices` or `codes` are first read
+   * (and again after `releaseDecoded`), so a reader that transcodes tensors one by one never
+   * holds all of them decoded at once. A corrupt stream then throws its FormatError at that read.
+   */
+  lazyWeights?: boolean;
+}
+
+/** Forgetters of lazily decoded tensors (DecodeOptions.lazyWeights). */
+const RELEASE = new WeakMap<CompressedTensor, () => void>();
+
+/**
+ * Drop the decoded `indices` and `codes` of a tensor from `decodeOpq(…, { lazyWeights: true })`
+ * (they are decoded again if read again). No effect on other tensors.
+ */
+export function releaseDecoded(t: CompressedTensor): void {
+  RELEASE.get(t)?.();
 }
 
 /** A section as the header lists it, with where it sits. */
@@ -678,15 +695,24 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
       tableBytes = 4 * len;
     }
     const stream = region.subarray(tableBytes);
-    const { gaps: indices, syms, tableBytes: coderTableBytes } = decodeStreams(stream, weightSection.codec, nnz);
-    gapsToIndicesInPlace(indices, size);
-    const codes = new Int32Array(syms.buffer);
-    if (traits.kind === "uniform") {
-      for (let k = 0; k < nnz; k++) codes[k] = unzigzag(syms[k]!);
-    } else {
-      const len = (codebook as { values: Float32Array }).values.length;
-      for (let k = 0; k < nnz; k++) check(syms[k]! < len, E.CORRUPT, () => `${what}: code ${syms[k]} outside a table of ${len}`);
+    const decode = () => {
+      const { gaps: indices, syms, tableBytes: coderTableBytes } = decodeStreams(stream, weightSection.codec, nnz);
+      gapsToIndicesInPlace(indices, size);
+      const codes = new Int32Array(syms.buffer);
+      if (traits.kind === "uniform") {
+        for (let k = 0; k < nnz; k++) codes[k] = unzigzag(syms[k]!);
+      } else {
+        const len = (codebook as { values: Float32Array }).values.length;
+        for (let k = 0; k < nnz; k++) check(syms[k]! < len, E.CORRUPT, () => `${what}: code ${syms[k]} outside a table of ${len}`);
+      }
+      return { indices, codes, coderTableBytes };
+    };
+    if (options.lazyWeights) {
+      compressed.push(lazyTensor(name, dims, codebook, decode));
+      regions.push({ name, offset: start, regionBytes: length, codebookBytes: tableBytes, tableBytes: NaN, streamBytes: NaN });
+      continue;
     }
+    const { indices, codes, coderTableBytes } = decode();
     compressed.push({ name, dims, codebook, indices, codes });
     regions.push({ name, offset: start, regionBytes: length, codebookBytes: tableBytes, tableBytes: coderTableBytes, streamBytes: stream.length - coderTableBytes });
   }
@@ -695,6 +721,18 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
     model: { model, compressed, metadata: metadata as Record<string, unknown> },
     version, headerBytes: PREAMBLE_BYTES + headerLength, sections, weightCodec: weightSection.codec, regions,
   };
+}
+
+/** A compressed tensor whose streams are decoded on first read of `indices` or `codes`. */
+function lazyTensor(name: string, dims: number[], codebook: Codebook, decode: () => { indices: Uint32Array; codes: Int32Array }): CompressedTensor {
+  let decoded: { indices: Uint32Array; codes: Int32Array } | undefined;
+  const t: CompressedTensor = {
+    name, dims, codebook,
+    get indices() { return (decoded ??= decode()).indices; },
+    get codes() { return (decoded ??= decode()).codes; },
+  };
+  RELEASE.set(t, () => { decoded = undefined; });
+  return t;
 }
 
 /**

@@ -151,7 +151,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   let model: Model;
   try {
     if (bytes) {
-      if (format.isOpqBytes(bytes)) opq = format.decodeOpq(bytes);
+      if (format.isOpqBytes(bytes)) opq = format.decodeOpq(bytes, { lazyWeights: true });
       else model = format.readOnnx(bytes);
     } else if (isOpqModel(source)) opq = source;
     else if (isModel(source)) model = source;
@@ -185,7 +185,15 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     throw e;
   }
   const backends: Backend[] = wasm ? [wasm] : [];
-  const bound = bindSteps(plan, backends);
+  let bound: BoundKernel[];
+  try {
+    bound = bindSteps(plan, backends);
+  } catch (e) {
+    // A lazily decoded weight stream that turns out corrupt surfaces here as its FormatError.
+    for (const b of backends) b.dispose();
+    if (e instanceof format.FormatError) throw invalidModel(e, typeof source === "string" ? source : "model");
+    throw e;
+  }
   dropStoredWeights(plan, bound);
   const profile = options.profile ? bound.map((b, i) => profiled(b, plan.steps[i]!.name)) : undefined;
   if (profile) profile.forEach((p, i) => { bound[i] = p.kernel; });
@@ -274,6 +282,8 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
   const claim = (spec: NodeSpec) => {
     for (const b of backends) {
       const k = b.bind(spec);
+      // The kernel holds its own form now: drop the decoded stored form (decoded again if read again).
+      for (const c of spec.compressed) if (c) format.releaseDecoded(c);
       if (k) return k;
     }
     return undefined;
@@ -302,7 +312,9 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
     prepareStep(step, step.prepare, plan.shapes, plan.constants);
     step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed, plan.dtypes);
     // The weight form says "dequantized"; the path says how the kernel computes.
-    return bindReference(spec, step.kernel, step.ctx, step.path.replace(/^dequantized-/, ""));
+    const ref = bindReference(spec, step.kernel, step.ctx, step.path.replace(/^dequantized-/, ""));
+    for (const c of spec.compressed) if (c) format.releaseDecoded(c);
+    return ref;
   });
   for (const b of backends) b.finish?.();
   return out;
