@@ -18,6 +18,7 @@ import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
 import { kernelSupport } from "./wasm/module.ts";
 import { type MemoryPlan, planMemory } from "./memory-plan.ts";
+import { batchSymbol, imageOf } from "./batch-split.ts";
 
 /** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
@@ -48,6 +49,8 @@ export interface SessionInfo {
   residentWeightBytes: number;
   /** The same weights as dense float32 (what an FP32 runtime holds), for the ratio resident ÷ FP32. */
   fp32WeightBytes: number;
+  /** True if a batch runs image by image (SessionOptions.splitBatch and a graph that allows it). */
+  batchSplit: boolean;
 }
 
 /** A loaded model. */
@@ -94,6 +97,11 @@ export interface SessionOptions {
   backend?: BackendChoice;
   /** Count calls and time per layer, and record the paths kernels report taking (`session.profile()`). */
   profile?: boolean;
+  /**
+   * Run a batch image by image where every node provably keeps images apart (runtime/batch-split.ts;
+   * default true): the activation memory stays at its batch-1 size. `info.batchSplit` says if it applies.
+   */
+  splitBatch?: boolean;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
@@ -185,6 +193,8 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     throw e;
   }
   const backends: Backend[] = wasm ? [wasm] : [];
+  // Decided on the plan as the model wrote it (fusion rewrites nodes).
+  const batchSplit = options.splitBatch !== false && batchSymbol(plan) !== undefined;
   let bound: BoundKernel[];
   try {
     bound = bindSteps(plan, backends);
@@ -214,6 +224,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
     residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
     fp32WeightBytes: fp32Bytes(model!, opq),
+    batchSplit,
   };
   return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined, profile?.map((p) => p.record));
 }
@@ -522,7 +533,9 @@ class PlannedSession implements Session {
     const result = this.#queue.then(() => {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
-      return this.#runBound(plan, feeds);
+      const n = feeds[plan.inputs[0]?.name ?? ""]?.dims[0] ?? 1;
+      const numeric = plan.inputs.every((v) => feeds[v.name]!.dtype !== "string");
+      return this.info.batchSplit && n > 1 && numeric ? this.#runSplit(plan, feeds, n) : this.#runBound(plan, feeds);
     });
     this.#queue = result.catch(() => undefined);
     return result;
@@ -551,6 +564,21 @@ class PlannedSession implements Session {
   get memoryPlan(): { arenaBytes: number; totalBytes: number } | undefined {
     const m = this.#memory;
     return m ? { arenaBytes: m.plan.arenaBytes, totalBytes: m.plan.totalBytes } : undefined;
+  }
+
+  /** Run a batch of `n` image by image and put the outputs back together along the batch axis. */
+  async #runSplit(plan: Plan, feeds: Record<string, Tensor>, n: number): Promise<Record<string, Tensor>> {
+    const result: Record<string, Tensor> = {};
+    for (let i = 0; i < n; i++) {
+      const one = Object.fromEntries(plan.inputs.map((v) => [v.name, imageOf(feeds[v.name]!, i)]));
+      const outs = await this.#runBound(plan, one);
+      for (const [name, t] of Object.entries(outs)) {
+        const per = t.data.length;
+        result[name] ??= { dtype: t.dtype, dims: [n, ...t.dims.slice(1)], data: new (t.data.constructor as Float32ArrayConstructor)(per * n) as Tensor["data"] };
+        (result[name]!.data as Float32Array).set(t.data as Float32Array, i * per);
+      }
+    }
+    return result;
   }
 
   async #runBound(plan: Plan, feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {

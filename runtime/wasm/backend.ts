@@ -25,6 +25,8 @@ export type AddressOf = (t: Tensor) => number;
 /** One wasm implementation of one or more op types. */
 export interface WasmOpImpl {
   opTypes: readonly string[];
+  /** True if it applies `NodeSpec.epilogue` (fused nodes are offered only to implementations that say so). */
+  fuses?: boolean;
   /**
    * Undefined if this implementation cannot run the node; else the path it would report, its
    * weight form and an estimated cost (lower wins; any consistent unit, e.g. ns from a benchmark).
@@ -59,7 +61,7 @@ export class WasmBackend implements Backend {
   bind(spec: NodeSpec): BoundKernel | undefined {
     let best: { impl: WasmOpImpl; claim: { path: string; weightForm: string; cost: number } } | undefined;
     for (const impl of WASM_OPS) {
-      if (!impl.opTypes.includes(spec.node.opType)) continue;
+      if (!impl.opTypes.includes(spec.node.opType) || (spec.epilogue && !impl.fuses)) continue;
       const claim = impl.claim(spec, this.env);
       if (claim && (!best || claim.cost < best.claim.cost)) best = { impl, claim };
     }

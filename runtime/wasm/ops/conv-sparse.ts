@@ -216,8 +216,11 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
     form,
     // The tap table (4 bytes a column) is made at the first run; it is counted from the start.
     residentBytes: form.bytes + (biasPtr ? M * 4 : 0) + Cg * KH * KW * 4,
-    run([x], rc, addr) {
-      return [runFused(x!, undefined, lo, hi, rc.alloc, addr)];
+    run(inputs, rc, addr) {
+      // A fused node (runtime/fusion.ts) carries its residual as an extra input and its clamp in the spec.
+      const f = spec.epilogue;
+      if (f) return [runFused(inputs[0]!, f.residual === undefined ? undefined : inputs[f.residual], f.lo, f.hi, rc.alloc, addr)];
+      return [runFused(inputs[0]!, undefined, lo, hi, rc.alloc, addr)];
     },
     runFused,
     dispose() {
@@ -240,6 +243,7 @@ const spatial = (spec: NodeSpec, name: string) => { const v = spec.attrs.ints(na
 
 const sparseConv: WasmOpImpl = {
   opTypes: ["Conv"],
+  fuses: true,
   claim(spec) {
     const ok = convOk(spec);
     if (!ok) return undefined;
@@ -289,7 +293,7 @@ const sparseGemm: WasmOpImpl = {
   opTypes: ["Gemm", "MatMul"],
   claim(spec) {
     const ok = gemmOk(spec);
-    if (!ok) return undefined;
+    if (!ok || spec.epilogue) return undefined;
     return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + ok.w.indices.length * SPARSE_GEMV_NS_PER_NNZ };
   },
   bind(spec, env) {

@@ -72,9 +72,12 @@ function levelTable(t: CompressedTensor): { id: (code: number) => number; values
   };
 }
 
-/** Row and column of each stored index; transposed: the tensor is [cols, rows] (MatMul's B). */
-function rowCol(idx: number, cols: number, rows: number, transposed: boolean): [number, number] {
-  return transposed ? [idx % rows, Math.floor(idx / rows)] : [Math.floor(idx / cols), idx % cols];
+/** Per-weight scratch arrays of transcodeSparse, grown on demand and reused (slot → array). */
+const SCRATCH: Int32Array[] = [];
+/** Scratch array `slot` with room for `n` values (contents unspecified), as a view of exactly `n`. */
+function scratch(slot: number, n: number): Int32Array {
+  if ((SCRATCH[slot]?.length ?? -1) < n) SCRATCH[slot] = new Int32Array(Math.max(n, 1024));
+  return SCRATCH[slot]!.subarray(0, n);
 }
 
 /**
@@ -85,15 +88,15 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   if (cols > SPARSE_MAX_COLS) throw new RangeError(`sparse form: ${cols} columns (at most ${SPARSE_MAX_COLS})`);
   if (rows * cols !== t.dims.reduce((a, b) => a * b, 1)) throw new RangeError(`sparse form: ${rows}×${cols} does not match [${t.dims}]`);
   const lv = levelTable(t);
-  const n = t.codes.length;
-  const level = new Int32Array(n);
-  const row = new Int32Array(n);
-  const col = new Int32Array(n);
+  const codes = t.codes, indices = t.indices;
+  const n = codes.length;
+  // Scratch reused across tensors: a model's load then makes no per-weight garbage here.
+  const level = scratch(0, n), row = scratch(1, n), col = scratch(2, n);
   for (let i = 0; i < n; i++) {
-    level[i] = lv.id(t.codes[i]!);
-    const [r, c] = rowCol(t.indices[i]!, cols, rows, transposed);
-    row[i] = r;
-    col[i] = c;
+    level[i] = lv.id(codes[i]!);
+    const idx = indices[i]!;
+    if (transposed) { row[i] = idx % rows; col[i] = Math.floor(idx / rows); }
+    else { row[i] = Math.floor(idx / cols); col[i] = idx % cols; }
   }
   const nL = lv.values.length;
   if (nL > MAX_LEVELS) throw new RangeError(`sparse form: ${nL} levels (at most ${MAX_LEVELS})`);
@@ -104,7 +107,7 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   const start = new Int32Array(buckets + 1);
   for (let i = 0; i < n; i++) if (level[i]! >= 0) start[row[i]! * nL + level[i]! + 1]!++;
   for (let b = 0; b < buckets; b++) start[b + 1]! += start[b]!;
-  const order = new Int32Array(start[buckets]!);
+  const order = scratch(3, start[buckets]!);
   const fill = start.slice(0, buckets);
   for (let i = 0; i < n; i++) if (level[i]! >= 0) order[fill[row[i]! * nL + level[i]!]!++] = i;
   const nnz = order.length;
