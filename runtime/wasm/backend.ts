@@ -96,7 +96,7 @@ export class WasmBackend implements Backend {
 
   describe(): Record<string, unknown> {
     const s = kernelSupport();
-    return { simd: s.ok, relaxedSimd: s.relaxed, threads: this.env.team.threads, memoryBytes: this.env.kernels.memoryBytes };
+    return { simd: s.ok, relaxedSimd: s.relaxed, threads: this.env.team.threads, splitCalls: this.env.team.splits, memoryBytes: this.env.kernels.memoryBytes };
   }
 
   dispose(): void {

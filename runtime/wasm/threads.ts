@@ -32,6 +32,29 @@ export function kernelNames(exports: object): string[] {
   return Object.keys(exports).filter((k) => typeof (exports as Record<string, unknown>)[k] === "function").sort();
 }
 
+/**
+ * How to start a worker that does not keep the process alive: node:worker_threads' Worker,
+ * unref'd, where the runtime has it (Bun, Deno, Node: a web Worker blocked in Atomics.wait keeps
+ * Deno from exiting), else the web Worker (browsers). Throws where neither exists.
+ */
+async function workerFactory(): Promise<(url: URL) => Worker> {
+  const NODE_WORKER_THREADS = "node:worker_threads"; // a variable, so browser bundlers leave it be
+  try {
+    const wt = await import(NODE_WORKER_THREADS);
+    if (typeof wt.Worker === "function") {
+      return (url) => {
+        const w = new wt.Worker(url);
+        w.unref();
+        return w as unknown as Worker;
+      };
+    }
+  } catch {
+    // not a Node-compatible runtime
+  }
+  if (typeof Worker === "undefined") throw new Error("no Worker in this runtime");
+  return (url) => new Worker(url, { type: "module" });
+}
+
 /** Workers of one session. */
 export class ThreadTeam {
   #broken = false;
@@ -51,11 +74,11 @@ export class ThreadTeam {
   static async start(kernels: WasmKernels, threads: number): Promise<ThreadTeam> {
     const slots: Slot[] = [];
     const team = new ThreadTeam(kernels, slots);
-    if (threads <= 1 || typeof Worker === "undefined") return team;
+    if (threads <= 1) return team;
+    const spawnWorker = await workerFactory();
     for (let i = 0; i < threads - 1; i++) {
       const control = new SharedArrayBuffer(TEAM_CTL.WORDS * 4 + TEAM_MAX_ARGS * 8);
-      const worker = new Worker(new URL("./thread-worker.ts", import.meta.url), { type: "module" });
-      (worker as unknown as { unref?: () => void }).unref?.();
+      const worker = spawnWorker(new URL("./thread-worker.ts", import.meta.url));
       slots.push({ worker, ctl: new Int32Array(control, 0, TEAM_CTL.WORDS), args: new Float64Array(control, TEAM_CTL.WORDS * 4, TEAM_MAX_ARGS) });
       worker.postMessage({ control, memory: kernels.memory, relaxed: kernels.relaxed });
     }
