@@ -56,8 +56,25 @@ function levelTable(t: CompressedTensor): { id: (code: number) => number; values
       values,
     };
   }
-  const ids = new Map<number, number>();
   const cb = t.codebook;
+  // Uniform codes are small integers: a dense id table over their range beats a Map per weight.
+  let lo = 0, hi = 0;
+  for (const c of t.codes) { if (c < lo) lo = c; else if (c > hi) hi = c; }
+  if (hi - lo < 1 << 16) {
+    const dense = new Int32Array(hi - lo + 1).fill(-1);
+    return {
+      id: (code) => {
+        let id = dense[code - lo]!;
+        if (id === -1) {
+          const v = codebookValue(cb, code);
+          id = dense[code - lo] = v === 0 ? -2 : values.push(v) - 1;
+        }
+        return id;
+      },
+      values,
+    };
+  }
+  const ids = new Map<number, number>();
   return {
     id: (code) => {
       let id = ids.get(code);
