@@ -67,10 +67,17 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   return { w, bias, cols };
 }
 
-/** Estimated ns of one image on one thread: products of kept weights and run pixels, plus per-row tiles. */
-export function sparseConvNs(nnz: number, rows: number, run: number): number {
+/** Bytes per ns one thread moves through the copy passes (phase split, scratch and epilogue), measured as for SPARSE_CONV_RATE. */
+const COPY_BYTES_PER_NS = 8;
+
+/**
+ * Estimated ns of one image on one thread: the products of kept weights and run pixels, the
+ * per-row tile overhead, and the copy passes (a padded/phase-split input copy unless the conv
+ * reads its input in place; the raw-sum scratch and the epilogue pass over it).
+ */
+export function sparseConvNs(nnz: number, rows: number, run: number, copyBytes = 0): number {
   const run8 = Math.ceil(run / 8) * 8;
-  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS;
+  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS + copyBytes / COPY_BYTES_PER_NS;
 }
 
 /** Per-input-shape layout of a conv: phase planes, tap table, run length. */
@@ -244,7 +251,14 @@ const sparseConv: WasmOpImpl = {
     const ok = convOk(spec);
     if (!ok) return undefined;
     const [M, , KH, KW] = ok.w.dims as [number, number, number, number];
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH!, KW!)) };
+    const xs = spec.inputShapes[0]!, os = spec.outputShapes[0];
+    const num = (d: unknown, f: number) => (typeof d === "number" ? d : f);
+    const inBytes = 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56);
+    const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
+    const run = plannedRun(spec, KH, KW);
+    const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
+    const copyBytes = (inPlace ? 0 : 2 * inBytes) + 3 * outBytes + (KW > 1 ? 8 * M * run : 0);
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) };
   },
   bind(spec, env) {
     return bindSparseConv(spec, env);
