@@ -16,7 +16,7 @@ import type { NodeSpec } from "../../backend.ts";
 import { convGeometry, type ConvGeometry } from "../../ops/conv.ts";
 import type { WasmBound, WasmEnv, WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
-import { SPARSE_MAX_COLS, type SparseRows, transcodeSparse } from "./sparse-form.ts";
+import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.ts";
 
 /**
  * Throughput of sparseConvF32 in kept-weight × output-pixel products per ns on one thread, and the
@@ -55,7 +55,7 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   if (!w || w.dims.length !== 4 || !xs || xs.length !== 4 || typeof xs[1] !== "number") return undefined;
   if (spec.inputDtypes[0] !== "float32" || spec.outputDtypes[0] !== "float32") return undefined;
   const cols = w.dims[1]! * w.dims[2]! * w.dims[3]!;
-  if (cols > SPARSE_MAX_COLS || w.dims[0]! === 0) return undefined;
+  if (w.dims[0]! === 0 || !sparseFormFits(w, cols)) return undefined;
   const bias = biasOf(spec, 2, w.dims[0]!);
   if (bias === false) return undefined;
   try {
@@ -295,7 +295,7 @@ function gemmOk(spec: NodeSpec): { w: CompressedTensor; rows: number; cols: numb
     transposed = true;
   }
   const [rows, cols] = transposed ? [w.dims[1]!, w.dims[0]!] : [w.dims[0]!, w.dims[1]!];
-  if (as[as.length - 1] !== cols || cols > SPARSE_MAX_COLS || rows === 0) return undefined;
+  if (as[as.length - 1] !== cols || rows === 0 || !sparseFormFits(w, cols)) return undefined;
   return { w, rows, cols, transposed, bias };
 }
 
