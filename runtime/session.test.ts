@@ -281,6 +281,10 @@ describe("load", () => {
     expect(s.info.layers[0]!).toMatchObject({ backend: "cpu-reference", weightForm: "dequantized-f32", residentBytes: 24 });
     const { y } = await s.run({ x: f32([1, 2], [3, 4]) });
     expect(Array.from(y!.data as Float32Array)).toEqual([0, 3, -6]);
+    // The wasm backend computes on the compressed form instead, with the same result.
+    const w = await createSession(opq, { backend: "wasm" });
+    expect(w.info.layers[0]!).toMatchObject({ backend: "wasm", path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16" });
+    expect(Array.from((await w.run({ x: f32([1, 2], [3, 4]) })).y!.data as Float32Array)).toEqual([0, 3, -6]);
   });
 });
 

@@ -52,6 +52,31 @@ const TILE: i32 = 32;
   v128.store(dst, a7, 112);
 }
 
+/** One row over 16 output pixels (the tail of a run). */
+// @ts-ignore: decorator
+@inline function rowTile16(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+  const nLev = <usize>load<u16>(rp);
+  let hp = rp + 2;
+  let ip = hp + (nLev << 2);
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (let l: usize = 0; l < nLev; l++) {
+    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
+    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
+    hp += 4;
+    for (; ip < ie; ip += 2) {
+      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+      a0 = madd(v, v128.load(s), a0);
+      a1 = madd(v, v128.load(s, 16), a1);
+      a2 = madd(v, v128.load(s, 32), a2);
+      a3 = madd(v, v128.load(s, 48), a3);
+    }
+  }
+  v128.store(dst, a0);
+  v128.store(dst, a1, 16);
+  v128.store(dst, a2, 32);
+  v128.store(dst, a3, 48);
+}
+
 /** One row over 8 output pixels (the tail of a run). */
 // @ts-ignore: decorator
 @inline function rowTile8(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
@@ -97,15 +122,28 @@ export function sparseConvF32(
     // Pixel tile outer, rows inner: the input tile (every k's run of 32 floats) stays in L1
     // while all rows of the range use it; the rows' u16 streams come from L2.
     for (; p + TILE <= L8; p += TILE) {
+      let g = m0 / Mg, gi = m0 - g * Mg;
       for (let m = m0; m < m1; m++) {
-        const src = xb + <usize>(m / Mg) * <usize>gStride + (<usize>p << 2);
+        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
         rowTile32(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        if (++gi == Mg) { gi = 0; g++; }
       }
     }
-    for (; p < L8; p += 8) {
+    if (p + 16 <= L8) {
+      let g = m0 / Mg, gi = m0 - g * Mg;
       for (let m = m0; m < m1; m++) {
-        const src = xb + <usize>(m / Mg) * <usize>gStride + (<usize>p << 2);
+        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
+        rowTile16(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        if (++gi == Mg) { gi = 0; g++; }
+      }
+      p += 16;
+    }
+    if (p < L8) {
+      let g = m0 / Mg, gi = m0 - g * Mg;
+      for (let m = m0; m < m1; m++) {
+        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
         rowTile8(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        if (++gi == Mg) { gi = 0; g++; }
       }
     }
     const plane = Ho * Wo;

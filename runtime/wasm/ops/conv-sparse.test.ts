@@ -9,7 +9,7 @@
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { compressModel } from "../../../compressor/mod.ts";
 import { sharedPath } from "../../../cli/shared.ts";
 import { dequantize, mulberry32, readOnnx, type Tensor } from "../../../format/mod.ts";
@@ -32,18 +32,18 @@ describe("sparse kernels vs the reference (current build)", () => {
         expect(r.path).toBe(c.op === "Conv" ? "wasm-sparse-direct" : "wasm-sparse-gemv");
         if (!(r.relErr <= TOL)) throw new Error(`${c.name}: relative error ${r.relErr}`);
       }
-    });
+    }, 60_000);
   }
 
   test("the plain-SIMD build (OPQ_WASM_RELAXED=0) in a child process, 2 threads", () => {
-    const script = join(import.meta.dir, "sparse-check.ts");
+    const script = fileURLToPath(new URL("./sparse-check.ts", import.meta.url));
     const r = spawnSync(process.execPath, [script, "2"], { env: { ...process.env, OPQ_WASM_RELAXED: "0" }, encoding: "utf8" });
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { relaxed: boolean; results: CaseResult[] };
     expect(out.relaxed).toBe(false);
     expect(out.results.length).toBe(SPARSE_CASES.length);
     for (const x of out.results) if (!(x.relErr <= TOL) || x.backend !== "wasm") throw new Error(`${x.name}: ${x.backend} relative error ${x.relErr}`);
-  });
+  }, 60_000);
 });
 
 /** A NodeSpec for a Conv over a compressed weight, whose dense() fails the test if called. */
@@ -111,7 +111,7 @@ describe("bound directly", () => {
     } finally {
       team.stop();
     }
-  });
+  }, 30_000);
 
   test("the form takes 2 bytes a kept weight plus small row headers (density 0.5, 3 bits: ≈ 0.25× FP32 + headers and the tap table)", async () => {
     const k = WasmKernels.create()!;
@@ -125,7 +125,7 @@ describe("bound directly", () => {
     expect(bound.residentBytes / (w.dims.reduce((a, b) => a * b, 1) * 4)).toBeLessThan(0.32);
     bound.dispose?.();
     team.stop();
-  });
+  }, 30_000);
 });
 
 describe("shared models: wasm logits within 1e-4 of cpu-reference on the same .opq", () => {

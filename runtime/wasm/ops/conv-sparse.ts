@@ -16,7 +16,7 @@ import type { NodeSpec } from "../../backend.ts";
 import { convGeometry, type ConvGeometry } from "../../ops/conv.ts";
 import type { WasmBound, WasmEnv, WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
-import { SPARSE_MAX_COLS, type SparseRows, transcodeSparse } from "./sparse-form.ts";
+import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.ts";
 
 /**
  * Throughput of sparseConvF32 in kept-weight × output-pixel products per ns on one thread, and the
@@ -55,7 +55,7 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   if (!w || w.dims.length !== 4 || !xs || xs.length !== 4 || typeof xs[1] !== "number") return undefined;
   if (spec.inputDtypes[0] !== "float32" || spec.outputDtypes[0] !== "float32") return undefined;
   const cols = w.dims[1]! * w.dims[2]! * w.dims[3]!;
-  if (cols > SPARSE_MAX_COLS || w.dims[0]! === 0) return undefined;
+  if (w.dims[0]! === 0 || !sparseFormFits(w, cols)) return undefined;
   const bias = biasOf(spec, 2, w.dims[0]!);
   if (bias === false) return undefined;
   try {
@@ -67,10 +67,17 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   return { w, bias, cols };
 }
 
-/** Estimated ns of one image on one thread: products of kept weights and run pixels, plus per-row tiles. */
-export function sparseConvNs(nnz: number, rows: number, run: number): number {
+/** Bytes per ns one thread moves through the copy passes (phase split, scratch and epilogue), measured as for SPARSE_CONV_RATE. */
+const COPY_BYTES_PER_NS = 8;
+
+/**
+ * Estimated ns of one image on one thread: the products of kept weights and run pixels, the
+ * per-row tile overhead, and the copy passes (a padded/phase-split input copy unless the conv
+ * reads its input in place; the raw-sum scratch and the epilogue pass over it).
+ */
+export function sparseConvNs(nnz: number, rows: number, run: number, copyBytes = 0): number {
   const run8 = Math.ceil(run / 8) * 8;
-  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS;
+  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS + copyBytes / COPY_BYTES_PER_NS;
 }
 
 /** Per-input-shape layout of a conv: phase planes, tap table, run length. */
@@ -248,7 +255,14 @@ const sparseConv: WasmOpImpl = {
     const ok = convOk(spec);
     if (!ok) return undefined;
     const [M, , KH, KW] = ok.w.dims as [number, number, number, number];
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH!, KW!)) };
+    const xs = spec.inputShapes[0]!, os = spec.outputShapes[0];
+    const num = (d: unknown, f: number) => (typeof d === "number" ? d : f);
+    const inBytes = 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56);
+    const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
+    const run = plannedRun(spec, KH, KW);
+    const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
+    const copyBytes = (inPlace ? 0 : 2 * inBytes) + 3 * outBytes + (KW > 1 ? 8 * M * run : 0);
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) };
   },
   bind(spec, env) {
     return bindSparseConv(spec, env);
@@ -285,7 +299,7 @@ function gemmOk(spec: NodeSpec): { w: CompressedTensor; rows: number; cols: numb
     transposed = true;
   }
   const [rows, cols] = transposed ? [w.dims[1]!, w.dims[0]!] : [w.dims[0]!, w.dims[1]!];
-  if (as[as.length - 1] !== cols || cols > SPARSE_MAX_COLS || rows === 0) return undefined;
+  if (as[as.length - 1] !== cols || rows === 0 || !sparseFormFits(w, cols)) return undefined;
   return { w, rows, cols, transposed, bias };
 }
 

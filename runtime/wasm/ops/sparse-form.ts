@@ -15,10 +15,10 @@
 import { type CompressedTensor, codebookValue } from "../../../format/mod.ts";
 import type { WasmKernels } from "../module.ts";
 
-/** Largest column count the u16 indices address. */
-export const SPARSE_MAX_COLS = 65536;
+/** Largest column count of the form (u16 column indices and per-level counts). */
+export const SPARSE_MAX_COLS = 65535;
 /** Largest number of distinct levels (u16 level ids). */
-const MAX_LEVELS = 65536;
+const MAX_LEVELS = 65535;
 
 /** A transcoded weight resident in wasm memory. */
 export interface SparseRows {
@@ -39,62 +39,55 @@ export interface SparseRows {
 
 const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
-/** Level ids of the codes, and the level values. */
-function levelTable(t: CompressedTensor): { id: (code: number) => number; values: number[] } {
+/**
+ * The level id of every stored code (−1 for a code whose value is 0: dropped) and the level
+ * values, numbered in first-use order. Uniform codes map through an offset table over their
+ * range (at most 2^16 distinct values are addressable anyway).
+ */
+function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } {
+  const codes = t.codes, n = codes.length;
+  const level = new Int32Array(n);
   const values: number[] = [];
+  let lo = 0, hi = -1;
   if (t.codebook.kind === "table") {
-    const table = t.codebook.values;
-    const ids = new Int32Array(table.length).fill(-1);
-    return {
-      id: (code) => {
-        if (ids[code] === -1) {
-          const v = table[code]!;
-          ids[code] = v === 0 ? -2 : values.push(v) - 1;
-        }
-        return ids[code]!;
-      },
-      values,
-    };
+    hi = t.codebook.values.length - 1;
+  } else {
+    lo = Infinity; hi = -Infinity;
+    for (let i = 0; i < n; i++) { const c = codes[i]!; if (c < lo) lo = c; if (c > hi) hi = c; }
   }
-  const cb = t.codebook;
-  // Uniform codes are small integers: a dense id table over their range beats a Map per weight.
-  let lo = 0, hi = 0;
-  for (const c of t.codes) { if (c < lo) lo = c; else if (c > hi) hi = c; }
-  if (hi - lo < 1 << 16) {
-    const dense = new Int32Array(hi - lo + 1).fill(-1);
-    return {
-      id: (code) => {
-        let id = dense[code - lo]!;
-        if (id === -1) {
-          const v = codebookValue(cb, code);
-          id = dense[code - lo] = v === 0 ? -2 : values.push(v) - 1;
-        }
-        return id;
-      },
-      values,
-    };
+  const span = hi - lo + 1;
+  if (n === 0 || span <= 0) return { level, values };
+  if (span > 1 << 22) {
+    // Codes too spread for an offset table: look them up in a map.
+    const ids = new Map<number, number>();
+    for (let i = 0; i < n; i++) {
+      const c = codes[i]!;
+      let id = ids.get(c);
+      if (id === undefined) { const v = codebookValue(t.codebook, c); id = v === 0 ? -1 : values.push(v) - 1; ids.set(c, id); }
+      level[i] = id;
+    }
+    return { level, values };
   }
-  const ids = new Map<number, number>();
-  return {
-    id: (code) => {
-      let id = ids.get(code);
-      if (id === undefined) {
-        const v = codebookValue(cb, code);
-        id = v === 0 ? -2 : values.push(v) - 1;
-        ids.set(code, id);
-      }
-      return id;
-    },
-    values,
-  };
+  const ids = new Int32Array(span).fill(-2);
+  for (let i = 0; i < n; i++) {
+    const o = codes[i]! - lo;
+    let id = ids[o]!;
+    if (id === -2) {
+      const v = codebookValue(t.codebook, codes[i]!);
+      id = ids[o] = v === 0 ? -1 : values.push(v) - 1;
+    }
+    level[i] = id;
+  }
+  return { level, values };
 }
 
-/** Per-weight scratch arrays of transcodeSparse, grown on demand and reused (slot → array). */
-const SCRATCH: Int32Array[] = [];
-/** Scratch array `slot` with room for `n` values (contents unspecified), as a view of exactly `n`. */
-function scratch(slot: number, n: number): Int32Array {
-  if ((SCRATCH[slot]?.length ?? -1) < n) SCRATCH[slot] = new Int32Array(Math.max(n, 1024));
-  return SCRATCH[slot]!.subarray(0, n);
+/** True if the form can hold `t` as a matrix of `cols` columns (u16 columns, at most 65535 distinct levels). */
+export function sparseFormFits(t: CompressedTensor, cols: number): boolean {
+  if (cols > SPARSE_MAX_COLS) return false;
+  if (t.codebook.kind === "table") return t.codebook.values.length <= MAX_LEVELS;
+  let lo = 0, hi = 0;
+  for (const c of t.codes) { if (c < lo) lo = c; if (c > hi) hi = c; }
+  return hi - lo < MAX_LEVELS;
 }
 
 /**
@@ -104,18 +97,17 @@ function scratch(slot: number, n: number): Int32Array {
 export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: number, cols: number, transposed = false): SparseRows {
   if (cols > SPARSE_MAX_COLS) throw new RangeError(`sparse form: ${cols} columns (at most ${SPARSE_MAX_COLS})`);
   if (rows * cols !== t.dims.reduce((a, b) => a * b, 1)) throw new RangeError(`sparse form: ${rows}×${cols} does not match [${t.dims}]`);
-  const lv = levelTable(t);
-  const codes = t.codes, indices = t.indices;
-  const n = codes.length;
-  // Scratch reused across tensors: a model's load then makes no per-weight garbage here.
-  const level = scratch(0, n), row = scratch(1, n), col = scratch(2, n);
-  for (let i = 0; i < n; i++) {
-    level[i] = lv.id(codes[i]!);
-    const idx = indices[i]!;
-    if (transposed) { row[i] = idx % rows; col[i] = Math.floor(idx / rows); }
-    else { row[i] = Math.floor(idx / cols); col[i] = idx % cols; }
+  const { level, values } = levelIds(t);
+  const n = t.codes.length;
+  const row = new Int32Array(n);
+  const col = new Int32Array(n);
+  const idx = t.indices;
+  if (transposed) {
+    for (let i = 0; i < n; i++) { const v = idx[i]!; const c = Math.floor(v / rows); row[i] = v - c * rows; col[i] = c; }
+  } else {
+    for (let i = 0; i < n; i++) { const v = idx[i]!; const r = Math.floor(v / cols); row[i] = r; col[i] = v - r * cols; }
   }
-  const nL = lv.values.length;
+  const nL = values.length;
   if (nL > MAX_LEVELS) throw new RangeError(`sparse form: ${nL} levels (at most ${MAX_LEVELS})`);
   // Counting sort by (row, level); stable, so columns stay ascending within a bucket (the
   // stored order is row-major; for a transposed tensor it is column-major, i.e. ascending
@@ -124,7 +116,7 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   const start = new Int32Array(buckets + 1);
   for (let i = 0; i < n; i++) if (level[i]! >= 0) start[row[i]! * nL + level[i]! + 1]!++;
   for (let b = 0; b < buckets; b++) start[b + 1]! += start[b]!;
-  const order = scratch(3, start[buckets]!);
+  const order = new Int32Array(start[buckets]!);
   const fill = start.slice(0, buckets);
   for (let i = 0; i < n; i++) if (level[i]! >= 0) order[fill[row[i]! * nL + level[i]!]!++] = i;
   const nnz = order.length;
@@ -143,7 +135,7 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   const bytes = levelsBytes + rowPtrBytes + streamBytes;
   const base = k.alloc(bytes);
   const levels = base, rowPtr = base + levelsBytes, stream = rowPtr + rowPtrBytes;
-  k.f32(levels, nL).set(lv.values);
+  k.f32(levels, nL).set(values);
   const rp = k.i32(rowPtr, rows);
   const s = k.u16(stream, units);
   let u = 0;
