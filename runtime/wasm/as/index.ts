@@ -2,3 +2,6 @@
 // Add a kernel file here and declare its exports in runtime/wasm/module.ts (KernelExports).
 export * from "./common";
 export * from "./elementwise";
+export * from "./gemm";
+export * from "./depthwise";
+export * from "./pool";

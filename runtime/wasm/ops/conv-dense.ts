@@ -1,0 +1,203 @@
+/**
+ * Dense float32 2-D Conv on wasm: every group through one GEMM kernel (as/gemm.ts convGemmF32:
+ * 1×1 stride-1 unpadded layers read X directly, the rest pack im2col rows on the fly into the
+ * micro-kernel's pixel panels), and depthwise layers (one input channel per group) through
+ * as/depthwise.ts. Weights are packed once at bind into wasm memory (a compressed weight is
+ * decoded straight into the packed form). Both take the epilogue (bias; residual and clamp
+ * are there for the fusion the binder plans, unused until then).
+ * 1-D and 3-D Conv, non-constant weights and other dtypes stay with the reference.
+ * @module
+ */
+import type { Tensor } from "../../../format/mod.ts";
+import type { NodeSpec } from "../../backend.ts";
+import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
+import type { WasmOpImpl } from "../backend.ts";
+import type { WasmKernels } from "../module.ts";
+import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachWeight, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
+
+/** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
+const CONV_GEO = [
+  "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
+  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise",
+] as const;
+const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes");
+/** Words of the depthwise geometry block (as/depthwise.ts). */
+const DW_GEO = ["ch", "mult", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW"] as const;
+
+/** Pixels per work unit (16 panels of 8) and K rows per packed block (one 8-wide panel = 8 KiB, L1). */
+const NC = 128;
+const KC = 256;
+/** Work units per thread the split aims for, so uneven units still balance. */
+const UNITS_PER_THREAD = 4;
+
+/** The 2-D geometry for static X dims, or undefined if the node's shapes are not known well enough. */
+function plannedGeometry(spec: NodeSpec): ConvGeometry | undefined {
+  const x = spec.inputShapes[0], w = constantDims(spec, 1);
+  if (!x || x.length !== 4 || !w || w.length !== 4) return undefined;
+  const dims = x.map((d, i) => staticDim(d) ?? (i === 0 ? 1 : undefined));
+  if (dims.some((d) => d === undefined)) return undefined;
+  try {
+    return convGeometry(dims as number[], w, spec.attrs);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checks shared by both Conv implementations: float32, 2-D, constant 4-D W and B. */
+function convSupported(spec: NodeSpec): boolean {
+  const x = spec.inputShapes[0], w = constantDims(spec, 1);
+  if (!allFloat32(spec) || !x || x.length !== 4 || !w || w.length !== 4 || !isF32Constant(spec, 1)) return false;
+  if (spec.node.inputs[2] && !isF32Constant(spec, 2)) return false;
+  return true;
+}
+
+/** Geometry of a run, cached per input dims (a dynamic batch changes it). */
+class GeoCache {
+  #key = "";
+  #ptr = 0;
+  #g: ConvGeometry | undefined;
+  constructor(private readonly k: WasmKernels, private readonly words: number) {}
+  get(x: Tensor, wDims: readonly number[], spec: NodeSpec, fill: (g: ConvGeometry, view: Int32Array) => void): [ConvGeometry, number] {
+    const key = x.dims.join(",");
+    if (key !== this.#key || !this.#g) {
+      const g = convGeometry(x.dims, wDims, spec.attrs);
+      if (!this.#ptr) this.#ptr = this.k.alloc(this.words * 4);
+      fill(g, this.k.i32(this.#ptr, this.words));
+      this.#key = key;
+      this.#g = g;
+    }
+    return [this.#g, this.#ptr];
+  }
+  dispose(): void { if (this.#ptr) this.k.free(this.#ptr); this.#ptr = 0; }
+}
+
+/** Bias of constant input 2 into wasm (0 if absent). */
+function biasToWasm(k: WasmKernels, spec: NodeSpec, outChannels: number): number {
+  if (!spec.node.inputs[2]) return 0;
+  return weightToWasm(k, spec, 2, outChannels)[0];
+}
+
+const convGemm: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const w = constantDims(spec, 1)!;
+    const g = plannedGeometry(spec);
+    if (g && g.inChannels / g.group === 1) return undefined; // depthwise: the dedicated kernel
+    const [m, cg, kh, kw] = w as [number, number, number, number];
+    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+    const flops = 2 * m * cg * kh * kw * p;
+    const rate = m / (g?.group ?? 1) >= 32 ? DENSE_GFLOPS.convGemm : DENSE_GFLOPS.convGemmThin;
+    const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+    return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", weightForm: "dense-f32-packed-4x", cost: CALL_NS + flops / rate };
+  },
+  bind(spec, env) {
+    const k = env.kernels, team = env.team;
+    const wDims = constantDims(spec, 1)!;
+    const [m, cg, kh, kw] = wDims as [number, number, number, number];
+    const group = spec.attrs.int("group", 1);
+    const mg = m / group, kk = cg * kh * kw, mgPad = Math.ceil(mg / 4) * 4;
+    // A per group: mgPad/4 panels of K × 4 (k-major); zero rows pad the last panel.
+    const aFloats = group * mgPad * kk;
+    const aPack = k.alloc(aFloats * 4);
+    const a = k.f32(aPack, aFloats);
+    a.fill(0);
+    forEachWeight(spec, 1, (flat, v) => {
+      const row = Math.floor(flat / kk), col = flat - row * kk;
+      const grp = Math.floor(row / mg), r = row - grp * mg;
+      a[grp * mgPad * kk + (r >> 2) * 4 * kk + col * 4 + (r & 3)] = v;
+    });
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, CONV_GEO.length);
+    const threads = team.threads;
+    return {
+      residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          const p = g.outSpatial[0]! * g.outSpatial[1]!;
+          const nc = Math.min(NC, Math.ceil(p / 8) * 8);
+          const nPc = Math.ceil(p / nc);
+          const base = g.batch * g.group * nPc;
+          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          let nMc = base >= target ? 1 : Math.min(Math.ceil(mg / 4), Math.ceil(target / base));
+          const mc = Math.ceil(Math.ceil(mg / nMc) / 4) * 4;
+          nMc = Math.ceil(mg / mc);
+          const slices = Math.min(threads, base * nMc);
+          const slotBytes = Math.min(KC, kk) * nc * 4;
+          const pointwise = kh === 1 && kw === 1 && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+          const vals: Record<(typeof CONV_GEO)[number], number> = {
+            cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
+            dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0,
+          };
+          CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const view = k.i32(geoPtr, CONV_GEO.length);
+        const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
+        const p = g.outSpatial[0]! * g.outSpatial[1]!;
+        const y = rc.alloc(g.batch * m * p);
+        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+        const scratch = scratchBlock(k, slices * slotBytes);
+        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        if (slices > 1) team.run("convGemmF32", slices, 1, args);
+        else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims, data: y } as Tensor];
+      },
+      dispose() { k.free(aPack); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
+/** Below this many output pixels a depthwise call stays on one thread (a split costs ~20 µs). */
+const DW_PARALLEL_MIN = 1 << 14;
+
+const depthwise: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const w = constantDims(spec, 1)!;
+    if (w[1] !== 1) return undefined;
+    const g = plannedGeometry(spec);
+    if (g && g.inChannels !== g.group) return undefined;
+    const kh = w[2]!, kw = w[3]!;
+    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+    const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
+      g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
+    const flops = 2 * w[0]! * kh * kw * p;
+    return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", weightForm: "dense-f32", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+  },
+  bind(spec, env) {
+    const k = env.kernels;
+    const wDims = constantDims(spec, 1)!;
+    const m = wDims[0]!;
+    const [w, wFloats] = weightToWasm(k, spec, 1);
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, DW_GEO.length);
+    return {
+      residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
+          const vals: Record<(typeof DW_GEO)[number], number> = {
+            ch: g.inChannels, mult: g.outChannels / g.inChannels, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!,
+            kh: g.kernel[0]!, kw: g.kernel[1]!, sh: g.strides[0]!, sw: g.strides[1]!, dh: g.dilations[0]!, dw: g.dilations[1]!,
+            pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+          };
+          DW_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const p = g.outSpatial[0]! * g.outSpatial[1]!;
+        const planes = g.batch * m;
+        const y = rc.alloc(planes * p);
+        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity];
+        if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
+        else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
+      },
+      dispose() { k.free(w); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
+/** The dense Conv implementations. */
+export const CONV_DENSE_WASM: readonly WasmOpImpl[] = [convGemm, depthwise];

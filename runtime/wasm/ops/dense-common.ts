@@ -1,0 +1,102 @@
+/**
+ * What the dense wasm implementations share: reading a constant weight (dense initializer or
+ * `.opq` compressed tensor, the latter without making a dense copy), the per-memory scratch block,
+ * and the throughput constants their cost estimates come from.
+ * @module
+ */
+import { codebookValue, sizeOf } from "../../../format/mod.ts";
+import type { NodeSpec } from "../../backend.ts";
+import type { WasmKernels } from "../module.ts";
+
+/**
+ * Throughput of each dense kernel on one thread, in GFLOP/s (2 flops per multiply-add; pools:
+ * one flop per tap), relaxed-SIMD build, Bun, measured by bench/wasm-kernels-bench.ts on this
+ * machine (Intel Xeon with AVX-512, 2 cores shared with other jobs) on ResNet-18/MobileNetV2
+ * layer shapes. A claim's cost is flops / throughput = ns, plus CALL_NS per call.
+ */
+export const DENSE_GFLOPS = {
+  /** Conv through im2col/1×1 + the 4×8 GEMM tile, layers with ≥ 32 output channels. */
+  convGemm: 24,
+  /** The same on thin layers (fewer than 32 output channels: the packing is a larger share). */
+  convGemmThin: 12,
+  /** Gemm/MatMul against packed weights at batch 1 (memory-bound GEMV). */
+  gemmRows: 6,
+  /** Depthwise 3×3 stride 1/2 (the dedicated loop). */
+  depthwise3x3: 8,
+  /** Depthwise, any other kernel (the scalar loop). */
+  depthwiseGeneric: 1.5,
+  /** Pools, taps per ns. */
+  pool: 3,
+} as const;
+
+/** Fixed cost of one kernel call from JS (argument marshalling, the team's split), ns. */
+export const CALL_NS = 2000;
+
+/** True if every present input and the first output are float32. */
+export function allFloat32(spec: NodeSpec): boolean {
+  return spec.inputDtypes.every((d, i) => d === "float32" || !spec.node.inputs[i]) && spec.outputDtypes[0] === "float32";
+}
+
+/** Dims of constant input `slot` (dense or compressed), or undefined if it is not a constant. */
+export function constantDims(spec: NodeSpec, slot: number): readonly number[] | undefined {
+  return spec.compressed[slot]?.dims ?? spec.constants[slot]?.dims;
+}
+
+/** True if constant input `slot` is float32 (a compressed weight always is). */
+function constantIsF32(spec: NodeSpec, slot: number): boolean {
+  if (spec.compressed[slot]) return true;
+  const c = spec.constants[slot];
+  return c !== undefined && c.dtype === "float32";
+}
+
+/** True if input `slot` is a float32 constant (dense or compressed). */
+export function isF32Constant(spec: NodeSpec, slot: number): boolean {
+  return constantDims(spec, slot) !== undefined && constantIsF32(spec, slot);
+}
+
+/**
+ * Call `visit(flat, value)` for the elements of constant input `slot`: every element of a dense
+ * constant, only the stored non-zeros of a compressed one (decoded from its codes, no dense copy).
+ * Returns false if the slot holds no float32 constant. Callers pre-zero their destination.
+ */
+export function forEachWeight(spec: NodeSpec, slot: number, visit: (flat: number, value: number) => void): boolean {
+  const c = spec.compressed[slot];
+  if (c) {
+    const { indices, codes, codebook } = c;
+    for (let i = 0; i < indices.length; i++) visit(indices[i]!, codebookValue(codebook, codes[i]!));
+    return true;
+  }
+  const t = spec.constants[slot];
+  if (!t || t.dtype !== "float32") return false;
+  const d = t.data as Float32Array;
+  for (let i = 0; i < d.length; i++) if (d[i] !== 0) visit(i, d[i]!);
+  return true;
+}
+
+/** Copy constant input `slot` (dense or compressed) into a new zeroed wasm block; returns [ptr, floats]. */
+export function weightToWasm(k: WasmKernels, spec: NodeSpec, slot: number, minFloats = 0): [number, number] {
+  const n = sizeOf(constantDims(spec, slot) ?? []);
+  const floats = Math.max(n, minFloats);
+  const ptr = k.alloc(floats * 4);
+  const view = k.f32(ptr, floats);
+  view.fill(0);
+  forEachWeight(spec, slot, (i, v) => { view[i] = v; });
+  return [ptr, floats];
+}
+
+/** One scratch block per kernel memory, shared by every node of the session (runs are serialized). */
+const SCRATCH = new WeakMap<WasmKernels, { ptr: number; bytes: number }>();
+
+/** A scratch block of at least `bytes` in `k`'s memory, valid until the next call (grows, never shrinks). */
+export function scratchBlock(k: WasmKernels, bytes: number): number {
+  const s = SCRATCH.get(k);
+  if (s && s.bytes >= bytes) return s.ptr;
+  if (s) k.free(s.ptr);
+  const size = Math.max(bytes, (s?.bytes ?? 0) * 2);
+  const ptr = k.alloc(size);
+  SCRATCH.set(k, { ptr, bytes: size });
+  return ptr;
+}
+
+/** A static dim, or undefined for a symbolic/unknown one. */
+export const staticDim = (d: unknown): number | undefined => (typeof d === "number" ? d : undefined);
