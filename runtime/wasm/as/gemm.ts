@@ -122,6 +122,12 @@ const N_PC = 20, N_MC = 21, SLICES = 22, SLOT_BYTES = 23, POINTWISE = 24;
   }
 }
 
+/** Address of pixel j of a packed row: panel j / NR, lane j % NR. */
+// @ts-ignore: decorator
+@inline function pixelAt(rowDst: usize, j: i32, panelBytes: usize): usize {
+  return rowDst + (<usize>(j >> 3)) * panelBytes + (<usize>(j & 7) << 2);
+}
+
 /**
  * Pack rows [k0, k0 + kb) of the im2col matrix of one image and group, pixels [j0, j0 + jn),
  * into NR-wide panels (panel p: kb × NR floats, row-major) at `dst`, zero-padded to whole panels.
@@ -162,31 +168,35 @@ function packIm2col(dst: usize, x: usize, g: usize, k0: i32, kb: i32, j0: i32, j
     while (j < jn) {
       // One output row segment: pixels j .. j + run of output row oy.
       const run = min(outW - ox, jn - j);
-      if (iy < 0 || iy >= inH) {
-        for (let q = 0; q < run; q++, j++) store<f32>(rowDst + (<usize>(j >> 3)) * panelBytes + (<usize>(j & 7) << 2), 0);
-      } else {
-        const srcRow = src + (<usize>(iy * inW) << 2);
-        let ix = ox * sw + ixOff;
-        if (sw == 1 && ix >= 0 && ix + run <= inW && (j & 7) == 0) {
-          // Whole segment inside the row, panel aligned: copy 8 pixels (one panel row) at a time.
-          let q = 0;
-          for (; q + 8 <= run; q += 8, j += 8, ix += 8) {
-            const d = rowDst + (<usize>(j >> 3)) * panelBytes;
-            const s = srcRow + (<usize>ix << 2);
-            v128.store(d, v128.load(s));
-            v128.store(d, v128.load(s, 16), 16);
-          }
-          for (; q < run; q++, j++, ix++) store<f32>(rowDst + (<usize>(j >> 3)) * panelBytes + (<usize>(j & 7) << 2), load<f32>(srcRow + (<usize>ix << 2)));
+      const ix0 = ox * sw + ixOff;
+      // Taps q of the segment inside the row: ix0 + q·sw in [0, inW).
+      let qa = 0, qb = 0;
+      if (iy >= 0 && iy < inH) {
+        qa = ix0 >= 0 ? 0 : min(run, (sw - 1 - ix0) / sw);
+        qb = inW > ix0 ? min(run, (inW - ix0 + sw - 1) / sw) : 0;
+        qb = max(qa, qb);
+      }
+      const srcRow = src + (<usize>(iy * inW) << 2);
+      let q = 0;
+      for (; q < qa; q++) store<f32>(pixelAt(rowDst, j + q, panelBytes), 0);
+      while (q < qb) {
+        const jj = j + q, ix = ix0 + q * sw;
+        if ((jj & 3) == 0 && q + 4 <= qb && (sw == 1 || (sw == 2 && ix + 7 < inW))) {
+          // 4 pixels of one panel row at once (16-byte aligned in the panel).
+          const sp = srcRow + (<usize>ix << 2);
+          const v = sw == 1 ? v128.load(sp) : f32x4.shuffle(v128.load(sp), v128.load(sp, 16), 0, 2, 4, 6);
+          v128.store(pixelAt(rowDst, jj, panelBytes), v);
+          q += 4;
         } else {
-          for (let q = 0; q < run; q++, j++, ix += sw) {
-            const v: f32 = ix >= 0 && ix < inW ? load<f32>(srcRow + (<usize>ix << 2)) : 0;
-            store<f32>(rowDst + (<usize>(j >> 3)) * panelBytes + (<usize>(j & 7) << 2), v);
-          }
+          store<f32>(pixelAt(rowDst, jj, panelBytes), load<f32>(srcRow + (<usize>ix << 2)));
+          q++;
         }
       }
+      for (; q < run; q++) store<f32>(pixelAt(rowDst, j + q, panelBytes), 0);
+      j += run;
       ox = 0; oy++; iy += sh;
     }
-    for (; j < jnPad; j++) store<f32>(rowDst + (<usize>(j >> 3)) * panelBytes + (<usize>(j & 7) << 2), 0);
+    for (; j < jnPad; j++) store<f32>(pixelAt(rowDst, j, panelBytes), 0);
   }
 }
 
