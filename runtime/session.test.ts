@@ -278,7 +278,9 @@ describe("load", () => {
     const s = await createSession(opq);
     expect(s.info.format).toBe("opq");
     expect(s.info.metadata).toEqual({ method: "test" });
-    expect(s.info.layers[0]!.path.startsWith("dequantized-")).toBe(true);
+    // The reference dequantizes; a wasm kernel transcodes the compressed weight into its own form.
+    const layer = s.info.layers[0]!;
+    expect(layer.backend === "wasm" || layer.path.startsWith("dequantized-")).toBe(true);
     const { y } = await s.run({ x: f32([1, 2], [3, 4]) });
     expect(Array.from(y!.data as Float32Array)).toEqual([0, 3, -6]);
   });

@@ -27,6 +27,7 @@ export interface KernelExports {
   gemmTile(): number;
   convGemmF32(begin: number, end: number, geo: number, aPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
   gemmPackedF32(begin: number, end: number, slices: number, m: number, n: number, k: number, a: number, lda: number, aks: number, bPack: number, y: number, colBias: number, residual: number, lo: number, hi: number, strips: number): void;
+  winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
   dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
   globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;

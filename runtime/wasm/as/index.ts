@@ -5,3 +5,4 @@ export * from "./elementwise";
 export * from "./gemm";
 export * from "./depthwise";
 export * from "./pool";
+export * from "./winograd";

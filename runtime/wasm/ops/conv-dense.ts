@@ -199,5 +199,101 @@ const depthwise: WasmOpImpl = {
   },
 };
 
+/** Words of the Winograd geometry block (as/winograd.ts). */
+const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes"] as const;
+const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes");
+/** Bytes of transformed input (16 × C × tiles) a unit keeps, so V stays in L2 (the tile count follows C). */
+const WINO_V_BYTES = 1 << 19;
+
+const WINO_MIN_CHANNELS = 8;
+/** G of F(2×2, 3×3) (Lavin & Gray Eq. 7): U = G g Gᵀ. */
+const WINO_G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]] as const;
+
+/** 3×3, stride 1, dilation 1, one group, static geometry known: the shapes F(2×2, 3×3) takes. */
+function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
+  const w = constantDims(spec, 1)!;
+  // Under 8 input or output channels the transforms outweigh the GEMMs saved (as cpu/winograd.ts measured).
+  if (w[2] !== 3 || w[3] !== 3 || spec.attrs.int("group", 1) !== 1 || w[0]! < WINO_MIN_CHANNELS || w[1]! < WINO_MIN_CHANNELS) return undefined;
+  const g = plannedGeometry(spec);
+  if (!g || !g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1)) return undefined;
+  return g;
+}
+
+const winograd: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const g = winogradShape(spec);
+    if (!g) return undefined;
+    const [m, c] = constantDims(spec, 1)! as [number, number];
+    const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+    // 16 GEMMs of m × c × tiles, plus the transforms (per channel and tile in, per output and tile out).
+    const ns = (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
+    return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: CALL_NS + ns };
+  },
+  bind(spec, env) {
+    const k = env.kernels, team = env.team;
+    const wDims = constantDims(spec, 1)!;
+    const [m, c] = wDims as [number, number];
+    const mPad = Math.ceil(m / 4) * 4;
+    // U_ξ = (G g Gᵀ)_ξ is linear in g: every stored weight adds G[i][a]·G[j][b]·w to the 16 ξ = 4i + j.
+    const uFloats = 16 * mPad * c;
+    const uPack = k.alloc(uFloats * 4);
+    const u = k.f32(uPack, uFloats);
+    u.fill(0);
+    forEachWeight(spec, 1, (flat, v) => {
+      const tap = flat % 9, mc = (flat - tap) / 9, ch = mc % c, row = (mc - ch) / c;
+      const a = (tap / 3) | 0, b = tap % 3;
+      const lane = ((row >> 2) * 4) * c + ch * 4 + (row & 3);
+      for (let i = 0; i < 4; i++) {
+        const gi = WINO_G[i]![a]!;
+        if (gi === 0) continue;
+        for (let j = 0; j < 4; j++) {
+          const gj = WINO_G[j]![b]!;
+          if (gj !== 0) u[(4 * i + j) * mPad * c + lane]! += gi * gj * v;
+        }
+      }
+    });
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, WINO_GEO.length);
+    const threads = team.threads;
+    return {
+      residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
+          const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+          const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
+          const nt = Math.min(ntMax, Math.ceil(tiles / 8) * 8);
+          const nTc = Math.ceil(tiles / nt);
+          const base = g.batch * nTc;
+          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
+          const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
+          nMc = Math.ceil(m / mc);
+          // V (16 × C × nt) then M (16 × mc × nt), plus one vector the output transform may read past the end.
+          const slotBytes = 16 * (c + mc) * nt * 4 + 64;
+          const vals: Record<(typeof WINO_GEO)[number], number> = {
+            c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes,
+          };
+          WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const view = k.i32(geoPtr, WINO_GEO.length);
+        const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
+        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+        const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
+        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+        const scratch = scratchBlock(k, slices * slotBytes);
+        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        if (slices > 1) team.run("winogradF32", slices, 1, args);
+        else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims, data: y } as Tensor];
+      },
+      dispose() { k.free(uPack); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
 /** The dense Conv implementations. */
-export const CONV_DENSE_WASM: readonly WasmOpImpl[] = [convGemm, depthwise];
+export const CONV_DENSE_WASM: readonly WasmOpImpl[] = [convGemm, depthwise, winograd];

@@ -25,6 +25,10 @@ export const DENSE_GFLOPS = {
   depthwise3x3: 8,
   /** Depthwise, any other kernel (the scalar loop). */
   depthwiseGeneric: 1.5,
+  /** The 16 GEMMs of Winograd F(2×2, 3×3), counted as 2·16·M·C·tiles flops. */
+  winogradGemm: 20,
+  /** Winograd transforms: ns per (channel or output) × tile (input 16 taps in, output 16 values out). */
+  winogradTransformNs: 2,
   /** Pools, taps per ns. */
   pool: 3,
 } as const;
