@@ -42,16 +42,16 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
   const inPlane = <usize>(inH * inW) << 2, outPlane = <usize>(outH * outW) << 2;
   const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
   const fast = kh == 3 && kw == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2);
-  // Interior columns: every tap of 4 consecutive outputs inside the row, vector loads in bounds.
-  // Stride 1 reads ix0 .. ix0 + 5; stride 2 reads ix0 .. ix0 + 11 (see below).
-  let ox0 = 0, ox1 = 0;
+  // Interior columns [ox0, oxEnd): groups of 4 outputs whose taps (and vector loads) lie inside the
+  // row; stride 1 reads ix .. ix + 5, stride 2 ix .. ix + 8 from the group's first tap ix. The
+  // groups run from ox0 in steps of 4, the last one right-aligned at oxEnd − 4 (it may overlap).
+  let ox0 = 0, oxEnd = 0;
   if (fast) {
     ox0 = min(outW, (pl + sw - 1) / sw);
-    const span = sw == 1 ? 6 : 12;
-    // Largest ox with ox·sw − pl + span ≤ inW, plus 1, then whole groups of 4.
-    const lastOk = inW - span + pl >= 0 ? (inW - span + pl) / sw : -1;
-    ox1 = max(ox0, min(outW, lastOk + 1));
-    ox1 = ox0 + ((ox1 - ox0) & ~3);
+    const span = sw == 1 ? 6 : 9;
+    const gMax = inW - span + pl >= 0 ? (inW - span + pl) / sw : -1;
+    oxEnd = gMax >= ox0 ? min(outW, gMax + 4) : ox0;
+    if (oxEnd - ox0 < 4) oxEnd = ox0;
   }
   for (let plane = begin; plane < end; plane++) {
     const n = plane / m, oc = plane - n * m, c = oc / mult;
@@ -71,7 +71,7 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
       const drow = dst + (<usize>(oy * outW) << 2);
       const rrow = res != 0 ? res + (<usize>(oy * outW) << 2) : 0;
       let ox = 0;
-      if (fast && ox1 > ox0) {
+      if (oxEnd > ox0) {
         for (; ox < ox0; ox++) {
           let v = pixel(src, wm, inH, inW, kh, kw, dh, dw, iy0, ox * sw - pl, b);
           if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
@@ -80,34 +80,42 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
         const r0 = iy0 >= 0 && iy0 < inH, r1 = iy0 + 1 >= 0 && iy0 + 1 < inH, r2 = iy0 + 2 >= 0 && iy0 + 2 < inH;
         const row0 = src + (<usize>(iy0 * inW) << 2);
         const row1 = row0 + (<usize>inW << 2), row2 = row1 + (<usize>inW << 2);
-        for (; ox < ox1; ox += 4) {
-          const ix = ox * sw - pl;
-          const o = <usize>ix << 2;
+        for (;;) {
+          if (ox + 4 > oxEnd) {
+            if (ox >= oxEnd) break;
+            ox = oxEnd - 4; // the right-aligned last group
+          }
+          const o = <usize>(ox * sw - pl) << 2;
           let acc = vb;
           if (sw == 1) {
             if (r0) { acc = madd(w0, v128.load(row0 + o), acc); acc = madd(w1, v128.load(row0 + o, 4), acc); acc = madd(w2, v128.load(row0 + o, 8), acc); }
             if (r1) { acc = madd(w3, v128.load(row1 + o), acc); acc = madd(w4, v128.load(row1 + o, 4), acc); acc = madd(w5, v128.load(row1 + o, 8), acc); }
             if (r2) { acc = madd(w6, v128.load(row2 + o), acc); acc = madd(w7, v128.load(row2 + o, 4), acc); acc = madd(w8, v128.load(row2 + o, 8), acc); }
           } else {
-            // Stride 2: taps kx = 0, 1, 2 of 4 outputs are the even lanes of row[ix ..], row[ix+1 ..], row[ix+2 ..].
+            // Stride 2: taps kx = 0, 1, 2 of 4 outputs are row[ix + 2q + kx]: even lanes, odd lanes,
+            // and the even lanes shifted by one with row[ix + 8] appended.
             if (r0) {
-              const a = v128.load(row0 + o), bq = v128.load(row0 + o, 16), cq = v128.load(row0 + o, 32);
+              const a = v128.load(row0 + o), bq = v128.load(row0 + o, 16);
               const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
-              acc = madd(w0, e, acc); acc = madd(w1, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc); acc = madd(w2, f32x4.shuffle(e, cq, 1, 2, 3, 4), acc);
+              acc = madd(w0, e, acc); acc = madd(w1, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w2, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row0 + o, 32)), acc);
             }
             if (r1) {
-              const a = v128.load(row1 + o), bq = v128.load(row1 + o, 16), cq = v128.load(row1 + o, 32);
+              const a = v128.load(row1 + o), bq = v128.load(row1 + o, 16);
               const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
-              acc = madd(w3, e, acc); acc = madd(w4, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc); acc = madd(w5, f32x4.shuffle(e, cq, 1, 2, 3, 4), acc);
+              acc = madd(w3, e, acc); acc = madd(w4, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w5, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row1 + o, 32)), acc);
             }
             if (r2) {
-              const a = v128.load(row2 + o), bq = v128.load(row2 + o, 16), cq = v128.load(row2 + o, 32);
+              const a = v128.load(row2 + o), bq = v128.load(row2 + o, 16);
               const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
-              acc = madd(w6, e, acc); acc = madd(w7, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc); acc = madd(w8, f32x4.shuffle(e, cq, 1, 2, 3, 4), acc);
+              acc = madd(w6, e, acc); acc = madd(w7, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w8, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row2 + o, 32)), acc);
             }
           }
           if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow + (<usize>ox << 2)));
           v128.store(drow + (<usize>ox << 2), f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox += 4;
         }
       }
       for (; ox < outW; ox++) {
