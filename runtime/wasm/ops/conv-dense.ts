@@ -13,7 +13,7 @@ import type { NodeSpec } from "../../backend.ts";
 import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
-import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachWeight, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
+import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
 
 /** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
 const CONV_GEO = [
@@ -102,10 +102,10 @@ const convGemm: WasmOpImpl = {
     const aPack = k.alloc(aFloats * 4);
     const a = k.f32(aPack, aFloats);
     a.fill(0);
-    forEachWeight(spec, 1, (flat, v) => {
-      const row = Math.floor(flat / kk), col = flat - row * kk;
+    forEachBlock(spec, 1, kk, (row, v) => {
       const grp = Math.floor(row / mg), r = row - grp * mg;
-      a[grp * mgPad * kk + (r >> 2) * 4 * kk + col * 4 + (r & 3)] = v;
+      const base = grp * mgPad * kk + (r >> 2) * 4 * kk + (r & 3);
+      for (let col = 0; col < kk; col++) a[base + col * 4] = v[col]!;
     });
     const bias = biasToWasm(k, spec, m);
     const geo = new GeoCache(k, CONV_GEO.length);
@@ -206,8 +206,6 @@ const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("sl
 const WINO_V_BYTES = 1 << 19;
 
 const WINO_MIN_CHANNELS = 8;
-/** G of F(2×2, 3×3) (Lavin & Gray Eq. 7): U = G g Gᵀ. */
-const WINO_G = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]] as const;
 
 /** 3×3, stride 1, dilation 1, one group, static geometry known: the shapes F(2×2, 3×3) takes. */
 function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
@@ -236,22 +234,27 @@ const winograd: WasmOpImpl = {
     const wDims = constantDims(spec, 1)!;
     const [m, c] = wDims as [number, number];
     const mPad = Math.ceil(m / 4) * 4;
-    // U_ξ = (G g Gᵀ)_ξ is linear in g: every stored weight adds G[i][a]·G[j][b]·w to the 16 ξ = 4i + j.
+    // U_ξ = (G g Gᵀ)_ξ (Lavin & Gray Eq. 7), G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]], per (m, c) 3×3 block.
     const uFloats = 16 * mPad * c;
     const uPack = k.alloc(uFloats * 4);
     const u = k.f32(uPack, uFloats);
     u.fill(0);
-    forEachWeight(spec, 1, (flat, v) => {
-      const tap = flat % 9, mc = (flat - tap) / 9, ch = mc % c, row = (mc - ch) / c;
-      const a = (tap / 3) | 0, b = tap % 3;
-      const lane = ((row >> 2) * 4) * c + ch * 4 + (row & 3);
+    const stride = mPad * c, t43 = new Float64Array(12);
+    forEachBlock(spec, 1, 9, (mc, g) => {
+      const ch = mc % c, row = (mc - ch) / c;
+      const lane = (row >> 2) * 4 * c + ch * 4 + (row & 3);
+      // t = G g: 4×3 (rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2 over the kernel's rows), then t Gᵀ over columns.
+      for (let j = 0; j < 3; j++) {
+        const g0 = g[j]!, g1 = g[3 + j]!, g2 = g[6 + j]!;
+        t43[j] = g0; t43[3 + j] = 0.5 * (g0 + g1 + g2); t43[6 + j] = 0.5 * (g0 - g1 + g2); t43[9 + j] = g2;
+      }
       for (let i = 0; i < 4; i++) {
-        const gi = WINO_G[i]![a]!;
-        if (gi === 0) continue;
-        for (let j = 0; j < 4; j++) {
-          const gj = WINO_G[j]![b]!;
-          if (gj !== 0) u[(4 * i + j) * mPad * c + lane]! += gi * gj * v;
-        }
+        const a0 = t43[3 * i]!, a1 = t43[3 * i + 1]!, a2 = t43[3 * i + 2]!;
+        const o = 4 * i * stride + lane;
+        u[o] = a0;
+        u[o + stride] = 0.5 * (a0 + a1 + a2);
+        u[o + 2 * stride] = 0.5 * (a0 - a1 + a2);
+        u[o + 3 * stride] = a2;
       }
     });
     const bias = biasToWasm(k, spec, m);

@@ -59,21 +59,30 @@ export function isF32Constant(spec: NodeSpec, slot: number): boolean {
 }
 
 /**
- * Call `visit(flat, value)` for the elements of constant input `slot`: every element of a dense
- * constant, only the stored non-zeros of a compressed one (decoded from its codes, no dense copy).
- * Returns false if the slot holds no float32 constant. Callers pre-zero their destination.
+ * Call `visit(block, values)` for the consecutive blocks of `size` elements of constant input
+ * `slot` (e.g. one output channel's K weights): each block of a dense constant as a view; for a
+ * compressed one only the blocks holding a stored non-zero, decoded from the codes into a reused
+ * buffer (no dense copy of the tensor is made). Returns false if the slot holds no float32
+ * constant. Callers pre-zero their destination (skipped blocks are all zeros).
  */
-export function forEachWeight(spec: NodeSpec, slot: number, visit: (flat: number, value: number) => void): boolean {
+export function forEachBlock(spec: NodeSpec, slot: number, size: number, visit: (block: number, values: Float32Array) => void): boolean {
   const c = spec.compressed[slot];
   if (c) {
     const { indices, codes, codebook } = c;
-    for (let i = 0; i < indices.length; i++) visit(indices[i]!, codebookValue(codebook, codes[i]!));
+    const buf = new Float32Array(size);
+    let i = 0;
+    while (i < indices.length) {
+      const block = Math.floor(indices[i]! / size), start = block * size;
+      buf.fill(0);
+      for (; i < indices.length && indices[i]! < start + size; i++) buf[indices[i]! - start] = codebookValue(codebook, codes[i]!);
+      visit(block, buf);
+    }
     return true;
   }
   const t = spec.constants[slot];
   if (!t || t.dtype !== "float32") return false;
   const d = t.data as Float32Array;
-  for (let i = 0; i < d.length; i++) if (d[i] !== 0) visit(i, d[i]!);
+  for (let b = 0; b * size < d.length; b++) visit(b, d.subarray(b * size, (b + 1) * size));
   return true;
 }
 
@@ -84,7 +93,8 @@ export function weightToWasm(k: WasmKernels, spec: NodeSpec, slot: number, minFl
   const ptr = k.alloc(floats * 4);
   const view = k.f32(ptr, floats);
   view.fill(0);
-  forEachWeight(spec, slot, (i, v) => { view[i] = v; });
+  const size = Math.max(1, Math.min(n, 4096));
+  forEachBlock(spec, slot, size, (b, v) => view.set(v, b * size));
   return [ptr, floats];
 }
 

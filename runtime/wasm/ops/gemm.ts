@@ -12,7 +12,7 @@ import type { Tensor } from "../../../format/mod.ts";
 import { sizeOf } from "../../../format/mod.ts";
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
-import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachWeight, isF32Constant, scratchBlock, staticDim } from "./dense-common.ts";
+import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim } from "./dense-common.ts";
 
 /** Below this many multiply-adds a call stays on one thread (a split costs ~20 µs ≈ 100k MACs). */
 const PARALLEL_MIN_MACS = 1 << 17;
@@ -75,10 +75,15 @@ const gemm: WasmOpImpl = {
     b.fill(0);
     // Stored B is [k, n] (or [n, k] with transB); panel jp holds columns 8jp.. as k rows of 8.
     const stored1 = constantDims(spec, 1)![1]!;
-    forEachWeight(spec, 1, (flat, v) => {
-      const r = Math.floor(flat / stored1), c = flat - r * stored1;
-      const [q, j] = p.transB ? [c, r] : [r, c];
-      b[((j >> 3) * p.k + q) * 8 + (j & 7)] = p.alpha * v;
+    forEachBlock(spec, 1, stored1, (r, v) => {
+      if (p.transB) {
+        // Row r of the stored [n, k] is column j = r: k values 8 apart in its panel.
+        const base = (r >> 3) * p.k * 8 + (r & 7);
+        for (let q = 0; q < p.k; q++) b[base + q * 8] = p.alpha * v[q]!;
+      } else {
+        // Row r of the stored [k, n] is depth q = r across all panels.
+        for (let j = 0; j < p.n; j++) b[((j >> 3) * p.k + r) * 8 + (j & 7)] = p.alpha * v[j]!;
+      }
     });
     let bias = 0;
     if (p.bias) {
