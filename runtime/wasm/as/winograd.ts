@@ -67,7 +67,9 @@ export function winogradF32(
   const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
   for (let s = begin; s < end; s++) {
     const vBase = scratch + <usize>s * slotBytes;
-    const vXi = <usize>c * <usize>nt << 2; // bytes between V_ξ blocks
+    // Bytes between V_ξ blocks, one cache line more than they need: 16 streams a power of two apart
+    // would share L1 sets (the transforms touch all 16 at once).
+    const vXi = (<usize>c * <usize>nt << 2) + 64;
     const mBase = vBase + 16 * vXi;
     const u0 = <i32>((<i64>s * units) / slices), u1 = <i32>((<i64>(s + 1) * units) / slices);
     let have = -1;
@@ -128,7 +130,7 @@ export function winogradF32(
       // 16 GEMMs over the unit's rows: M_ξ[r, t] rows ntPad·4 bytes apart.
       const m0 = mi * mc, m1 = min(m, m0 + mc);
       const ldm = <usize>tnPad << 2;
-      const mXi = <usize>mc * ldm;
+      const mXi = <usize>mc * ldm + 64; // + one line, as vXi
       for (let xi = 0; xi < 16; xi++) {
         const uXi = uPack + ((<usize>xi * <usize>mPad * <usize>c) << 2);
         const vb = vBase + <usize>xi * vXi;

@@ -274,8 +274,9 @@ const winograd: WasmOpImpl = {
           let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
           const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
           nMc = Math.ceil(m / mc);
-          // V (16 × C × nt) then M (16 × mc × nt), plus one vector the output transform may read past the end.
-          const slotBytes = 16 * (c + mc) * nt * 4 + 64;
+          // V (16 × C × nt) then M (16 × mc × nt), each ξ block one cache line longer (as/winograd.ts),
+          // plus one vector the output transform may read past the end.
+          const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64;
           const vals: Record<(typeof WINO_GEO)[number], number> = {
             c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
             m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes,

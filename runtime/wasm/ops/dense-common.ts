@@ -10,27 +10,31 @@ import type { WasmKernels } from "../module.ts";
 
 /**
  * Throughput of each dense kernel on one thread, in GFLOP/s (2 flops per multiply-add; pools:
- * one flop per tap), relaxed-SIMD build, Bun, measured by bench/wasm-kernels-bench.ts on this
- * machine (Intel Xeon with AVX-512, 2 cores shared with other jobs) on ResNet-18/MobileNetV2
- * layer shapes. A claim's cost is flops / throughput = ns, plus CALL_NS per call.
+ * taps), relaxed-SIMD build, Bun, from the CPU time per call that bench/wasm-kernels-bench.ts
+ * measured on this machine (Intel Xeon with AVX-512, 2 cores, shared with other jobs: CPU time
+ * leaves preemption out) on ResNet-18 and MobileNetV2 layer shapes. A claim's cost is
+ * flops / throughput = ns, plus CALL_NS per call.
  */
 export const DENSE_GFLOPS = {
-  /** Conv through im2col/1×1 + the 4×8 GEMM tile, layers with ≥ 32 output channels. */
-  convGemm: 24,
-  /** The same on thin layers (fewer than 32 output channels: the packing is a larger share). */
-  convGemmThin: 12,
-  /** Gemm/MatMul against packed weights at batch 1 (memory-bound GEMV). */
-  gemmRows: 6,
-  /** Depthwise 3×3 stride 1/2 (the dedicated loop). */
-  depthwise3x3: 8,
-  /** Depthwise, any other kernel (the scalar loop). */
-  depthwiseGeneric: 1.5,
-  /** The 16 GEMMs of Winograd F(2×2, 3×3), counted as 2·16·M·C·tiles flops. */
-  winogradGemm: 20,
-  /** Winograd transforms: ns per (channel or output) × tile (input 16 taps in, output 16 values out). */
-  winogradTransformNs: 2,
-  /** Pools, taps per ns. */
-  pool: 3,
+  /** Conv through im2col/1×1 + the 4×8 GEMM tile, ≥ 32 outputs per group: 17–21 measured (ResNet-18 layers, 7×7 stem 20). */
+  convGemm: 19,
+  /** The same with fewer than 32 outputs per group (the packing is a larger share): MobileNetV2 1×1 layers 12–16. */
+  convGemmThin: 14,
+  /** Gemm/MatMul against packed weights at batch 1 (memory-bound GEMV): 512→1000 2.8, 1280→1000 3.9. */
+  gemmRows: 3,
+  /** Depthwise 3×3 stride 1/2 (the dedicated loop): 2.5–3.6. */
+  depthwise3x3: 3,
+  /** Depthwise, any other kernel (the scalar loop): 1.2 (5×5 dilated). */
+  depthwiseGeneric: 1.2,
+  /**
+   * The 16 GEMMs of Winograd F(2×2, 3×3), counted as 2·16·M·C·tiles flops, and the transforms in
+   * ns per (input channel + output channel) × tile: fitted to 64→64 @56 (6.2 ms) and 128→128 @28
+   * (5.8 ms), 102.8 Mflop of GEMM each; predicts 256→256 @14 within 15%.
+   */
+  winogradGemm: 19,
+  winogradTransformNs: 9,
+  /** Pools, taps per ns: max 3×3/2 @112 0.8, avg 3×3/1 @56 1.0. */
+  pool: 0.9,
 } as const;
 
 /** Fixed cost of one kernel call from JS (argument marshalling, the team's split), ns. */
