@@ -98,6 +98,12 @@ export interface SessionOptions {
   /** Count calls and time per layer, and record the paths kernels report taking (`session.profile()`). */
   profile?: boolean;
   /**
+   * Let dense kernels take layers whose weights are compressed, where their cost estimate is lower:
+   * each such layer then holds a dense float32 copy (reported in `info.layers`). Default false: a
+   * compressed layer is computed on its compressed form, so the session holds no dense copy of it.
+   */
+  denseCopies?: boolean;
+  /**
    * Run a batch image by image where every node provably keeps images apart (runtime/batch-split.ts;
    * default true): the activation memory stays at its batch-1 size. `info.batchSplit` says if it applies.
    */
@@ -178,7 +184,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   }
   let wasm: WasmBackend | undefined;
   if (choice !== "cpu-reference") {
-    wasm = await WasmBackend.create(threads);
+    wasm = await WasmBackend.create(threads, undefined, options.denseCopies ?? false);
     if (!wasm && choice === "wasm") {
       throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `the wasm backend needs WebAssembly SIMD and shared memory: ${kernelSupport().reason}`, { backend: "wasm", reason: kernelSupport().reason });
     }

@@ -28,6 +28,12 @@ export interface WasmOpImpl {
   /** True if it applies `NodeSpec.epilogue` (fused nodes are offered only to implementations that say so). */
   fuses?: boolean;
   /**
+   * True if it keeps a compressed weight in a compressed form. Nodes with a compressed weight are
+   * offered only to such implementations unless the session allows dense copies
+   * (SessionOptions.denseCopies): the compression then pays in memory, not only on disk.
+   */
+  keepsCompressed?: boolean;
+  /**
    * Undefined if this implementation cannot run the node; else the path it would report, its
    * weight form and an estimated cost (lower wins; any consistent unit, e.g. ns from a benchmark).
    */
@@ -49,19 +55,23 @@ export interface WasmBound {
 /** The wasm backend of one session. */
 export class WasmBackend implements Backend {
   readonly name = "wasm" as const;
-  private constructor(readonly env: WasmEnv) {}
+  private constructor(readonly env: WasmEnv, private readonly denseCopies: boolean) {}
 
-  /** Start the backend with `threads` threads; undefined where the engine lacks WASM SIMD or shared memory. */
-  static async create(threads: number, kernels = WasmKernels.create()): Promise<WasmBackend | undefined> {
+  /**
+   * Start the backend with `threads` threads; undefined where the engine lacks WASM SIMD or shared
+   * memory. `denseCopies`: let dense kernels take compressed layers too (a dense copy each) when cheaper.
+   */
+  static async create(threads: number, kernels = WasmKernels.create(), denseCopies = false): Promise<WasmBackend | undefined> {
     if (!kernels) return undefined;
     const team = await ThreadTeam.start(kernels, threads);
-    return new WasmBackend({ kernels, team });
+    return new WasmBackend({ kernels, team }, denseCopies);
   }
 
   bind(spec: NodeSpec): BoundKernel | undefined {
     let best: { impl: WasmOpImpl; claim: { path: string; weightForm: string; cost: number } } | undefined;
     for (const impl of WASM_OPS) {
       if (!impl.opTypes.includes(spec.node.opType) || (spec.epilogue && !impl.fuses)) continue;
+      if (!impl.keepsCompressed && !this.denseCopies && spec.compressed.some((c) => c !== undefined)) continue;
       const claim = impl.claim(spec, this.env);
       if (claim && (!best || claim.cost < best.claim.cost)) best = { impl, claim };
     }

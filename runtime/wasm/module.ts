@@ -36,6 +36,14 @@ export interface KernelExports {
   ): void;
   /** as/sparse.ts: sparse-quantized GEMV rows (Gemm/MatMul with a compressed weight). */
   sparseGemvF32(begin: number, end: number, rowPtr: number, stream: number, levels: number, x: number, K: number, M: number, y: number, bias: number, lo: number, hi: number): void;
+  /** MR · 256 + NR of the GEMM register tile (as/gemm.ts). */
+  gemmTile(): number;
+  convGemmF32(begin: number, end: number, geo: number, aPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
+  gemmPackedF32(begin: number, end: number, slices: number, m: number, n: number, k: number, a: number, lda: number, aks: number, bPack: number, y: number, colBias: number, residual: number, lo: number, hi: number, strips: number): void;
+  winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
+  dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number): void;
+  pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
+  globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;
 }
 
 /** Block alignment of `alloc` (a cache line; SIMD loads need 16). */
@@ -58,6 +66,8 @@ const RELAXED_PROBE = new Uint8Array([
 const fromBase64 = (s: string): Uint8Array<ArrayBuffer> => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 
 let compiled: { module: WebAssembly.Module; relaxed: boolean } | undefined | null;
+/** Modules compiled by WasmKernels.createBuild, by build. */
+const builds: { simd?: WebAssembly.Module; relaxed?: WebAssembly.Module } = {};
 
 /** Which build this engine runs, and whether it can run any (SIMD and shared memory needed). */
 export function kernelSupport(): { ok: boolean; relaxed: boolean; reason?: string } {
@@ -115,10 +125,24 @@ export class WasmKernels {
   static create(initialBytes = 1 << 20): WasmKernels | undefined {
     const support = kernelSupport();
     if (!support.ok) return undefined;
+    return WasmKernels.#on(compiled!.module, support.relaxed, initialBytes);
+  }
+
+  /**
+   * The same on a chosen build (tests run both): "simd" always where SIMD is supported,
+   * "relaxed" only where the engine validates relaxed SIMD (else undefined).
+   */
+  static createBuild(build: "simd" | "relaxed", initialBytes = 1 << 20): WasmKernels | undefined {
+    if (!kernelSupport().ok || (build === "relaxed" && !WebAssembly.validate(RELAXED_PROBE))) return undefined;
+    const module = (builds[build] ??= new WebAssembly.Module(fromBase64(build === "relaxed" ? KERNELS_RELAXED : KERNELS_SIMD)));
+    return WasmKernels.#on(module, build === "relaxed", initialBytes);
+  }
+
+  static #on(module: WebAssembly.Module, relaxed: boolean, initialBytes: number): WasmKernels {
     const pages = Math.min(MAX_PAGES, Math.max(1, Math.ceil(initialBytes / PAGE)));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
-    const instance = new WebAssembly.Instance(compiled!.module, { env: { memory } });
-    return new WasmKernels(instance, memory, support.relaxed);
+    const instance = new WebAssembly.Instance(module, { env: { memory } });
+    return new WasmKernels(instance, memory, relaxed);
   }
 
   /** Bytes currently allocated, and the most ever allocated at once. */

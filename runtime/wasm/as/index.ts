@@ -3,3 +3,7 @@
 export * from "./common";
 export * from "./elementwise";
 export * from "./sparse";
+export * from "./gemm";
+export * from "./depthwise";
+export * from "./pool";
+export * from "./winograd";

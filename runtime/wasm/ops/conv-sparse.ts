@@ -251,6 +251,7 @@ const spatial = (spec: NodeSpec, name: string) => { const v = spec.attrs.ints(na
 const sparseConv: WasmOpImpl = {
   opTypes: ["Conv"],
   fuses: true,
+  keepsCompressed: true,
   claim(spec) {
     const ok = convOk(spec);
     if (!ok) return undefined;
@@ -305,6 +306,7 @@ function gemmOk(spec: NodeSpec): { w: CompressedTensor; rows: number; cols: numb
 
 const sparseGemm: WasmOpImpl = {
   opTypes: ["Gemm", "MatMul"],
+  keepsCompressed: true,
   claim(spec) {
     const ok = gemmOk(spec);
     if (!ok || spec.epilogue) return undefined;

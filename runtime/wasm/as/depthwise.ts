@@ -1,0 +1,128 @@
+// Depthwise convolution (group = input channels, each output channel reads one input plane),
+// NCHW, SIMD over 4 output pixels of a row. 3×3 with stride 1 or 2 and dilation 1 (MobileNet's
+// layers) has a dedicated loop with the 9 weights in registers; any other kernel, stride or
+// dilation runs the generic loop. Fused epilogue: bias, residual, clamp [lo, hi].
+import { madd } from "./simd";
+
+// Words (i32) of a depthwise geometry block (runtime/wasm/ops/depthwise.ts DW_GEO).
+const CH = 0, MULT = 1, IN_H = 2, IN_W = 3, KH = 4, KW = 5, SH = 6, SW = 7, DH = 8, DW = 9;
+const PT = 10, PL = 11, OUT_H = 12, OUT_W = 13;
+
+// @ts-ignore: decorator
+@inline function geo(g: usize, word: i32): i32 {
+  return load<i32>(g + (<usize>word << 2));
+}
+
+/** One output pixel, scalar, with bounds checks (the borders and the generic kernel). */
+// @ts-ignore: decorator
+@inline function pixel(src: usize, wm: usize, inH: i32, inW: i32, kh: i32, kw: i32, dh: i32, dw: i32, iy0: i32, ix0: i32, b: f32): f32 {
+  let acc = b;
+  for (let ky = 0; ky < kh; ky++) {
+    const iy = iy0 + ky * dh;
+    if (iy < 0 || iy >= inH) continue;
+    const row = src + (<usize>(iy * inW) << 2);
+    for (let kx = 0; kx < kw; kx++) {
+      const ix = ix0 + kx * dw;
+      if (ix >= 0 && ix < inW) acc += load<f32>(row + (<usize>ix << 2)) * load<f32>(wm + (<usize>(ky * kw + kx) << 2));
+    }
+  }
+  return acc;
+}
+
+/**
+ * Planes [begin, end) of batch × M output planes: plane (n, m) reads input plane (n, m / MULT)
+ * and weights `w + m·kh·kw` (dense, row-major). `bias` (0 = none) per output channel;
+ * `residual` (0 = none) has the output's layout.
+ */
+export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32): void {
+  const ch = geo(g, CH), mult = geo(g, MULT), inH = geo(g, IN_H), inW = geo(g, IN_W);
+  const kh = geo(g, KH), kw = geo(g, KW), sh = geo(g, SH), sw = geo(g, SW), dh = geo(g, DH), dw = geo(g, DW);
+  const pt = geo(g, PT), pl = geo(g, PL), outH = geo(g, OUT_H), outW = geo(g, OUT_W);
+  const m = ch * mult;
+  const inPlane = <usize>(inH * inW) << 2, outPlane = <usize>(outH * outW) << 2;
+  const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
+  const fast = kh == 3 && kw == 3 && dh == 1 && dw == 1 && sh == sw && (sh == 1 || sh == 2);
+  // Interior columns [ox0, oxEnd): groups of 4 outputs whose taps (and vector loads) lie inside the
+  // row; stride 1 reads ix .. ix + 5, stride 2 ix .. ix + 8 from the group's first tap ix. The
+  // groups run from ox0 in steps of 4, the last one right-aligned at oxEnd − 4 (it may overlap).
+  let ox0 = 0, oxEnd = 0;
+  if (fast) {
+    ox0 = min(outW, (pl + sw - 1) / sw);
+    const span = sw == 1 ? 6 : 9;
+    const gMax = inW - span + pl >= 0 ? (inW - span + pl) / sw : -1;
+    oxEnd = gMax >= ox0 ? min(outW, gMax + 4) : ox0;
+    if (oxEnd - ox0 < 4) oxEnd = ox0;
+  }
+  for (let plane = begin; plane < end; plane++) {
+    const n = plane / m, oc = plane - n * m, c = oc / mult;
+    const src = x + (<usize>(n * ch + c)) * inPlane;
+    const dst = y + <usize>plane * outPlane;
+    const res = residual != 0 ? residual + <usize>plane * outPlane : 0;
+    const wm = w + (<usize>(oc * kh * kw) << 2);
+    const b: f32 = bias != 0 ? load<f32>(bias + (<usize>oc << 2)) : 0;
+    const vb = f32x4.splat(b);
+    // The 9 weights of a 3×3 kernel (read only on the fast path: a smaller kernel has fewer).
+    const wf = fast ? wm : w;
+    const w0 = v128.load32_splat(wf), w1 = v128.load32_splat(wf, 4), w2 = v128.load32_splat(wf, 8);
+    const w3 = v128.load32_splat(wf, 12), w4 = v128.load32_splat(wf, 16), w5 = v128.load32_splat(wf, 20);
+    const w6 = v128.load32_splat(wf, 24), w7 = v128.load32_splat(wf, 28), w8 = v128.load32_splat(wf, 32);
+    for (let oy = 0; oy < outH; oy++) {
+      const iy0 = oy * sh - pt;
+      const drow = dst + (<usize>(oy * outW) << 2);
+      const rrow = res != 0 ? res + (<usize>(oy * outW) << 2) : 0;
+      let ox = 0;
+      if (oxEnd > ox0) {
+        for (; ox < ox0; ox++) {
+          let v = pixel(src, wm, inH, inW, kh, kw, dh, dw, iy0, ox * sw - pl, b);
+          if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
+          store<f32>(drow + (<usize>ox << 2), min(max(v, lo), hi));
+        }
+        const r0 = iy0 >= 0 && iy0 < inH, r1 = iy0 + 1 >= 0 && iy0 + 1 < inH, r2 = iy0 + 2 >= 0 && iy0 + 2 < inH;
+        const row0 = src + (<usize>(iy0 * inW) << 2);
+        const row1 = row0 + (<usize>inW << 2), row2 = row1 + (<usize>inW << 2);
+        for (;;) {
+          if (ox + 4 > oxEnd) {
+            if (ox >= oxEnd) break;
+            ox = oxEnd - 4; // the right-aligned last group
+          }
+          const o = <usize>(ox * sw - pl) << 2;
+          let acc = vb;
+          if (sw == 1) {
+            if (r0) { acc = madd(w0, v128.load(row0 + o), acc); acc = madd(w1, v128.load(row0 + o, 4), acc); acc = madd(w2, v128.load(row0 + o, 8), acc); }
+            if (r1) { acc = madd(w3, v128.load(row1 + o), acc); acc = madd(w4, v128.load(row1 + o, 4), acc); acc = madd(w5, v128.load(row1 + o, 8), acc); }
+            if (r2) { acc = madd(w6, v128.load(row2 + o), acc); acc = madd(w7, v128.load(row2 + o, 4), acc); acc = madd(w8, v128.load(row2 + o, 8), acc); }
+          } else {
+            // Stride 2: taps kx = 0, 1, 2 of 4 outputs are row[ix + 2q + kx]: even lanes, odd lanes,
+            // and the even lanes shifted by one with row[ix + 8] appended.
+            if (r0) {
+              const a = v128.load(row0 + o), bq = v128.load(row0 + o, 16);
+              const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+              acc = madd(w0, e, acc); acc = madd(w1, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w2, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row0 + o, 32)), acc);
+            }
+            if (r1) {
+              const a = v128.load(row1 + o), bq = v128.load(row1 + o, 16);
+              const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+              acc = madd(w3, e, acc); acc = madd(w4, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w5, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row1 + o, 32)), acc);
+            }
+            if (r2) {
+              const a = v128.load(row2 + o), bq = v128.load(row2 + o, 16);
+              const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+              acc = madd(w6, e, acc); acc = madd(w7, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+              acc = madd(w8, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row2 + o, 32)), acc);
+            }
+          }
+          if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow + (<usize>ox << 2)));
+          v128.store(drow + (<usize>ox << 2), f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox += 4;
+        }
+      }
+      for (; ox < outW; ox++) {
+        let v = pixel(src, wm, inH, inW, kh, kw, dh, dw, iy0, ox * sw - pl, b);
+        if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
+        store<f32>(drow + (<usize>ox << 2), min(max(v, lo), hi));
+      }
+    }
+  }
+}

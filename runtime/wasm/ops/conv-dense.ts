@@ -1,0 +1,303 @@
+/**
+ * Dense float32 2-D Conv on wasm: every group through one GEMM kernel (as/gemm.ts convGemmF32:
+ * 1×1 stride-1 unpadded layers read X directly, the rest pack im2col rows on the fly into the
+ * micro-kernel's pixel panels), and depthwise layers (one input channel per group) through
+ * as/depthwise.ts. Weights are packed once at bind into wasm memory (a compressed weight is
+ * decoded straight into the packed form). Both take the epilogue (bias; residual and clamp
+ * are there for the fusion the binder plans, unused until then).
+ * 1-D and 3-D Conv, non-constant weights and other dtypes stay with the reference.
+ * @module
+ */
+import type { Tensor } from "../../../format/mod.ts";
+import type { NodeSpec } from "../../backend.ts";
+import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
+import type { WasmOpImpl } from "../backend.ts";
+import type { WasmKernels } from "../module.ts";
+import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
+
+/** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
+const CONV_GEO = [
+  "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
+  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise",
+] as const;
+const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes");
+/** Words of the depthwise geometry block (as/depthwise.ts). */
+const DW_GEO = ["ch", "mult", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW"] as const;
+
+/** Pixels per work unit (16 panels of 8) and K rows per packed block (one 8-wide panel = 8 KiB, L1). */
+const NC = 128;
+const KC = 256;
+/** Work units per thread the split aims for, so uneven units still balance. */
+const UNITS_PER_THREAD = 4;
+
+/** The 2-D geometry for static X dims, or undefined if the node's shapes are not known well enough. */
+function plannedGeometry(spec: NodeSpec): ConvGeometry | undefined {
+  const x = spec.inputShapes[0], w = constantDims(spec, 1);
+  if (!x || x.length !== 4 || !w || w.length !== 4) return undefined;
+  const dims = x.map((d, i) => staticDim(d) ?? (i === 0 ? 1 : undefined));
+  if (dims.some((d) => d === undefined)) return undefined;
+  try {
+    return convGeometry(dims as number[], w, spec.attrs);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Checks shared by both Conv implementations: float32, 2-D, constant 4-D W and B. */
+function convSupported(spec: NodeSpec): boolean {
+  const x = spec.inputShapes[0], w = constantDims(spec, 1);
+  if (!allFloat32(spec) || !x || x.length !== 4 || !w || w.length !== 4 || !isF32Constant(spec, 1)) return false;
+  if (spec.node.inputs[2] && !isF32Constant(spec, 2)) return false;
+  return true;
+}
+
+/** Geometry of a run, cached per input dims (a dynamic batch changes it). */
+class GeoCache {
+  #key = "";
+  #ptr = 0;
+  #g: ConvGeometry | undefined;
+  constructor(private readonly k: WasmKernels, private readonly words: number) {}
+  get(x: Tensor, wDims: readonly number[], spec: NodeSpec, fill: (g: ConvGeometry, view: Int32Array) => void): [ConvGeometry, number] {
+    const key = x.dims.join(",");
+    if (key !== this.#key || !this.#g) {
+      const g = convGeometry(x.dims, wDims, spec.attrs);
+      if (!this.#ptr) this.#ptr = this.k.alloc(this.words * 4);
+      fill(g, this.k.i32(this.#ptr, this.words));
+      this.#key = key;
+      this.#g = g;
+    }
+    return [this.#g, this.#ptr];
+  }
+  dispose(): void { if (this.#ptr) this.k.free(this.#ptr); this.#ptr = 0; }
+}
+
+/** Bias of constant input 2 into wasm (0 if absent). */
+function biasToWasm(k: WasmKernels, spec: NodeSpec, outChannels: number): number {
+  if (!spec.node.inputs[2]) return 0;
+  return weightToWasm(k, spec, 2, outChannels)[0];
+}
+
+const convGemm: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const w = constantDims(spec, 1)!;
+    const g = plannedGeometry(spec);
+    if (g && g.inChannels / g.group === 1) return undefined; // depthwise: the dedicated kernel
+    const [m, cg, kh, kw] = w as [number, number, number, number];
+    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+    const flops = 2 * m * cg * kh * kw * p;
+    const rate = m / (g?.group ?? 1) >= 32 ? DENSE_GFLOPS.convGemm : DENSE_GFLOPS.convGemmThin;
+    const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+    return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", weightForm: "dense-f32-packed-4x", cost: CALL_NS + flops / rate };
+  },
+  bind(spec, env) {
+    const k = env.kernels, team = env.team;
+    const wDims = constantDims(spec, 1)!;
+    const [m, cg, kh, kw] = wDims as [number, number, number, number];
+    const group = spec.attrs.int("group", 1);
+    const mg = m / group, kk = cg * kh * kw, mgPad = Math.ceil(mg / 4) * 4;
+    // A per group: mgPad/4 panels of K × 4 (k-major); zero rows pad the last panel.
+    const aFloats = group * mgPad * kk;
+    const aPack = k.alloc(aFloats * 4);
+    const a = k.f32(aPack, aFloats);
+    a.fill(0);
+    forEachBlock(spec, 1, kk, (row, v) => {
+      const grp = Math.floor(row / mg), r = row - grp * mg;
+      const base = grp * mgPad * kk + (r >> 2) * 4 * kk + (r & 3);
+      for (let col = 0; col < kk; col++) a[base + col * 4] = v[col]!;
+    });
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, CONV_GEO.length);
+    const threads = team.threads;
+    return {
+      residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          const p = g.outSpatial[0]! * g.outSpatial[1]!;
+          const nc = Math.min(NC, Math.ceil(p / 8) * 8);
+          const nPc = Math.ceil(p / nc);
+          const base = g.batch * g.group * nPc;
+          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          let nMc = base >= target ? 1 : Math.min(Math.ceil(mg / 4), Math.ceil(target / base));
+          const mc = Math.ceil(Math.ceil(mg / nMc) / 4) * 4;
+          nMc = Math.ceil(mg / mc);
+          const slices = Math.min(threads, base * nMc);
+          const slotBytes = Math.min(KC, kk) * nc * 4;
+          const pointwise = kh === 1 && kw === 1 && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+          const vals: Record<(typeof CONV_GEO)[number], number> = {
+            cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
+            dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0,
+          };
+          CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const view = k.i32(geoPtr, CONV_GEO.length);
+        const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
+        const p = g.outSpatial[0]! * g.outSpatial[1]!;
+        const y = rc.alloc(g.batch * m * p);
+        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+        const scratch = scratchBlock(k, slices * slotBytes);
+        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        if (slices > 1) team.run("convGemmF32", slices, 1, args);
+        else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims, data: y } as Tensor];
+      },
+      dispose() { k.free(aPack); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
+/** Below this many output pixels a depthwise call stays on one thread (a split costs ~20 µs). */
+const DW_PARALLEL_MIN = 1 << 14;
+
+const depthwise: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const w = constantDims(spec, 1)!;
+    if (w[1] !== 1) return undefined;
+    const g = plannedGeometry(spec);
+    if (g && g.inChannels !== g.group) return undefined;
+    const kh = w[2]!, kw = w[3]!;
+    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+    const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
+      g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
+    const flops = 2 * w[0]! * kh * kw * p;
+    return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", weightForm: "dense-f32", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+  },
+  bind(spec, env) {
+    const k = env.kernels;
+    const wDims = constantDims(spec, 1)!;
+    const m = wDims[0]!;
+    const [w, wFloats] = weightToWasm(k, spec, 1);
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, DW_GEO.length);
+    return {
+      residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
+          const vals: Record<(typeof DW_GEO)[number], number> = {
+            ch: g.inChannels, mult: g.outChannels / g.inChannels, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!,
+            kh: g.kernel[0]!, kw: g.kernel[1]!, sh: g.strides[0]!, sw: g.strides[1]!, dh: g.dilations[0]!, dw: g.dilations[1]!,
+            pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+          };
+          DW_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const p = g.outSpatial[0]! * g.outSpatial[1]!;
+        const planes = g.batch * m;
+        const y = rc.alloc(planes * p);
+        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity];
+        if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
+        else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
+      },
+      dispose() { k.free(w); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
+/** Words of the Winograd geometry block (as/winograd.ts). */
+const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes"] as const;
+const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes");
+/** Bytes of transformed input (16 × C × tiles) a unit keeps, so V stays in L2 (the tile count follows C). */
+const WINO_V_BYTES = 1 << 19;
+
+const WINO_MIN_CHANNELS = 8;
+
+/** 3×3, stride 1, dilation 1, one group, static geometry known: the shapes F(2×2, 3×3) takes. */
+function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
+  const w = constantDims(spec, 1)!;
+  // Under 8 input or output channels the transforms outweigh the GEMMs saved (as cpu/winograd.ts measured).
+  if (w[2] !== 3 || w[3] !== 3 || spec.attrs.int("group", 1) !== 1 || w[0]! < WINO_MIN_CHANNELS || w[1]! < WINO_MIN_CHANNELS) return undefined;
+  const g = plannedGeometry(spec);
+  if (!g || !g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1)) return undefined;
+  return g;
+}
+
+const winograd: WasmOpImpl = {
+  opTypes: ["Conv"],
+  claim(spec) {
+    if (!convSupported(spec)) return undefined;
+    const g = winogradShape(spec);
+    if (!g) return undefined;
+    const [m, c] = constantDims(spec, 1)! as [number, number];
+    const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+    // 16 GEMMs of m × c × tiles, plus the transforms (per channel and tile in, per output and tile out).
+    const ns = (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
+    return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: CALL_NS + ns };
+  },
+  bind(spec, env) {
+    const k = env.kernels, team = env.team;
+    const wDims = constantDims(spec, 1)!;
+    const [m, c] = wDims as [number, number];
+    const mPad = Math.ceil(m / 4) * 4;
+    // U_ξ = (G g Gᵀ)_ξ (Lavin & Gray Eq. 7), G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]], per (m, c) 3×3 block.
+    const uFloats = 16 * mPad * c;
+    const uPack = k.alloc(uFloats * 4);
+    const u = k.f32(uPack, uFloats);
+    u.fill(0);
+    const stride = mPad * c, t43 = new Float64Array(12);
+    forEachBlock(spec, 1, 9, (mc, g) => {
+      const ch = mc % c, row = (mc - ch) / c;
+      const lane = (row >> 2) * 4 * c + ch * 4 + (row & 3);
+      // t = G g: 4×3 (rows g0, (g0+g1+g2)/2, (g0−g1+g2)/2, g2 over the kernel's rows), then t Gᵀ over columns.
+      for (let j = 0; j < 3; j++) {
+        const g0 = g[j]!, g1 = g[3 + j]!, g2 = g[6 + j]!;
+        t43[j] = g0; t43[3 + j] = 0.5 * (g0 + g1 + g2); t43[6 + j] = 0.5 * (g0 - g1 + g2); t43[9 + j] = g2;
+      }
+      for (let i = 0; i < 4; i++) {
+        const a0 = t43[3 * i]!, a1 = t43[3 * i + 1]!, a2 = t43[3 * i + 2]!;
+        const o = 4 * i * stride + lane;
+        u[o] = a0;
+        u[o + stride] = 0.5 * (a0 + a1 + a2);
+        u[o + 2 * stride] = 0.5 * (a0 - a1 + a2);
+        u[o + 3 * stride] = a2;
+      }
+    });
+    const bias = biasToWasm(k, spec, m);
+    const geo = new GeoCache(k, WINO_GEO.length);
+    const threads = team.threads;
+    return {
+      residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
+      run([x], rc, addr) {
+        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+          if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
+          const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+          const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
+          const nt = Math.min(ntMax, Math.ceil(tiles / 8) * 8);
+          const nTc = Math.ceil(tiles / nt);
+          const base = g.batch * nTc;
+          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
+          const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
+          nMc = Math.ceil(m / mc);
+          // V (16 × C × nt) then M (16 × mc × nt), each ξ block one cache line longer (as/winograd.ts),
+          // plus one vector the output transform may read past the end.
+          const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64;
+          const vals: Record<(typeof WINO_GEO)[number], number> = {
+            c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes,
+          };
+          WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
+        });
+        const view = k.i32(geoPtr, WINO_GEO.length);
+        const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
+        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+        const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
+        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+        const scratch = scratchBlock(k, slices * slotBytes);
+        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        if (slices > 1) team.run("winogradF32", slices, 1, args);
+        else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
+        return [{ dtype: "float32", dims, data: y } as Tensor];
+      },
+      dispose() { k.free(uPack); if (bias) k.free(bias); geo.dispose(); },
+    };
+  },
+};
+
+/** The dense Conv implementations. */
+export const CONV_DENSE_WASM: readonly WasmOpImpl[] = [convGemm, depthwise, winograd];
