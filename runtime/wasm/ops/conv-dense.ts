@@ -15,6 +15,13 @@ import type { WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
 import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
 
+/** Residual address and clamp of a fused node (runtime/fusion.ts), or none. */
+function epilogueArgs(spec: NodeSpec, inputs: readonly (Tensor | undefined)[], addr: (t: Tensor) => number): [number, number, number] {
+  const f = spec.epilogue;
+  if (!f) return [0, -Infinity, Infinity];
+  return [f.residual === undefined ? 0 : addr(inputs[f.residual]!), f.lo, f.hi];
+}
+
 /** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
 const CONV_GEO = [
   "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
@@ -79,6 +86,7 @@ function biasToWasm(k: WasmKernels, spec: NodeSpec, outChannels: number): number
 
 const convGemm: WasmOpImpl = {
   opTypes: ["Conv"],
+  fuses: true,
   claim(spec) {
     if (!convSupported(spec)) return undefined;
     const w = constantDims(spec, 1)!;
@@ -112,7 +120,9 @@ const convGemm: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run(inputs, rc, addr) {
+        const x = inputs[0];
+        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           const p = g.outSpatial[0]! * g.outSpatial[1]!;
           const nc = Math.min(NC, Math.ceil(p / 8) * 8);
@@ -139,7 +149,7 @@ const convGemm: WasmOpImpl = {
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, res, lo, hi, scratch];
         if (slices > 1) team.run("convGemmF32", slices, 1, args);
         else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];
@@ -154,6 +164,7 @@ const DW_PARALLEL_MIN = 1 << 14;
 
 const depthwise: WasmOpImpl = {
   opTypes: ["Conv"],
+  fuses: true,
   claim(spec) {
     if (!convSupported(spec)) return undefined;
     const w = constantDims(spec, 1)!;
@@ -176,7 +187,9 @@ const depthwise: WasmOpImpl = {
     const geo = new GeoCache(k, DW_GEO.length);
     return {
       residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run(inputs, rc, addr) {
+        const x = inputs[0];
+        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
           const vals: Record<(typeof DW_GEO)[number], number> = {
@@ -189,7 +202,7 @@ const depthwise: WasmOpImpl = {
         const p = g.outSpatial[0]! * g.outSpatial[1]!;
         const planes = g.batch * m;
         const y = rc.alloc(planes * p);
-        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity];
+        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, res, lo, hi];
         if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
         else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
@@ -219,6 +232,7 @@ function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
 
 const winograd: WasmOpImpl = {
   opTypes: ["Conv"],
+  fuses: true,
   claim(spec) {
     if (!convSupported(spec)) return undefined;
     const g = winogradShape(spec);
@@ -262,7 +276,9 @@ const winograd: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run(inputs, rc, addr) {
+        const x = inputs[0];
+        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
           const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
@@ -289,7 +305,7 @@ const winograd: WasmOpImpl = {
         const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, res, lo, hi, scratch];
         if (slices > 1) team.run("winogradF32", slices, 1, args);
         else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];
