@@ -54,7 +54,10 @@ class MaskQuant(nn.Module):
         return self.table[idx]
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        w_hat = self.mask * (self.quantized(w) if self.quantize else w)
+        v = self.quantized(w) if self.quantize else w
+        # where, not mask · v: a pruned negative weight would be −0.0; "+ 0.0" turns the −0.0 of
+        # round(−0.3) into +0.0 and is exact elsewhere, so zeros export as opq decodes them.
+        w_hat = torch.where(self.mask.bool(), v, torch.zeros_like(v)) + 0.0
         return _MaskQuantSTE.apply(w, w_hat.detach(), self.mask)
 
 
