@@ -113,16 +113,41 @@ def match_plan(module: nn.Module, plan: Plan, names: Optional[Dict[str, str]] = 
     return out
 
 
-def apply_plan(module: nn.Module, plan, names: Optional[Dict[str, str]] = None, quantize: bool = True) -> Dict[str, str]:
+def mask_disagreement(w: torch.Tensor, mask: np.ndarray) -> float:
+    """Fraction of weights on the wrong side of the mask's magnitude threshold. Every opq mask
+    keeps exactly the weights with |w| at or above a per-layer threshold (OPQ: max(τ_i, Δ_i/2);
+    APoT: the first nonzero level), so for the planned weights this is 0; weights scaled per
+    channel (a BatchNorm the export folded but the module still has) give a large fraction."""
+    a = w.detach().abs().cpu().numpy().ravel()
+    m = mask.ravel()
+    if m.all() or not m.any():
+        return 0.0
+    lo, hi = a[m].min(), a[~m].max()
+    if lo >= hi:
+        return 0.0
+    tol = 1e-3 * max(float(hi), 1e-30)  # float noise of a re-derived fold
+    return float(((a[m] < hi - tol).sum() + (a[~m] > lo + tol).sum()) / a.size)
+
+
+def apply_plan(module: nn.Module, plan, names: Optional[Dict[str, str]] = None, quantize: bool = True, check_weights: bool = True) -> Dict[str, str]:
     """Register a :class:`MaskQuant` parametrization on every planned parameter of ``module``
     (apply it before wrapping in DistributedDataParallel). ``plan`` is a :class:`Plan` or a
     path; ``names`` maps plan layer names to parameter names where automatic matching cannot;
-    ``quantize`` picks the stage (see :func:`set_stage`). Also zeroes the pruned weights, so
-    weight decay and momentum start from Ŵ's support. Returns layer → parameter name."""
+    ``quantize`` picks the stage (see :func:`set_stage`). With ``check_weights`` the module must
+    hold the weights the plan was made from (see :func:`mask_disagreement`): PlanError
+    WEIGHTS_DIFFER names every layer where over 1% of the weights disagree with the mask.
+    Zeroes the pruned weights, so training starts from Ŵ's support. Returns layer → parameter."""
     plan = plan if isinstance(plan, Plan) else load_plan(plan)
     mapping = match_plan(module, plan, names)
     module = _unwrap(module)
     layers = {l.name: l for l in plan.layers}
+    if check_weights:
+        params = _base_params(module)
+        bad = [(n, p, mask_disagreement(params[p], layers[n].mask)) for n, p in mapping.items()]
+        bad = [f"{n} → {p}: {100 * f:.1f}% of the weights disagree with the mask" for n, p, f in bad if f > 0.01]
+        if bad:
+            raise PlanError("WEIGHTS_DIFFER", "the module does not hold the weights the plan was made from (load them first; if the "
+                            "export folded BatchNorm into the convs, fold it in the module too, e.g. torch.nn.utils.fusion.fuse_conv_bn_eval):\n  " + "\n  ".join(bad))
     for layer_name, pname in mapping.items():
         owner_path, _, attr = pname.rpartition(".")
         owner = module.get_submodule(owner_path) if owner_path else module

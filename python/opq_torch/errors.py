@@ -7,7 +7,8 @@ class PlanError(Exception):
     Codes: ``TRUNCATED`` (the bytes end before a declared length), ``TOO_LARGE`` (a header over
     the limit), ``CORRUPT`` (bad JSON, shapes, offsets, masks), ``UNSUPPORTED`` (a dtype or
     feature this reader does not handle), ``BAD_MAGIC`` (not an opq plan / not ONNX),
-    ``UNSUPPORTED_VERSION``, ``UNMATCHED`` (plan layers without a matching module parameter).
+    ``UNSUPPORTED_VERSION``, ``UNMATCHED`` (plan layers without a matching module parameter),
+    ``WEIGHTS_DIFFER`` (the module's weights are not the ones the plan was made from).
     """
 
     def __init__(self, code: str, message: str):

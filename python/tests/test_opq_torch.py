@@ -138,9 +138,27 @@ class Matching(unittest.TestCase):
         self.assertIn("2 plan layer(s)", str(e))
         # An explicit mapping fixes a renamed parameter.
         m2 = LeNet5()
+        opq_torch.load_onnx_weights(m2, os.path.join(SHARED, "models", "lenet5-fmnist.onnx"))
         m2.out = m2.f3
         del m2.f3
-        opq_torch.apply_plan(m2, plan, names={"f3.weight": "out.weight"})
+        self.assertEqual(opq_torch.apply_plan(m2, plan, names={"f3.weight": "out.weight"})["f3.weight"], "out.weight")
+
+    def test_weights_that_are_not_the_planned_ones_are_refused(self):
+        if not PLAN_PATH:
+            self.skipTest("OPQ_PLAN not set")
+        plan = opq_torch.load_plan(PLAN_PATH)
+        with self.assertRaises(PlanError) as cm:
+            opq_torch.apply_plan(LeNet5(), plan)  # random init
+        self.assertEqual(cm.exception.code, "WEIGHTS_DIFFER")
+        self.assertEqual(str(cm.exception).count("disagree"), 5)
+        m = LeNet5()
+        opq_torch.load_onnx_weights(m, os.path.join(SHARED, "models", "lenet5-fmnist.onnx"))
+        with torch.no_grad():  # an unfolded BatchNorm: per-channel scales
+            m.c2.weight.mul_(torch.linspace(0.5, 2, 16).view(16, 1, 1, 1))
+        with self.assertRaises(PlanError) as cm:
+            opq_torch.apply_plan(m, plan)
+        self.assertIn("c2.weight → c2.weight", str(cm.exception))
+        self.assertNotIn("c1.weight →", str(cm.exception))
 
 
 class Parametrization(unittest.TestCase):
