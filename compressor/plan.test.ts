@@ -57,11 +57,11 @@ describe("plan", () => {
     expect([md.format, md.plan_version, md.model_sha256, md.opq_version]).toEqual(["opq-plan", "1", PROV.modelSha256, "0.0.0-test"]);
     // Bit-packed: the whole plan is about n/8 bytes of masks plus the header.
     expect(BYTES.length).toBeLessThan(PLAN.layers.reduce((a, l) => a + l.mask.length, 0) / 8 + 4096);
-  });
+  }, 60_000);
   test("round trips through safetensors", () => {
     const back: Plan = decodePlan(BYTES);
     expect(back).toEqual(PLAN);
-  });
+  }, 60_000);
   test("encoding the planned model with its plan reproduces the one-shot .opq exactly", () => {
     const r = compressWithPlan(LENET, PLAN);
     for (const [i, t] of r.opq.compressed.entries()) {
@@ -71,7 +71,7 @@ describe("plan", () => {
     // The original weights are nonzero almost everywhere the plan prunes: all counted, none kept.
     expect(r.leftMask).toBe(PLAN.layers.reduce((a, l) => a + l.mask.length - l.kept, 0) - countZerosOutside(LENET, PLAN));
     expect(r.fellToZero).toBe(0);
-  });
+  }, 60_000);
   test("squashed weights (M ∘ Q(W)) come back bit for bit, with nothing outside the mask", () => {
     const sq = withWeights(LENET, (name, w) => {
       const l = PLAN.layers.find((x) => x.name === name)!;
@@ -81,7 +81,7 @@ describe("plan", () => {
     const r = compressWithPlan(sq, PLAN);
     expect([r.leftMask, r.fellToZero]).toEqual([0, 0]);
     for (const t of r.opq.compressed) expect(Array.from(dequantize(t))).toEqual(Array.from(sq.graph.initializers[t.name]!.data as Float32Array));
-  });
+  }, 60_000);
   test("matches by node name when the export renamed an initializer", () => {
     const g = LENET.graph;
     const initializers = { ...g.initializers, "onnx::Conv_7": g.initializers["c2.weight"]! };
@@ -90,7 +90,7 @@ describe("plan", () => {
     const r = compressWithPlan({ ...LENET, graph: { ...g, initializers, nodes } }, PLAN);
     expect(r.layers[1]).toMatchObject({ name: "c2.weight", modelName: "onnx::Conv_7" });
     expect(r.opq.compressed[1]!.name).toBe("onnx::Conv_7");
-  });
+  }, 60_000);
   test("a model that does not match is PLAN_MISMATCH naming every problem", () => {
     const g = LENET.graph;
     const f1 = g.initializers["f1.weight"]!;
@@ -103,7 +103,7 @@ describe("plan", () => {
     expect(e.message).toContain("plan layer c2.weight (node /c2/Conv) has no matching weight");
     expect(e.message).toContain("f1.weight: dims [400,120] in the model");
     expect(e.message).toContain("weight zz.weight (node /zz/Gemm) is not in the plan");
-  });
+  }, 60_000);
   test("hostile plans are typed FormatErrors", () => {
     const cases: [string, Uint8Array, string][] = [
       ["truncated (the last tensor runs past the end)", BYTES.subarray(0, BYTES.length - 3), "CORRUPT"],
@@ -121,7 +121,7 @@ describe("plan", () => {
       ["a newer plan", rewrite(BYTES, (_, md) => { md.plan_version = "2"; }), "UNSUPPORTED_VERSION"],
     ];
     for (const [what, b, c] of cases) expect([what, err(() => decodePlan(b)).code]).toEqual([what, c]);
-  });
+  }, 60_000);
   test("gm-apot plans only without filter removal; then table codebooks round trip and re-encode", () => {
     expect(err(() => makePlan(LENET, { method: "gm-apot", bits: 4 }, PROV)).code).toBe("INVALID_OPTION");
     const { plan, result } = makePlan(LENET, { method: "gm-apot", bits: 4, filterRate: 0 }, PROV);
@@ -129,7 +129,7 @@ describe("plan", () => {
     expect(decodePlan(encodePlan(plan))).toEqual(plan);
     const r = compressWithPlan(LENET, plan);
     for (const [i, t] of r.opq.compressed.entries()) expect(Array.from(dequantize(t))).toEqual(Array.from(dequantize(result.opq.compressed[i]!)));
-  });
+  }, 60_000);
 });
 
 function countZerosOutside(model: Model, plan: Plan): number {

@@ -59,7 +59,7 @@ describe("PyTorch hand-off", () => {
     expect(j.layers).toHaveLength(5);
     expect(j.options).toMatchObject({ sparsity: 0.74, bits: 3 });
     expect(j.modelSha256).toBe(new Bun.CryptoHasher("sha256").update(readFileSync(LENET)).digest("hex"));
-  });
+  }, 120_000);
 
   test("python: opq_torch unit tests (hostile plans, matching, parametrization)", () => {
     const r = run([python(), "-m", "unittest", "discover", "-s", join(ROOT, "python", "tests"), "-v"], { ...ENV, OPQ_PLAN: PLAN });
@@ -67,7 +67,7 @@ describe("PyTorch hand-off", () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/Ran \d+ tests/);
     expect(r.stderr).not.toMatch(/skipped/);
-  });
+  }, 120_000);
 
   test("LeNet-5: plan → apply_plan → 1 epoch on 2 DDP CPU processes → export → compress --plan, bit-exact", async () => {
     const out = join(TMP, "finetuned.onnx"), figures = join(TMP, "figures.json"), opqFile = join(TMP, "finetuned.opq");
