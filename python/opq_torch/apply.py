@@ -49,6 +49,8 @@ class MaskQuant(nn.Module):
     def quantized(self, w: torch.Tensor) -> torch.Tensor:
         """Q(W) without the mask."""
         if self.table.numel() == 0:
+            # torch.round ties to even where opq's Math.round ties up; it does not matter for the
+            # hand-back: the export holds Δ·code exactly and opq recovers that code from it.
             return self.step * torch.round(w / self.step)
         idx = torch.bucketize(w, (self.table[1:] + self.table[:-1]) / 2).clamp_(0, self.table.numel() - 1)
         return self.table[idx]
