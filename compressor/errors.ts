@@ -14,6 +14,8 @@ export const COMPRESS_ERROR_CODES = {
   NO_WEIGHTS: "NO_WEIGHTS",
   /** A numerical solver failed to converge or produced a non-finite value. */
   NUMERIC: "NUMERIC",
+  /** A model does not match the plan it is encoded with: missing, extra or reshaped weights. */
+  PLAN_MISMATCH: "PLAN_MISMATCH",
 } as const;
 
 /** A compressor error code. */

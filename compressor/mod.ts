@@ -12,3 +12,4 @@ export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
 export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";
+export { compressWithPlan, decodePlan, encodePlan, makePlan, type Plan, type PlanCompressResult, type PlanLayer, type PlanLayerReport, type PlanProvenance } from "./plan.ts";

@@ -40,6 +40,7 @@ export const command: Command = {
   summary: "compress an FP32 ONNX model to .opq (OPQ one-shot pruning-quantization, or FPGM + APoT)",
   usage: [
     "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--json]",
+    "compress finetuned.onnx --plan plan.safetensors [-o out.opq] [--json]   (encode with `opq plan`'s masks and steps)",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
     "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning: `opq finetune`",
@@ -52,6 +53,7 @@ export const command: Command = {
     "max-layer-sparsity": { type: "string" },
     "filter-rate": { type: "string" },
     report: { type: "string" },
+    plan: { type: "string" },
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -59,6 +61,8 @@ export const command: Command = {
     const output = stringOption(args, "output") ?? defaultOutput(input);
     const htmlPath = stringOption(args, "report");
     if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
+    const planPath = stringOption(args, "plan");
+    if (planPath !== undefined) return (await import("./plan.ts")).compressWithPlanCommand(args, input, output, planPath);
     const opts = compressOptions(args);
     const json = wantsJson(args);
     const { readOnnx } = await import("../../format/mod.ts");
