@@ -14,6 +14,12 @@ export const COMPRESS_ERROR_CODES = {
   NO_WEIGHTS: "NO_WEIGHTS",
   /** A numerical solver failed to converge or produced a non-finite value. */
   NUMERIC: "NUMERIC",
+  /** Calibration cannot run on this graph (control flow, a cut through a non-batch value, a layer no image reaches). */
+  CALIBRATION: "CALIBRATION",
+  /** Calibration or evaluation data is unreadable: a corrupt image or array, an empty folder, inconsistent sizes. */
+  DATA_INVALID: "DATA_INVALID",
+  /** The data's shape does not match the model's input (the message names both). */
+  DATA_SHAPE: "DATA_SHAPE",
 } as const;
 
 /** A compressor error code. */
