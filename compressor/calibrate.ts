@@ -113,16 +113,92 @@ function flushBlock(h: Float64Array, sum: Float64Array, block: Float64Array, k: 
 }
 
 /**
- * Add the im2col patches of a batch of Conv inputs `x` [n, C, h, w] to `acc`. `keep(n)` decides
- * per output position (shared by all groups) whether it enters H: calibrating on a random subset
- * of positions bounds the cost of large feature maps (see `keepProbability`).
+ * Σ y xᵀ of the FP32 layer's outputs y = W x_fp + c against the compensated network's inputs x̃
+ * (the right-hand side of asymmetric calibration, GPTAQ, Li et al. 2025: the layer is fitted to
+ * the FP32 network's output, not to its own weights on drifted inputs), per group R_g×K, with
+ * Σ y and Σ y² per output row.
  */
-export function addConvInputs(acc: HessianAccumulator, x: Float32Array, images: number, g: ConvGeometry, keep: () => boolean): void {
+export interface TargetAccumulator {
+  t: Float64Array[];
+  ysum: Float64Array;
+  yy: Float64Array;
+}
+
+/** The FP32 side of one layer: its rows per group (R_g×K, row-major), constant output term c per row, and its inputs. */
+export interface FloatSide {
+  x: Float32Array;
+  weights: Float64Array[];
+  offset: Float64Array;
+  target: TargetAccumulator;
+}
+
+/** A new target accumulator for `groups` groups of `rows` outputs over `size` inputs. */
+export function createTarget(rows: number, size: number, groups = 1): TargetAccumulator {
+  return { t: Array.from({ length: groups }, () => new Float64Array(rows * size)), ysum: new Float64Array(rows * groups), yy: new Float64Array(rows * groups) };
+}
+
+/** T_g += Y Xᵀ for one block: y_b = W_g x_fp,b + c (rows of group g), X the compensated block. */
+function flushTarget(f: FloatSide, group: number, xf: Float64Array, x: Float64Array, k: number, count: number): void {
+  const B = BLOCK_ROWS, w = f.weights[group]!, rows = w.length / k, t = f.target.t[group]!;
+  const y = new Float64Array(B);
+  for (let r = 0; r < rows; r++) {
+    const c0 = f.offset[group * rows + r]!;
+    y.fill(c0, 0, count);
+    for (let c = 0; c < k; c++) {
+      const wc = w[r * k + c]!;
+      if (wc === 0) continue;
+      for (let b = 0, o = c * B; b < count; b++) y[b]! += wc * xf[o + b]!;
+    }
+    let ys = 0, yq = 0;
+    for (let b = 0; b < count; b++) { ys += y[b]!; yq += y[b]! * y[b]!; }
+    f.target.ysum[group * rows + r]! += ys;
+    f.target.yy[group * rows + r]! += yq;
+    for (let j = 0; j < k; j++) {
+      let s = 0;
+      for (let b = 0, o = j * B; b < count; b++) s += y[b]! * x[o + b]!;
+      t[r * k + j]! += s;
+    }
+  }
+}
+
+/** Write one im2col patch of image `base` at output (oy, ox) for group `gr` into column `fill` of `block`. */
+function gatherPatch(block: Float64Array, fill: number, x: Float32Array, base: number, gr: number, g: ConvGeometry, oy: number, ox: number): void {
+  const cg = g.channels / g.group, plane = g.h * g.w;
+  const y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft;
+  let col = 0;
+  for (let c = 0; c < cg; c++) {
+    const cb = base + (gr * cg + c) * plane;
+    for (let ky = 0; ky < g.kh; ky++) {
+      const iy = y0 + ky * g.dilationH;
+      const inRow = iy >= 0 && iy < g.h;
+      for (let kx = 0; kx < g.kw; kx++, col++) {
+        const ix = x0 + kx * g.dilationW;
+        block[col * BLOCK_ROWS + fill] = inRow && ix >= 0 && ix < g.w ? x[cb + iy * g.w + ix]! : 0;
+      }
+    }
+  }
+}
+
+/**
+ * Add the im2col patches of a batch of Conv inputs `x` [n, C, h, w] to `acc` (and, with `float`,
+ * the FP32 layer's outputs on the matching FP32 inputs to its target). `keep()` decides per
+ * output position (shared by all groups) whether it enters H: calibrating on a random subset of
+ * positions bounds the cost of large feature maps (see `keepProbability`).
+ */
+export function addConvInputs(acc: HessianAccumulator, x: Float32Array, images: number, g: ConvGeometry, keep: () => boolean, float?: FloatSide): void {
   const cg = g.channels / g.group, k = cg * g.kh * g.kw;
   ensure(k === acc.size && g.group === acc.groups, E.INVALID_OPTION, `conv geometry gives ${g.group} groups of ${k} inputs, the accumulator has ${acc.groups} of ${acc.size}`);
-  ensure(x.length === images * g.channels * g.h * g.w, E.INVALID_OPTION, `conv input has ${x.length} values, expected ${images}·${g.channels}·${g.h}·${g.w}`);
+  ensure(x.length === images * g.channels * g.h * g.w && (!float || float.x.length === x.length), E.INVALID_OPTION, `conv input has ${x.length} values, expected ${images}·${g.channels}·${g.h}·${g.w}`);
   const blocks = Array.from({ length: g.group }, () => new Float64Array(k * BLOCK_ROWS));
+  const fblocks = float ? Array.from({ length: g.group }, () => new Float64Array(k * BLOCK_ROWS)) : [];
   let fill = 0;
+  const flush = () => {
+    for (let gr = 0; gr < g.group; gr++) {
+      flushBlock(acc.h[gr]!, acc.sum[gr]!, blocks[gr]!, k, fill);
+      if (float) flushTarget(float, gr, fblocks[gr]!, blocks[gr]!, k, fill);
+    }
+    fill = 0;
+  };
   const plane = g.h * g.w;
   for (let n = 0; n < images; n++) {
     const base = n * g.channels * plane;
@@ -130,49 +206,40 @@ export function addConvInputs(acc: HessianAccumulator, x: Float32Array, images: 
       for (let ox = 0; ox < g.outW; ox++) {
         acc.offered++;
         if (!keep()) continue;
-        const y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft;
         for (let gr = 0; gr < g.group; gr++) {
-          const block = blocks[gr]!;
-          let col = 0;
-          for (let c = 0; c < cg; c++) {
-            const cb = base + (gr * cg + c) * plane;
-            for (let ky = 0; ky < g.kh; ky++) {
-              const iy = y0 + ky * g.dilationH;
-              const inRow = iy >= 0 && iy < g.h;
-              for (let kx = 0; kx < g.kw; kx++, col++) {
-                const ix = x0 + kx * g.dilationW;
-                block[col * BLOCK_ROWS + fill] = inRow && ix >= 0 && ix < g.w ? x[cb + iy * g.w + ix]! : 0;
-              }
-            }
-          }
+          gatherPatch(blocks[gr]!, fill, x, base, gr, g, oy, ox);
+          if (float) gatherPatch(fblocks[gr]!, fill, float.x, base, gr, g, oy, ox);
         }
         fill++;
         acc.rows++;
-        if (fill === BLOCK_ROWS) {
-          for (let gr = 0; gr < g.group; gr++) flushBlock(acc.h[gr]!, acc.sum[gr]!, blocks[gr]!, k, fill);
-          fill = 0;
-        }
+        if (fill === BLOCK_ROWS) flush();
       }
     }
   }
-  if (fill > 0) for (let gr = 0; gr < g.group; gr++) flushBlock(acc.h[gr]!, acc.sum[gr]!, blocks[gr]!, k, fill);
+  if (fill > 0) flush();
 }
 
-/** Add `count` input vectors of length K (row-major [count, K]) to a one-group accumulator. */
-export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: number, keep: () => boolean = () => true): void {
+/** Add `count` input vectors of length K (row-major [count, K]) to a one-group accumulator (and the FP32 side's target). */
+export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: number, keep: () => boolean = () => true, float?: FloatSide): void {
   const k = acc.size;
-  ensure(acc.groups === 1 && x.length === count * k, E.INVALID_OPTION, `dense input has ${x.length} values, expected ${count}·${k}`);
-  const block = new Float64Array(k * BLOCK_ROWS);
+  ensure(acc.groups === 1 && x.length === count * k && (!float || float.x.length === x.length), E.INVALID_OPTION, `dense input has ${x.length} values, expected ${count}·${k}`);
+  const block = new Float64Array(k * BLOCK_ROWS), fblock = new Float64Array(float ? k * BLOCK_ROWS : 0);
   let fill = 0;
+  const flush = () => {
+    flushBlock(acc.h[0]!, acc.sum[0]!, block, k, fill);
+    if (float) flushTarget(float, 0, fblock, block, k, fill);
+    fill = 0;
+  };
   for (let r = 0; r < count; r++) {
     acc.offered++;
     if (!keep()) continue;
     for (let i = 0, o = r * k; i < k; i++) block[i * BLOCK_ROWS + fill] = x[o + i]!;
+    if (float) for (let i = 0, o = r * k; i < k; i++) fblock[i * BLOCK_ROWS + fill] = float.x[o + i]!;
     fill++;
     acc.rows++;
-    if (fill === BLOCK_ROWS) { flushBlock(acc.h[0]!, acc.sum[0]!, block, k, fill); fill = 0; }
+    if (fill === BLOCK_ROWS) flush();
   }
-  if (fill > 0) flushBlock(acc.h[0]!, acc.sum[0]!, block, k, fill);
+  if (fill > 0) flush();
 }
 
 /**
@@ -218,6 +285,51 @@ export function gridRounder(grid: Grid): (x: number) => { code: number; value: n
   };
 }
 
+/** The two grid points around x (clamped to the grid), for rate-aware rounding. */
+export function gridNeighbours(grid: Grid): (x: number) => { code: number; value: number }[] {
+  if (grid.kind === "uniform") {
+    const d = Math.fround(grid.step), m = grid.maxCode;
+    return (x) => {
+      if (!(d > 0)) return [];
+      const lo = Math.max(-m, Math.min(m, Math.floor(x / d))), hi = Math.max(-m, Math.min(m, lo + 1));
+      return [{ code: lo, value: Math.fround(d * lo) }, { code: hi, value: Math.fround(d * hi) }];
+    };
+  }
+  const order = Array.from(grid.values.keys()).sort((a, b) => grid.values[a]! - grid.values[b]!);
+  const sorted = order.map((i) => grid.values[i]!);
+  return (x) => {
+    let lo = 0, hi = sorted.length - 1;
+    if (x <= sorted[0]!) hi = 0;
+    else if (x >= sorted[hi]!) lo = hi;
+    else while (hi - lo > 1) { const mid = (lo + hi) >> 1; if (sorted[mid]! <= x) lo = mid; else hi = mid; }
+    return [{ code: order[lo]!, value: sorted[lo]! }, { code: order[hi]!, value: sorted[hi]! }];
+  };
+}
+
+/** The grid's typical spacing: Δ, or the mean gap of the table. */
+export function gridSpacing(grid: Grid): number {
+  if (grid.kind === "uniform") return Math.fround(grid.step);
+  const v = [...grid.values].sort((a, b) => a - b);
+  return v.length > 1 ? (v[v.length - 1]! - v[0]!) / (v.length - 1) : 1;
+}
+
+/**
+ * Zero-order estimate of a layer's stored bits, the quantity the entropy coder of format/ gets
+ * close to (README: 1.03–1.05× this bound): nnz·H(codes) for the codes plus N·H_b(nnz/N) for
+ * the positions, taken as a Bernoulli field.
+ */
+export function estimateBits(codes: ArrayLike<number>, total: number): number {
+  const n = codes.length;
+  if (n === 0 || total === 0) return 0;
+  const counts = new Map<number, number>();
+  for (let i = 0; i < n; i++) counts.set(codes[i]!, (counts.get(codes[i]!) ?? 0) + 1);
+  let bits = 0;
+  for (const c of counts.values()) bits -= c * Math.log2(c / n);
+  const rho = n / total;
+  if (rho < 1) bits += total * (-rho * Math.log2(rho) - (1 - rho) * Math.log2(1 - rho));
+  return bits;
+}
+
 /** Options of `compensateLayer`. */
 export interface CompensateOptions {
   /** Dampening λ: H + λ·mean(diag H)·I (GPTQ's "percdamp"; 0.01 there). */
@@ -226,6 +338,16 @@ export interface CompensateOptions {
   blockSize?: number;
   /** Visit columns by decreasing H_cc ("act-order", GPTQ's `desc_act`). */
   actOrder?: boolean;
+  /**
+   * T = Σ y xᵀ (R×K): start from the least-squares fit W* = T (H + λI)⁻¹ of the targets y instead
+   * of from `w` (asymmetric calibration: ‖Y − ŴX‖² = ‖(W* − Ŵ)X‖² + const, so GPTQ on W* solves it).
+   */
+  target?: Float64Array;
+  /**
+   * The last `free` columns are not quantized and not masked (a bias as a column against a
+   * constant input 1); they are visited last, so they absorb what the quantized columns leave.
+   */
+  free?: number;
 }
 
 /** Defaults of `compensateLayer`; damp and act-order set by bench/calibration-sweep.ts on ResNet-20. */
@@ -302,18 +424,50 @@ export function compensateLayer(
   w: Float64Array, mask: Uint8Array, rows: number, k: number, h: Float64Array,
   round: (x: number) => { code: number; value: number }, zeroCode: number, options: CompensateOptions = {},
 ): CompensateResult {
+  return prepareCompensation(w, mask, rows, k, h, options).solve(round, zeroCode);
+}
+
+/** A code's cost in bits for rate-aware rounding; `lambda` weighs bits against squared error. */
+export interface RateTerm {
+  lambda: number;
+  /** Bits of storing `code` (not called for the zero code, which stores nothing). */
+  bits: (code: number) => number;
+  /** The grid points worth considering for x: its two neighbours on the grid (may repeat). */
+  neighbours: (x: number) => readonly { code: number; value: number }[];
+}
+
+/** Everything of `compensateLayer` that does not depend on the rounding: order, U, W*. */
+export interface PreparedCompensation {
+  damp: number;
+  /** mean over quantized columns of 1/U_cc²: the scale of ((w − q)/U_cc)² per unit (w − q)². */
+  scale: number;
+  /**
+   * The column sweep with the given rounding. With `rate`, a kept weight takes the candidate q
+   * (its grid neighbours, or 0) minimising ((w − q)/U_cc)² + λ·bits(q): the OBS loss increase of
+   * fixing w to q (OBC Eq. 7) plus a rate term, the rate-constrained OBS of Conzelmann & Bamler
+   * 2025 (Eq. 6 there) with the zero-order code entropy as the rate.
+   */
+  solve(round: (x: number) => { code: number; value: number }, zeroCode: number, rate?: RateTerm): CompensateResult;
+}
+
+/** Prepare `compensateLayer` once for several roundings (see there for the arguments). */
+export function prepareCompensation(w: Float64Array, mask: Uint8Array, rows: number, k: number, h: Float64Array, options: CompensateOptions = {}): PreparedCompensation {
   ensure(w.length === rows * k && mask.length === rows * k && h.length === k * k, E.INVALID_OPTION, `compensateLayer: ${rows}×${k} weights, ${mask.length} mask, ${h.length} Hessian entries`);
   const blockSize = Math.max(1, options.blockSize ?? COMPENSATE_DEFAULTS.blockSize);
   let damp = options.damp ?? COMPENSATE_DEFAULTS.damp;
   const actOrder = options.actOrder ?? COMPENSATE_DEFAULTS.actOrder;
   // Column order π and the permuted, dampened Hessian. A dead input (H_cc = 0: never non-zero
   // on the calibration data) gets H_cc = 1, so its weight is simply rounded and pushes nothing.
+  const free = options.free ?? 0, kq = k - free;
   const diag = Array.from({ length: k }, (_, c) => h[c * k + c]!);
   const perm = Array.from({ length: k }, (_, c) => c);
-  if (actOrder) perm.sort((a, b) => diag[b]! - diag[a]! || a - b);
+  if (actOrder) {
+    const head = perm.slice(0, kq).sort((a, b) => diag[b]! - diag[a]! || a - b);
+    perm.splice(0, kq, ...head);
+  }
   let mean = 0;
-  for (const d of diag) mean += d;
-  mean = mean / k || 1;
+  for (let c = 0; c < kq; c++) mean += diag[c]!;
+  mean = mean / kq || 1;
   let u: Float64Array | null = null;
   const hp = new Float64Array(k * k);
   for (let tries = 0; tries < 8 && !u; tries++, damp = damp > 0 ? damp * 10 : 1e-6) {
@@ -327,50 +481,92 @@ export function compensateLayer(
     if (u) break;
   }
   ensure(u, E.NUMERIC, "the calibration Hessian is not positive definite even after dampening");
-  // Permuted working copy of the weights and mask.
+  // Permuted working copy of the weights and mask; with a target, W* = T H⁻¹ = T Uᵀ U.
   const wp = new Float64Array(rows * k), mp = new Uint8Array(rows * k);
-  for (let r = 0; r < rows; r++) for (let i = 0; i < k; i++) { wp[r * k + i] = w[r * k + perm[i]!]!; mp[r * k + i] = mask[r * k + perm[i]!]!; }
-  const qv = new Float32Array(rows * k), qc = new Int32Array(rows * k).fill(zeroCode), st = new Uint8Array(rows * k);
-  const err = new Float64Array(rows * blockSize);
-  for (let i1 = 0; i1 < k; i1 += blockSize) {
-    const i2 = Math.min(k, i1 + blockSize), nb = i2 - i1;
-    for (let c = i1; c < i2; c++) {
-      const uc = c * k, ucc = u[uc + c]!;
-      for (let r = 0; r < rows; r++) {
-        const wr = r * k, x = wp[wr + c]!;
-        let q = 0;
-        if (mp[wr + c]) {
-          const g = round(x);
-          q = g.value;
-          if (g.code !== zeroCode && q !== 0) { qc[wr + c] = g.code; st[wr + c] = 1; }
-        }
-        qv[wr + c] = q;
-        const e = (x - q) / ucc;
-        err[r * blockSize + (c - i1)] = e;
-        if (e !== 0) for (let t = c + 1; t < i2; t++) wp[wr + t]! -= e * u[uc + t]!;
+  for (let r = 0; r < rows; r++) for (let i = 0; i < k; i++) { wp[r * k + i] = w[r * k + perm[i]!]!; mp[r * k + i] = i >= kq ? 1 : mask[r * k + perm[i]!]!; }
+  if (options.target) {
+    const t = options.target, a = new Float64Array(k);
+    ensure(t.length === rows * k, E.INVALID_OPTION, `target has ${t.length} entries for ${rows}×${k}`);
+    for (let r = 0; r < rows; r++) {
+      const tr = r * k;
+      // a = t_r Uᵀ (a_i = Σ_{j ≥ i} t_j U_ij), then w*_r = a U (w_j = Σ_{i ≤ j} a_i U_ij).
+      for (let i = 0; i < k; i++) {
+        let sum = 0;
+        for (let j = i, ui = i * k; j < k; j++) sum += t[tr + perm[j]!]! * u[ui + j]!;
+        a[i] = sum;
       }
-    }
-    if (i2 < k) {
-      for (let r = 0; r < rows; r++) {
-        const wr = r * k, er = r * blockSize;
-        for (let j = 0; j < nb; j++) {
-          const e = err[er + j]!;
-          if (e === 0) continue;
-          const uj = (i1 + j) * k;
-          for (let t = i2; t < k; t++) wp[wr + t]! -= e * u[uj + t]!;
-        }
+      wp.fill(0, tr, tr + k);
+      for (let i = 0; i < k; i++) {
+        const ai = a[i]!;
+        if (ai === 0) continue;
+        for (let j = i, ui = i * k; j < k; j++) wp[tr + j]! += ai * u[ui + j]!;
       }
     }
   }
-  // Undo the permutation.
-  const weights = new Float32Array(rows * k), codes = new Int32Array(rows * k), stored = new Uint8Array(rows * k);
-  for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < k; i++) {
-      const s = r * k + perm[i]!, p = r * k + i;
-      weights[s] = qv[p]!; codes[s] = qc[p]!; stored[s] = st[p]!;
-    }
-  }
-  return { weights, codes, stored, damp };
+  const w0p = wp;
+  let scale = 0;
+  for (let c = 0; c < kq; c++) scale += 1 / u[c * k + c]! ** 2;
+  scale = kq ? scale / kq : 1;
+  return {
+    damp,
+    scale,
+    solve(round, zeroCode, rate) {
+      const wp = w0p.slice();
+      const qv = new Float32Array(rows * k), qc = new Int32Array(rows * k).fill(zeroCode), st = new Uint8Array(rows * k);
+      const err = new Float64Array(rows * blockSize);
+      for (let i1 = 0; i1 < k; i1 += blockSize) {
+        const i2 = Math.min(k, i1 + blockSize), nb = i2 - i1;
+        for (let c = i1; c < i2; c++) {
+          const uc = c * k, ucc = u[uc + c]!;
+          for (let r = 0; r < rows; r++) {
+            const wr = r * k, x = wp[wr + c]!;
+            let q = 0;
+            if (c >= kq) q = x;
+            else if (mp[wr + c]) {
+              let g = round(x);
+              if (rate) {
+                // Zero stores nothing; each neighbour pays its bits.
+                const inv = 1 / ucc;
+                let best = (x * inv) ** 2, pick: { code: number; value: number } | undefined;
+                for (const cand of rate.neighbours(x)) {
+                  if (cand.code === zeroCode || cand.value === 0) continue;
+                  const cost = ((x - cand.value) * inv) ** 2 + rate.lambda * rate.bits(cand.code);
+                  if (cost < best) { best = cost; pick = cand; }
+                }
+                g = pick ?? { code: zeroCode, value: 0 };
+              }
+              q = g.value;
+              if (g.code !== zeroCode && q !== 0) { qc[wr + c] = g.code; st[wr + c] = 1; }
+            }
+            qv[wr + c] = q;
+            const e = (x - q) / ucc;
+            err[r * blockSize + (c - i1)] = e;
+            if (e !== 0) for (let t = c + 1; t < i2; t++) wp[wr + t]! -= e * u[uc + t]!;
+          }
+        }
+        if (i2 < k) {
+          for (let r = 0; r < rows; r++) {
+            const wr = r * k, er = r * blockSize;
+            for (let j = 0; j < nb; j++) {
+              const e = err[er + j]!;
+              if (e === 0) continue;
+              const uj = (i1 + j) * k;
+              for (let t = i2; t < k; t++) wp[wr + t]! -= e * u[uj + t]!;
+            }
+          }
+        }
+      }
+      // Undo the permutation.
+      const weights = new Float32Array(rows * k), codes = new Int32Array(rows * k), stored = new Uint8Array(rows * k);
+      for (let r = 0; r < rows; r++) {
+        for (let i = 0; i < k; i++) {
+          const s = r * k + perm[i]!, p = r * k + i;
+          weights[s] = qv[p]!; codes[s] = qc[p]!; stored[s] = st[p]!;
+        }
+      }
+      return { weights, codes, stored, damp };
+    },
+  };
 }
 
 /**
