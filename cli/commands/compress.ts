@@ -41,6 +41,19 @@ export function fashionMnistCalibration(n: number, seed: number, source?: string
 }
 
 /**
+ * `n` seeded standard-normal images of the model's input shape (batch axis = n): enough to time
+ * calibration on a model without data (the 224×224 models with random weights), never to judge it.
+ */
+export function randomCalibration(model: Model, n: number, seed: number): { input: Tensor; description: string } {
+  const g = model.graph, v = g.inputs.find((i) => !Object.hasOwn(g.initializers, i.name));
+  const dims = v?.shape?.slice(1);
+  if (!v || !dims || !dims.every((d) => typeof d === "number" && d > 0)) throw new UsageError(`--data random needs a model input of known shape, got ${v ? JSON.stringify(v.shape) : "none"}`);
+  const per = (dims as number[]).reduce((a, b) => a * b, 1), rnd = seededRandom(seed), data = new Float32Array(n * per);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  return { input: { dtype: "float32", dims: [n, ...(dims as number[])], data }, description: `${n} random normal images (seed ${seed}; for timing only)` };
+}
+
+/**
  * Calibrate a compressModel result in place (OPQ's pruning masks and steps held; see
  * compressor/calibrate-model.ts), with a progress bar; returns what calibration did.
  */
@@ -129,7 +142,8 @@ export const command: Command = {
     if (calibrate !== undefined) {
       const { encodeOpq } = await import("../../format/mod.ts");
       const uncalibratedBytes = encodeOpq(result.opq).length;
-      const data = fashionMnistCalibration(calibrate, seed, stringOption(args, "data"));
+      const dataArg = stringOption(args, "data");
+      const data = dataArg === "random" ? randomCalibration(model, calibrate, seed) : fashionMnistCalibration(calibrate, seed, dataArg);
       const cal = await calibrateResult(result, data.input, json);
       result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
     }
