@@ -13,3 +13,4 @@ export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
 export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";
+export { checkInputShape, decodeImage, type LabelledImages, loadImageFolder, MAX_MEGAPIXELS, parseNpy } from "./data/images.ts";
