@@ -7,7 +7,7 @@ export { COMPRESS_ERROR_CODES, type CompressErrorCode, CompressError } from "./e
 export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, type CompressResult, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
 export { addFileStats, type CalibrationSummary, type CompressReport, type FileStats, type LayerReport } from "./report.ts";
 export { CALIBRATE_DEFAULTS, type CalibrateOptions, calibrateModel, type CalibrationLayer, type CalibrationResult, type ModelRunner, type RunnableModel } from "./calibrate-model.ts";
-export { renderReportHtml } from "./report-html.ts";
+export { renderReportHtml, renderSweepHtml, type SizeAccuracyPoint, sizeAccuracyPlot } from "./report-html.ts";
 export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
