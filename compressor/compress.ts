@@ -52,6 +52,16 @@ export interface CompressOptions {
   fp32Bytes?: number;
 }
 
+/** What compressModel returns. */
+export interface CompressResult {
+  opq: OpqModel;
+  report: CompressReport;
+  /** The FP32 model the weights were quantized from (for gm-apot: after filter removal); calibration's reference. */
+  float: Model;
+  /** OPQ's pruning masks by tensor name (gm-apot: none; its mask is the stored positions). */
+  masks: Map<string, Uint8Array>;
+}
+
 /** Progress of a compression phase. */
 export type ProgressFn = (phase: string, done: number, total: number) => void;
 
@@ -152,7 +162,7 @@ function withoutWeights(model: Model, graph: Graph, names: Set<string>): Model {
  * Conv/Gemm/MatMul weight. gm-apot: FPGM filter removal, then APoT (first and last layers 8-bit).
  * Throws CompressError (INVALID_OPTION, INVALID_MODEL, NO_WEIGHTS, NUMERIC).
  */
-export function compressModel(model: Model, options: CompressOptions = {}, onProgress?: ProgressFn): { opq: OpqModel; report: CompressReport } {
+export function compressModel(model: Model, options: CompressOptions = {}, onProgress?: ProgressFn): CompressResult {
   const t0 = performance.now();
   const o = resolveOptions(options);
   validateModel(model);
@@ -176,10 +186,12 @@ export function compressModel(model: Model, options: CompressOptions = {}, onPro
 
   let report: CompressReport;
   let tensors;
+  const masks = new Map<string, Uint8Array>();
   if (o.method === "opq") {
     let done = 0;
     const r = opqCompress(layers, o, () => onProgress?.("opq", ++done, 3 * layers.length));
     tensors = r.tensors;
+    r.masks.forEach((m, i) => masks.set(layers[i]!.name, m));
     report = buildOpqReport({ ...base, slots, result: r });
   } else {
     const orig = new Map(findWeights(model.graph).slots.map((s) => [s.name, sizeOf(s.dims)]));
@@ -205,7 +217,7 @@ export function compressModel(model: Model, options: CompressOptions = {}, onPro
     method: o.method, targetSparsity: o.method === "opq" ? o.sparsity : o.filterRate, sparsity: report.sparsity, bits: o.bits,
     fp32Bytes, source, params,
   };
-  return { opq: { model: out, compressed: tensors, metadata }, report };
+  return { opq: { model: out, compressed: tensors, metadata }, report, float: { ...model, graph }, masks };
 }
 
 /** Encode a compressModel result to `.opq` bytes and add the file's real costs to its report. */

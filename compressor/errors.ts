@@ -16,6 +16,12 @@ export const COMPRESS_ERROR_CODES = {
   NUMERIC: "NUMERIC",
   /** A model does not match the plan it is encoded with: missing, extra or reshaped weights. */
   PLAN_MISMATCH: "PLAN_MISMATCH",
+  /** Calibration cannot run on this graph (control flow, a cut through a non-batch value, a layer no image reaches). */
+  CALIBRATION: "CALIBRATION",
+  /** Calibration or evaluation data is unreadable: a corrupt image or array, an empty folder, inconsistent sizes. */
+  DATA_INVALID: "DATA_INVALID",
+  /** The data's shape does not match the model's input (the message names both). */
+  DATA_SHAPE: "DATA_SHAPE",
 } as const;
 
 /** A compressor error code. */

@@ -4,12 +4,14 @@
  * @module
  */
 export { COMPRESS_ERROR_CODES, type CompressErrorCode, CompressError } from "./errors.ts";
-export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
-export { addFileStats, type CompressReport, type FileStats, type LayerReport } from "./report.ts";
-export { renderReportHtml } from "./report-html.ts";
+export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, type CompressResult, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
+export { addFileStats, type CalibrationSummary, type CompressReport, type FileStats, type LayerReport } from "./report.ts";
+export { CALIBRATE_DEFAULTS, type CalibrateOptions, calibrateModel, type CalibrationLayer, type CalibrationResult, type ModelRunner, type RunnableModel } from "./calibrate-model.ts";
+export { renderReportHtml, renderSweepHtml, type SizeAccuracyPoint, sizeAccuracyPlot } from "./report-html.ts";
 export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
 export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";
 export { compressWithPlan, decodePlan, encodePlan, makePlan, type Plan, type PlanCompressResult, type PlanLayer, type PlanLayerReport, type PlanProvenance } from "./plan.ts";
+export { checkInputShape, decodeImage, type LabelledImages, loadImageFolder, MAX_MEGAPIXELS, parseNpy } from "./data/images.ts";

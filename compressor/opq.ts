@@ -61,6 +61,8 @@ export interface OpqLayer extends LaplaceFit {
 export interface OpqResult {
   tensors: CompressedTensor[];
   layers: OpqLayer[];
+  /** Pruning masks M_i (1 = kept), one per layer; a kept weight may still round to code 0. */
+  masks: Uint8Array[];
   /** β solving Eq. 6 over all layers (the paper's threshold). */
   betaAnalytic: number;
   /** β after re-solving for the uncapped layers. */
@@ -294,7 +296,7 @@ export function opqCompress(layers: readonly WeightLayer[], options: OpqOptions,
   // threshold β_i = −τ·ln(1 − cap), so Eq. 2 is evaluated there.
   out.forEach((l, i) => { if (l.capped) l.predictedPruningError = laplacePruningError(l.params, -fits[i]!.tau * Math.log1p(-cap), fits[i]!.tau); });
   return {
-    tensors, layers: out, betaAnalytic, beta,
+    tensors, layers: out, masks, betaAnalytic, beta,
     predictedSparsity: predPrunedCount / total,
     maskSparsity: (total - keptTotal) / total,
     sparsity: (total - stored) / total,

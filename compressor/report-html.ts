@@ -37,6 +37,49 @@ export function barChart(title: string, labels: string[], series: { name: string
     labels.map((_, i) => `<text x="${(left + i * gw + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${i}</text>`).join("") + `</svg></figure>`;
 }
 
+/** One point of a size–accuracy plot: a series name, file bytes (log x) and top-1 (y). */
+export interface SizeAccuracyPoint {
+  series: string;
+  label: string;
+  bytes: number;
+  top1: number;
+}
+
+/** A size–accuracy scatter: log10 bytes across, top-1 up, one colour per series, points of a series joined in size order. */
+export function sizeAccuracyPlot(title: string, points: SizeAccuracyPoint[]): string {
+  const W = 640, H = 360, left = 56, bottom = 36, top = 28, right = 12;
+  const series = [...new Set(points.map((p) => p.series))];
+  const xs = points.map((p) => Math.log10(p.bytes)), lo = Math.floor(Math.min(...xs, 3) * 2) / 2, hi = Math.ceil(Math.max(...xs, 4) * 2) / 2;
+  const x = (b: number) => left + ((Math.log10(b) - lo) / (hi - lo || 1)) * (W - left - right);
+  const y = (a: number) => top + (1 - a) * (H - top - bottom);
+  const ticksX = Array.from({ length: Math.round((hi - lo) * 2) + 1 }, (_, k) => lo + k / 2);
+  const ticksY = [0, 0.25, 0.5, 0.75, 1];
+  const marks = series.map((name, k) => {
+    const ps = points.filter((p) => p.series === name).sort((a, b) => a.bytes - b.bytes);
+    const path = ps.map((p, i) => `${i ? "L" : "M"}${x(p.bytes).toFixed(1)},${y(p.top1).toFixed(1)}`).join("");
+    return `<path d="${path}" fill="none" stroke="${COLORS[k % 3]}" stroke-width="1"/>` +
+      ps.map((p) => `<circle cx="${x(p.bytes).toFixed(1)}" cy="${y(p.top1).toFixed(1)}" r="3.5" fill="${COLORS[k % 3]}"><title>${esc(`${name} ${p.label}: ${p.bytes} B, top-1 ${(100 * p.top1).toFixed(2)}%`)}</title></circle>`).join("");
+  });
+  const legend = series.map((s2, k) => `<rect x="${left + k * 200}" y="6" width="10" height="10" fill="${COLORS[k % 3]}"/><text x="${left + k * 200 + 14}" y="15">${esc(s2)}</text>`);
+  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" style="max-width:100%;height:auto" font-size="10" font-family="sans-serif">` +
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#999"/><line x1="${left}" x2="${W - right}" y1="${H - bottom}" y2="${H - bottom}" stroke="#999"/>` +
+    ticksX.map((t) => `<text x="${x(10 ** t).toFixed(1)}" y="${H - bottom + 14}" text-anchor="middle">${t % 1 ? "" : `1e${t}`}</text><line x1="${x(10 ** t).toFixed(1)}" x2="${x(10 ** t).toFixed(1)}" y1="${H - bottom}" y2="${H - bottom + 3}" stroke="#999"/>`).join("") +
+    ticksY.map((t) => `<text x="${left - 4}" y="${y(t) + 4}" text-anchor="end">${100 * t}%</text>`).join("") +
+    `<text x="${(W + left) / 2}" y="${H - 4}" text-anchor="middle">file bytes (log)</text>` + marks.join("") + legend.join("") + `</svg></figure>`;
+}
+
+/** A page of size–accuracy plots (one per model) and the table behind them (bench/calibration-sweep.ts). */
+export function renderSweepHtml(title: string, plots: { model: string; points: SizeAccuracyPoint[] }[]): string {
+  const rows = plots.flatMap((p) => p.points.map((q) => `<tr><td>${esc(p.model)}</td><td>${esc(q.series)}</td><td>${esc(q.label)}</td><td>${q.bytes}</td><td>${(100 * q.top1).toFixed(2)}%</td></tr>`));
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font:14px sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}figure{margin:1em 0}figcaption{font-weight:bold}</style>
+</head><body><h1>${esc(title)}</h1>
+${plots.map((p) => sizeAccuracyPlot(`${p.model}: top-1 against file size`, p.points)).join("\n")}
+<table><thead><tr><th>model</th><th>series</th><th>setting</th><th>bytes</th><th>top-1</th></tr></thead><tbody>${rows.join("")}</tbody></table>
+</body></html>
+`;
+}
+
 function layerTable(r: CompressReport): string {
   const opq = r.method === "opq";
   const cols: [string, (l: LayerReport) => string][] = [
@@ -78,6 +121,11 @@ export function renderReportHtml(r: CompressReport): string {
       barChart("Bits per layer", labels, [{ name: "bit width", values: r.layers.map((l) => l.bits) }, { name: "file bits per weight", values: r.layers.map((l) => l.fileBits) }]),
       barChart("Quantization MSE per layer (log10)", labels, [{ name: "MSE", values: r.layers.map((l) => l.mse) }], { log: true }),
     ];
+  const c = r.calibration;
+  if (c) {
+    charts.push(barChart(`Layer output error against FP32 on ${c.images} calibration images (log10)`, c.layers.map((l) => l.name), [{ name: "one-shot", values: c.layers.map((l) => l.errorBefore) }, { name: "calibrated", values: c.layers.map((l) => l.errorAfter) }], { log: true }));
+    summary.push(["calibration", esc(`${c.data}: ${c.seconds.toFixed(1)} s${c.uncalibratedBytes ? `; one-shot file ${c.uncalibratedBytes} bytes` : ""}`)]);
+  }
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>opq compress report – ${esc(r.source)}</title>
 <style>body{font:14px sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}</style>
 </head><body><h1>opq compress report</h1>

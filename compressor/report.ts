@@ -7,6 +7,20 @@
 import type { OpqInspection } from "../format/mod.ts";
 import type { PrunedConv, SkippedConv } from "./fpgm.ts";
 import type { OpqResult } from "./opq.ts";
+import type { CalibrationLayer } from "./calibrate-model.ts";
+
+/** What `--calibrate` did: per layer the output error before and after, and the time spent. */
+export interface CalibrationSummary {
+  /** Calibration images and where they came from. */
+  images: number;
+  data: string;
+  seconds: number;
+  /** Size of the same model encoded without calibration, for the size check. */
+  uncalibratedBytes?: number;
+  target: string;
+  layers: CalibrationLayer[];
+  skipped: { name: string; reason: string }[];
+}
 
 /** One compressed weight tensor. OPQ-only and gm-apot-only fields are absent for the other method. */
 export interface LayerReport {
@@ -90,6 +104,8 @@ export interface CompressReport {
   };
   gmApot?: { pruned: PrunedConv[]; skippedConvs: SkippedConv[] };
   file?: FileStats;
+  /** Present when the weights were calibrated after one-shot compression. */
+  calibration?: CalibrationSummary;
   seconds: number;
 }
 

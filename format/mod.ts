@@ -13,3 +13,4 @@ export { type EntropyBound, entropyBound } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";
 export { mulberry32 } from "./prng.ts";
 export { readSafetensors, type SafetensorsDType, type SafetensorsFile, type SafeTensor, type SafeTensorInput, safeTensorFloat32, writeSafetensors } from "./safetensors.ts";
+export { FASHION_MNIST_PREPROCESS, CLASSES_KEY, parsePreprocess, type Preprocess, PREPROCESS_KEY, preprocessedShape, preprocessImage } from "./preprocess.ts";

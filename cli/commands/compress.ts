@@ -4,10 +4,115 @@
  * whole report) and can write a self-contained HTML report.
  * @module
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mulberry32 as seededRandom } from "../../format/mod.ts";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
+import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
+import type { CalibrationResult, CompressResult, ModelRunner } from "../../compressor/mod.ts";
+import type { Model, Preprocess, Tensor } from "../../format/mod.ts";
+
+/**
+ * The one place the compressor meets the runtime: calibration runs each cut of the network with
+ * a runtime session (public API only).
+ */
+export const calibrationRunner: ModelRunner = async (model: Model) => {
+  const { createSession } = await import("../../runtime/mod.ts");
+  return createSession(model);
+};
+
+/**
+ * `n` calibration images drawn without replacement by a seeded shuffle of the Fashion-MNIST
+ * training set (never the test set), preprocessed as in training.
+ */
+export function fashionMnistCalibration(n: number, seed: number, source?: string | FashionMnist): { input: Tensor; description: string } {
+  const train = typeof source === "object" ? source : loadFashionMnist({ dir: source, split: "train" });
+  if (n > train.count) throw new UsageError(`--calibrate ${n}: the training set has only ${train.count} images`);
+  const rnd = seededRandom(seed);
+  const order = Uint32Array.from({ length: train.count }, (_, i) => i);
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(rnd() * (train.count - i));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const px = FMNIST_SIDE * FMNIST_SIDE, data = new Float32Array(n * px);
+  for (let i = 0; i < n; i++) normalizePixels(train.pixels.subarray(order[i]! * px, (order[i]! + 1) * px), data, i * px);
+  return { input: { dtype: "float32", dims: [n, 1, FMNIST_SIDE, FMNIST_SIDE], data }, description: `Fashion-MNIST training set, ${n} images (seed ${seed})` };
+}
+
+/**
+ * `n` seeded standard-normal images of the model's input shape (batch axis = n): enough to time
+ * calibration on a model without data (the 224×224 models with random weights), never to judge it.
+ */
+export function randomCalibration(model: Model, n: number, seed: number): { input: Tensor; description: string } {
+  const g = model.graph, v = g.inputs.find((i) => !Object.hasOwn(g.initializers, i.name));
+  const dims = v?.shape?.slice(1);
+  if (!v || !dims || !dims.every((d) => typeof d === "number" && d > 0)) throw new UsageError(`--data random needs a model input of known shape, got ${v ? JSON.stringify(v.shape) : "none"}`);
+  const per = (dims as number[]).reduce((a, b) => a * b, 1), rnd = seededRandom(seed), data = new Float32Array(n * per);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  return { input: { dtype: "float32", dims: [n, ...(dims as number[])], data }, description: `${n} random normal images (seed ${seed}; for timing only)` };
+}
+
+/** Fashion-MNIST's class names, stored in the metadata beside its preprocessing. */
+export const FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
+
+/**
+ * The preprocessing to apply to a folder of images for `model`: `--preprocess JSON` if given;
+ * else for a 1-channel input Fashion-MNIST's, for a 3-channel one ImageNet's (resize the short
+ * side to 256/224 of the input, center crop to it, RGB, the torchvision mean/std).
+ */
+export async function preprocessFor(model: Model, json: string | undefined): Promise<Preprocess> {
+  const { parsePreprocess, FASHION_MNIST_PREPROCESS } = await import("../../format/mod.ts");
+  if (json !== undefined) {
+    let v: unknown;
+    try { v = JSON.parse(json); } catch (e) { throw new UsageError(`--preprocess must be JSON: ${(e as Error).message}`); }
+    return parsePreprocess(v);
+  }
+  const shape = model.graph.inputs.find((i) => !Object.hasOwn(model.graph.initializers, i.name))?.shape;
+  const [c, h, w] = [shape?.[1], shape?.[2], shape?.[3]].map((d) => (typeof d === "number" ? d : undefined));
+  if (c === 1) return { ...FASHION_MNIST_PREPROCESS, ...(h && w ? { resize: Math.min(h, w), crop: [h, w] as [number, number] } : {}) };
+  return { channels: "rgb", mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], ...(h && w ? { resize: Math.round((Math.min(h, w) * 256) / 224), crop: [h, w] as [number, number] } : {}) };
+}
+
+/**
+ * Calibration images from `--data`: "random" (timing only), a `.npy` array (the model input as
+ * is), a folder of Fashion-MNIST IDX files, a folder of class subfolders of PNG/JPEG images, or
+ * by default the shared Fashion-MNIST training set. Checked against the model's input shape.
+ */
+export async function calibrationData(model: Model, n: number, seed: number, data: string | undefined, preprocessJson: string | undefined): Promise<{ input: Tensor; description: string; preprocess?: Preprocess; classes?: string[] }> {
+  const { checkInputShape, loadImageFolder, parseNpy } = await import("../../compressor/mod.ts");
+  const input = model.graph.inputs.find((i) => !Object.hasOwn(model.graph.initializers, i.name))!;
+  let out: { input: Tensor; description: string; preprocess?: Preprocess; classes?: string[] };
+  if (data === "random") out = randomCalibration(model, n, seed);
+  else if (data !== undefined && data.toLowerCase().endsWith(".npy")) {
+    const t = parseNpy(new Uint8Array(readFileSync(data)), data);
+    const count = Math.min(n, t.dims[0] ?? 0), per = t.data.length / Math.max(1, t.dims[0] ?? 1);
+    out = { input: { ...t, dims: [count, ...t.dims.slice(1)], data: (t.data as Float32Array).slice(0, count * per) }, description: `${data}, first ${count} arrays` };
+  } else if (data === undefined || existsSync(join(data, "train-images-idx3-ubyte.gz"))) {
+    const { FASHION_MNIST_PREPROCESS } = await import("../../format/mod.ts");
+    out = { ...fashionMnistCalibration(n, seed, data), preprocess: FASHION_MNIST_PREPROCESS, classes: FMNIST_CLASSES };
+  } else {
+    const p = await preprocessFor(model, preprocessJson);
+    const set = loadImageFolder(data, p, { limit: n });
+    out = { input: set.input, description: `${data}, ${set.input.dims[0]} images of ${set.classes.length} classes`, preprocess: p, classes: set.classes };
+  }
+  checkInputShape(input, out.input.dims);
+  return out;
+}
+
+/**
+ * Calibrate a compressModel result in place (OPQ's pruning masks and steps held; see
+ * compressor/calibrate-model.ts), with a progress bar; returns what calibration did.
+ */
+export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean): Promise<CalibrationResult> {
+  const { calibrateModel } = await import("../../compressor/mod.ts");
+  const bar = progress("calib ", result.opq.compressed.length, quiet);
+  let last = 0;
+  const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner, { masks: result.masks }, (done) => { bar.tick(done - last); last = done; });
+  bar.done();
+  result.opq = cal.opq;
+  return cal;
+}
 
 /** Default output: out/<input name>.opq under the working directory (inputs may sit in read-only folders). */
 export function defaultOutput(input: string): string {
@@ -42,6 +147,9 @@ export const command: Command = {
     "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--json]",
     "compress finetuned.onnx --plan plan.safetensors [-o out.opq] [--json]   (encode with `opq plan`'s masks and steps)",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
+    "compress [in.onnx] … --calibrate N [--data D] [--preprocess JSON] [--seed S]: after one-shot compression, re-solve the kept weights layer by layer on N images (masks and steps held; 512 is a good N)",
+    "  --data: a folder of class subfolders of PNG/JPEG images, an .npy array (the model input as is), a Fashion-MNIST IDX folder (default: the shared training set), or random (timing only)",
+    '  --preprocess \'{"resize":256,"crop":[224,224],"channels":"rgb","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225]}\' for image folders; stored in the .opq with the class names',
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
     "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning: `opq finetune`",
   ].join("\n"),
@@ -54,6 +162,10 @@ export const command: Command = {
     "filter-rate": { type: "string" },
     report: { type: "string" },
     plan: { type: "string" },
+    calibrate: { type: "string" },
+    data: { type: "string" },
+    seed: { type: "string" },
+    preprocess: { type: "string" },
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -65,6 +177,10 @@ export const command: Command = {
     if (planPath !== undefined) return (await import("./plan.ts")).compressWithPlanCommand(args, input, output, planPath);
     const opts = compressOptions(args);
     const json = wantsJson(args);
+    const calibrate = args.values.calibrate !== undefined ? numberOption(args, "calibrate", 0, 1, 1e6) : undefined;
+    if (calibrate !== undefined && !Number.isInteger(calibrate)) throw new UsageError(`--calibrate must be a whole number of images, got ${calibrate}`);
+    for (const k of ["data", "seed", "preprocess"]) if (calibrate === undefined && args.values[k] !== undefined) throw new UsageError(`--${k} applies to --calibrate only`);
+    const seed = numberOption(args, "seed", 1, 0, 2 ** 32 - 1);
     const { readOnnx } = await import("../../format/mod.ts");
     const { compressModel, encodeCompressed, renderReportHtml } = await import("../../compressor/mod.ts");
 
@@ -77,6 +193,15 @@ export const command: Command = {
       last = done;
     });
     bar?.done();
+    if (calibrate !== undefined) {
+      const { encodeOpq } = await import("../../format/mod.ts");
+      const uncalibratedBytes = encodeOpq(result.opq).length;
+      const data = await calibrationData(model, calibrate, seed, stringOption(args, "data"), stringOption(args, "preprocess"));
+      const cal = await calibrateResult(result, data.input, json);
+      // What eval and the server must apply to new images: exactly what calibration used.
+      if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, preprocess: data.preprocess, ...(data.classes ? { classes: data.classes } : {}) };
+      result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
+    }
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
     enc.done();
@@ -113,6 +238,16 @@ export const command: Command = {
     }
     say(`\n${basename(input)} ${fmtBytes(report.fp32Bytes)} → ${output} ${fmtBytes(f.bytes)}: ${fmtNum(f.ratio)}× smaller than FP32 ` +
       `(nominal rate ${fmtNum(f.nominalRate)}×; entropy bound ${fmtBytes(Math.round(f.entropyBoundBytes))}, file/bound ${fmtNum(f.overBound)}; ${fmtNum(f.bitsPerWeight)} bits/weight) in ${fmtNum(report.seconds)} s`);
+    const c = report.calibration;
+    if (c) {
+      say(`\ncalibration on ${c.data}: ${fmtNum(c.seconds)} s; relative layer output error against the FP32 network, one-shot → calibrated:`);
+      say(formatTable(
+        ["layer", "op", "R×K", "samples", "error one-shot", "calibrated", "stored", "→", "bias", "s"],
+        c.layers.map((l) => [l.name, l.opType, `${l.rows}×${l.inputs}${l.groups > 1 ? `/${l.groups}` : ""}`, l.samples, sci(l.errorBefore), sci(l.errorAfter), l.storedBefore, l.storedAfter, l.bias, fmtNum(l.seconds)]),
+      ));
+      for (const s of c.skipped) say(`  not calibrated: ${s.name} (${s.reason})`);
+      if (c.uncalibratedBytes) say(`file: ${fmtBytes(f.bytes)} calibrated vs ${fmtBytes(c.uncalibratedBytes)} one-shot (${((100 * f.bytes) / c.uncalibratedBytes - 100).toFixed(2)}%)`);
+    }
     if (htmlPath) say(`report: ${htmlPath}`);
     say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
   },

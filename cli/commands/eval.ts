@@ -5,9 +5,9 @@
  * see the very same weights. The runtime and the format writers are imported only when needed.
  * @module
  */
-import { closeSync, openSync, readFileSync, readSync } from "node:fs";
-import { basename } from "node:path";
-import { decodeOpq, isOpqBytes, toDenseModel, writeOnnx } from "../../format/mod.ts";
+import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { basename, join } from "node:path";
+import { decodeOpq, isOpqBytes, parsePreprocess, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
 import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
@@ -60,20 +60,34 @@ function topK(row: Float32Array, k: number): number[] {
   return idx.slice(0, k);
 }
 
+/** Labelled inputs already preprocessed (an image folder, .npy arrays): input [N, …], one label each. */
+export interface LabelledTensors {
+  input: Tensor;
+  labels: ArrayLike<number>;
+}
+
 /** Run a classifier over `set` in batches of `batch`, counting top-1 and top-5 hits. */
 export async function evaluate(
   runner: InferenceRunner,
-  set: FashionMnist,
+  given: FashionMnist | LabelledTensors,
   options: { batch?: number; onBatch?: (n: number) => void } = {},
 ): Promise<EvalResult> {
   const batch = options.batch ?? 64;
   const input = runner.inputs[0]!.name;
   const output = runner.outputs[0]!.name;
+  const set = "input" in given ? { count: given.input.dims[0]!, labels: given.labels } : given;
+  const slice = (s: number, n: number) => {
+    if (!("input" in given)) return fashionMnistBatch(given, s, n);
+    const t = given.input, per = t.data.length / Math.max(1, t.dims[0]!), e = Math.min(set.count, s + n);
+    return { dims: [e - s, ...t.dims.slice(1)], data: (t.data as Float32Array).subarray(s * per, e * per) };
+  };
+  const { checkInputShape } = await import("../../compressor/mod.ts");
+  checkInputShape(runner.inputs[0]!, slice(0, 1).dims);
   const predictions = new Uint8Array(set.count);
   let top1 = 0, top5 = 0;
   const start = performance.now();
   for (let s = 0; s < set.count; s += batch) {
-    const x = fashionMnistBatch(set, s, batch);
+    const x = slice(s, batch);
     const logits = (await runner.run({ [input]: { dtype: "float32", ...x } }))[output]!;
     const n = x.dims[0]!;
     const classes = logits.dims[logits.dims.length - 1]!;
@@ -94,17 +108,57 @@ export async function evaluate(
   return { images, top1: top1 / images, top5: top5 / images, ms: performance.now() - start, predictions };
 }
 
+/**
+ * The labelled data to evaluate on: Fashion-MNIST IDX (the default), an image folder (classes
+ * mapped by name onto the .opq's stored class list when it has one), or .npy inputs + labels.
+ */
+async function evalData(path: string, _runner: InferenceRunner, data: string | undefined, labels: string | undefined, preprocessJson: string | undefined, limit: number | undefined): Promise<FashionMnist | LabelledTensors> {
+  if (data === undefined || existsSync(join(data, "t10k-images-idx3-ubyte.gz"))) {
+    if (labels !== undefined) throw new UsageError("--labels goes with an .npy --data");
+    return loadFashionMnist({ dir: data, limit });
+  }
+  const { loadImageFolder, parseNpy } = await import("../../compressor/mod.ts");
+  if (data.toLowerCase().endsWith(".npy")) {
+    if (labels === undefined) throw new UsageError("an .npy --data needs --labels labels.npy");
+    const x = parseNpy(new Uint8Array(readFileSync(data)), data), y = parseNpy(new Uint8Array(readFileSync(labels)), labels);
+    if (y.dims.length !== 1 || y.dims[0] !== x.dims[0]) throw new UsageError(`${labels} has shape [${y.dims}], expected [${x.dims[0]}] labels`);
+    const n = Math.min(limit ?? Infinity, x.dims[0]!), per = x.data.length / Math.max(1, x.dims[0]!);
+    return { input: { ...x, dims: [n, ...x.dims.slice(1)], data: (x.data as Float32Array).subarray(0, n * per) }, labels: (y.data as Float32Array).subarray(0, n) };
+  }
+  const meta = isOpqFile(path) ? decodeOpq(new Uint8Array(readFileSync(path))).metadata : {};
+  let p: Preprocess;
+  if (meta.preprocess !== undefined) p = parsePreprocess(meta.preprocess);
+  else {
+    const { preprocessFor } = await import("./compress.ts");
+    const { readOnnx } = await import("../../format/mod.ts");
+    p = await preprocessFor(isOpqFile(path) ? toDenseModel(decodeOpq(new Uint8Array(readFileSync(path)))) : readOnnx(new Uint8Array(readFileSync(path))), preprocessJson);
+  }
+  const set = loadImageFolder(data, p, { limit });
+  const known = Array.isArray(meta.classes) ? (meta.classes as unknown[]).map(String) : undefined;
+  if (!known) return set;
+  const map = set.classes.map((c) => known.indexOf(c));
+  const missing = set.classes.filter((_, i) => map[i]! < 0);
+  if (missing.length) throw new UsageError(`class folder(s) ${missing.join(", ")} are not among the model's classes (${known.join(", ")})`);
+  return { input: set.input, labels: Int32Array.from(set.labels, (l) => map[l]!) };
+}
+
 /** The `opq eval` subcommand. */
 export const command: Command = {
   name: "eval",
   summary: "top-1/top-5 accuracy on the Fashion-MNIST test set (10k images)",
-  usage: "eval [model.(opq|onnx)] [--data DIR] [--limit N] [--batch B] [--runtime opq|ort] [--threads T]",
+  usage: [
+    "eval [model.(opq|onnx)] [--data D] [--labels L.npy] [--preprocess JSON] [--limit N] [--batch B] [--runtime opq|ort] [--threads T]",
+    "--data: a Fashion-MNIST IDX folder (default: the shared test set), a folder of class subfolders of PNG/JPEG images, or an .npy array with --labels;",
+    "images get the .opq's stored preprocessing (what calibration used), else --preprocess, else the model's default (see compress --help)",
+  ].join("\n"),
   options: {
     data: { type: "string" },
     limit: { type: "string" },
     batch: { type: "string" },
     runtime: { type: "string" },
     threads: { type: "string" },
+    labels: { type: "string" },
+    preprocess: { type: "string" },
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
@@ -115,10 +169,10 @@ export const command: Command = {
     const batch = Math.floor(numberOption(args, "batch", 64, 1, 4096));
     const threads = Math.floor(numberOption(args, "threads", 1, 1, 64));
     const json = wantsJson(args);
-    const set = loadFashionMnist({ dir: stringOption(args, "data"), limit: Number.isFinite(limit) ? Math.floor(limit) : undefined });
     const runner = await openRunner(model, runtime, { threads });
     try {
-      const bar = progress(`eval ${basename(model)} (${runtime})`, set.count, json);
+      const set = await evalData(model, runner, stringOption(args, "data"), stringOption(args, "labels"), stringOption(args, "preprocess"), Number.isFinite(limit) ? Math.floor(limit) : undefined);
+      const bar = progress(`eval ${basename(model)} (${runtime})`, "input" in set ? set.input.dims[0]! : set.count, json);
       const r = await evaluate(runner, set, { batch, onBatch: (n) => bar.tick(n) });
       bar.done();
       const result = { model, runtime, images: r.images, top1: r.top1, top5: r.top5, ms: Math.round(r.ms) };

@@ -13,7 +13,7 @@ import { mulberry32, type Model, type OpqModel } from "../../format/mod.ts";
 import { type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import { defaultOutput } from "./compress.ts";
+import { calibrateResult, defaultOutput, fashionMnistCalibration } from "./compress.ts";
 import { evaluate } from "./eval.ts";
 
 /**
@@ -176,7 +176,8 @@ export const command: Command = {
   name: "finetune",
   summary: "OPQ compression + finetuning (paper Algorithm 1) on Fashion-MNIST, written as .opq",
   usage: [
-    "finetune [in.onnx] [-o out.opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--epochs E | --steps N] [--batch N] [--lr L] [--stage1-fraction F] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--json]",
+    "finetune [in.onnx] [-o out.opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--epochs E | --steps N] [--batch N] [--lr L] [--stage1-fraction F] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--calibrate N] [--json]",
+    "--calibrate N: calibrate the one-shot weights on N training images first (see `opq compress --calibrate`), then finetune from them",
     "(no model: the bundled models/resnet20-fmnist.onnx at 0.74/3 → out/resnet20-fmnist.opq)",
     `defaults: --sparsity ${FINETUNE_DEFAULTS.sparsity} --bits ${FINETUNE_DEFAULTS.bits} --steps ${FINETUNE_DEFAULTS.steps} --batch ${FINETUNE_DEFAULTS.batch} --lr ${FINETUNE_DEFAULTS.lr} --stage1-fraction ${FINETUNE_DEFAULTS.stage1Fraction} (first half pruned-only, then pruned + quantized), all 60k training images (--limit), all 10k test images (--eval-limit); SGD momentum 0.9, weight decay 1e-4`,
     "budget: 40 steps of 256 take ~4 min on ResNet-20 (21–25 ms/image forward + backward, one thread of a 2-core machine; LeNet-5 0.7–1 ms/image);",
@@ -196,6 +197,7 @@ export const command: Command = {
     "eval-limit": { type: "string" },
     seed: { type: "string" },
     data: { type: "string" },
+    calibrate: { type: "string" },
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -210,6 +212,7 @@ export const command: Command = {
     const dir = stringOption(args, "data");
     const json = wantsJson(args);
     const o = finetuneOptions(args);
+    const calibrate = args.values.calibrate !== undefined ? intOption(args, "calibrate", 0, 1, 60000) : undefined;
     const train = loadFashionMnist({ dir, split: "train", limit: Number.isFinite(limit) ? limit : undefined });
     if (o.epochs !== undefined) o.steps = stepsFor(o.epochs, train.count, o.batch);
     const test = loadFashionMnist({ dir, split: "t10k", limit: Number.isFinite(evalLimit) ? evalLimit : undefined });
@@ -219,7 +222,16 @@ export const command: Command = {
     const { createSession } = await import("../../runtime/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
-    const oneShot = compressModel(model, { sparsity, bits, maxLayerSparsity, source: basename(input), fp32Bytes: bytes.length }).opq;
+    const compressed = compressModel(model, { sparsity, bits, maxLayerSparsity, source: basename(input), fp32Bytes: bytes.length });
+    // --calibrate N: start Algorithm 1 from the calibrated weights (same masks and steps; the
+    // stored positions, which finetuning holds, are a subset of OPQ's masks).
+    let start = model;
+    if (calibrate !== undefined) {
+      const { toDenseModel } = await import("../../format/mod.ts");
+      await calibrateResult(compressed, fashionMnistCalibration(calibrate, o.seed, train).input, json);
+      start = toDenseModel(compressed.opq);
+    }
+    const oneShot = compressed.opq;
     const top1 = async (m: OpqModel, label: string) => {
       const session = await createSession(m);
       try {
@@ -231,13 +243,14 @@ export const command: Command = {
         session.dispose();
       }
     };
-    const before = await top1(oneShot, "eval one-shot");
-    if (!json) say(`one-shot OPQ at (${sparsity}, ${bits}): test top-1 ${(100 * before).toFixed(2)}% on ${test.count} images`);
+    const startLabel = calibrate !== undefined ? `calibrated (${calibrate} images)` : "one-shot";
+    const before = await top1(oneShot, `eval ${startLabel}`);
+    if (!json) say(`${startLabel} OPQ at (${sparsity}, ${bits}): test top-1 ${(100 * before).toFixed(2)}% on ${test.count} images`);
 
     const tty = !json && (process.stderr as { isTTY?: boolean }).isTTY === true;
     const t0 = performance.now();
     let seen = 0, hits = 0, stage = 0;
-    const { opq, history } = await finetuneOpq(model, oneShot, train, o, (s) => {
+    const { opq, history } = await finetuneOpq(start, oneShot, train, o, (s) => {
       if (s.stage !== stage) { stage = s.stage; seen = 0; hits = 0; }
       seen += s.images;
       hits += s.correct;
@@ -262,7 +275,7 @@ export const command: Command = {
     const result = {
       input, output, bytes: out.length, fp32Bytes: bytes.length, sparsity, bits, maxLayerSparsity: maxLayerSparsity ?? null,
       options: o, trainImages: train.count, imagesSeen, seconds, msPerImage: imagesSeen ? 1000 * seconds / imagesSeen : null,
-      testImages: test.count, before: { top1: before, nonZeros: nonZeros(oneShot) }, after: { top1: after, nonZeros: nonZeros(opq) },
+      calibrated: calibrate ?? null, testImages: test.count, before: { top1: before, nonZeros: nonZeros(oneShot) }, after: { top1: after, nonZeros: nonZeros(opq) },
       stage1: stageStats(1), stage2: stageStats(2), losses: history.map((s) => s.loss),
     };
     if (json) {
