@@ -12,3 +12,4 @@ export { type InspectOptions, type OpqByteBreakdown, type OpqInspection, type Op
 export { type EntropyBound, entropyBound } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";
 export { mulberry32 } from "./prng.ts";
+export { assertNotInput, type AtomicWriteOptions, writeFileAtomic, type WriteStep } from "./atomic-write.ts";

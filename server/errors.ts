@@ -93,6 +93,8 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   TOO_LARGE: 500,
   UNSUPPORTED: 500,
   INVALID_ARGUMENT: 500,
+  OUTPUT_IS_INPUT: 500,
+  WRITE_FAILED: 500,
 };
 
 /** Raised by the server for every failure it answers with a typed error response. */

@@ -4,7 +4,7 @@
  * whole report) and can write a self-contained HTML report.
  * @module
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
@@ -61,7 +61,10 @@ export const command: Command = {
     if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
     const opts = compressOptions(args);
     const json = wantsJson(args);
-    const { readOnnx } = await import("../../format/mod.ts");
+    const { assertNotInput, readOnnx, writeFileAtomic } = await import("../../format/mod.ts");
+    // Through symlinks and hardlinks too, and before the work: a refusal costs nothing.
+    assertNotInput(output, [input]);
+    if (htmlPath) assertNotInput(htmlPath, [input, output]);
     const { compressModel, encodeCompressed, renderReportHtml } = await import("../../compressor/mod.ts");
 
     const bytes = new Uint8Array(readFileSync(input));
@@ -77,11 +80,11 @@ export const command: Command = {
     const out = encodeCompressed(result);
     enc.done();
     mkdirSync(dirname(resolve(output)), { recursive: true });
-    writeFileSync(output, out);
+    writeFileAtomic(output, out, { inputs: [input] });
     const { report } = result;
     if (htmlPath) {
       mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
-      writeFileSync(htmlPath, renderReportHtml(report));
+      writeFileAtomic(htmlPath, renderReportHtml(report), { inputs: [input, output] });
     }
     if (json) {
       printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...report });
