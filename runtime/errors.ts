@@ -22,6 +22,8 @@ export const RUNTIME_ERROR_CODES = {
   KERNEL_FAILED: "KERNEL_FAILED",
   /** `run()` was called on a disposed session. */
   DISPOSED: "DISPOSED",
+  /** A run passed the session's memory budget or its Loop/Scan step budget (SessionOptions.memoryBudget, maxLoopSteps). */
+  LIMIT_EXCEEDED: "LIMIT_EXCEEDED",
 } as const;
 
 /** A runtime error code. */

@@ -10,6 +10,7 @@ import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
+import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
 import { type Plan, type PlannedStep, planModel } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
 
@@ -30,6 +31,8 @@ export interface SessionInfo {
   layers: LayerInfo[];
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
+  /** The run budgets (SessionOptions.memoryBudget / maxLoopSteps, or their defaults), and the planned per-sample peak they are sized from. */
+  limits?: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number };
 }
 
 /** A loaded model. */
@@ -50,6 +53,13 @@ export interface SessionOptions {
   threads?: number;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
+  /**
+   * Bytes of intermediates a run may hold at once; a run that would pass it fails with
+   * LIMIT_EXCEEDED. Default: from the model's declared shapes (runtime/budget.ts).
+   */
+  memoryBudget?: number;
+  /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^20). */
+  maxLoopSteps?: number;
 }
 
 const isOpqModel = (x: unknown): x is OpqModel =>
@@ -116,6 +126,12 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   // Kernels split large GEMMs across the process-wide worker pool once it is up; start it now.
   if ((options.threads ?? 1) > 1) await ensureCpuWorkers(options.threads!);
   const plan = planModel(model!, { threads: options.threads, ops: options.ops, compressed: opq?.compressed });
+  const perSampleBytes = perSamplePeakBytes(plan);
+  const limits = {
+    memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
+    maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
+    perSampleBytes,
+  };
   const metadata: Record<string, unknown> = opq
     ? { ...opq.metadata }
     : { producerName: model!.producerName, irVersion: model!.irVersion, opsetImports: model!.opsetImports };
@@ -125,6 +141,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     metadata,
     layers: plan.steps.map((s) => ({ name: s.name, opType: s.node.opType, path: s.path })),
     loadMs: performance.now() - t0,
+    limits,
   };
   return new PlannedSession(plan, info);
 }
@@ -226,19 +243,20 @@ function constantBuffersOf(plan: Plan): Set<ArrayBufferLike> {
  * ignored with an observer (which may keep outputs) and in subgraphs (whose values may be views of
  * enclosing ones).
  */
-export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope, pool?: BufferPool): Record<string, Tensor> {
+export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope, pool?: BufferPool, budget?: RunBudget): Record<string, Tensor> {
   if (observe || outer) pool = undefined;
   pool?.beginRun();
   try {
-    return runSteps(plan, feeds, observe, outer, pool);
+    return runSteps(plan, feeds, observe, outer, pool, budget);
   } finally {
     pool?.endRun();
   }
 }
 
-function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserver | undefined, outer: OuterScope | undefined, pool: BufferPool | undefined): Record<string, Tensor> {
+function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserver | undefined, outer: OuterScope | undefined, pool: BufferPool | undefined, budget: RunBudget | undefined): Record<string, Tensor> {
   const env = new Map<string, Tensor>();
-  const alloc = pool ? (n: number) => pool.take(n) : undefined;
+  const meter = budget ? new MemoryMeter(plan, budget, plan.inputs, feeds) : undefined;
+  const alloc = pool ? (n: number) => { meter?.alloc(n); return pool.take(n); } : undefined;
   for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
   const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n) ?? outer?.(n));
   for (const step of plan.steps) {
@@ -246,9 +264,12 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
     const ins = node.inputs.map(read);
     let outs: Tensor[];
     try {
-      const ctx = step.subplans ? withSubgraphs(step, read) : step.ctx;
-      outs = step.kernel(ins, step.attrs, alloc ? { ...ctx, alloc } : ctx);
+      meter?.before(step);
+      const ctx = step.subplans ? withSubgraphs(step, read, budget) : step.ctx;
+      outs = step.kernel(ins, step.attrs, alloc || budget ? { ...ctx, alloc, budget } : ctx);
     } catch (e) {
+      const limit = asLimitExceeded(e, step);
+      if (limit) throw limit;
       const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
       throw new OpqRuntimeError(
         RUNTIME_ERROR_CODES.KERNEL_FAILED,
@@ -266,6 +287,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
       env.set(o, t);
     });
     observe?.(step, outs);
+    meter?.after(step, outs);
     const released: Tensor[] = [];
     for (const r of step.release) {
       const t = env.get(r);
@@ -287,7 +309,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
 }
 
 /** The step's context with `runGraph` bound to this run's values (for If/Loop/Scan). */
-function withSubgraphs(step: PlannedStep, read: OuterScope): KernelContext {
+function withSubgraphs(step: PlannedStep, read: OuterScope, budget: RunBudget | undefined): KernelContext {
   return {
     ...step.ctx,
     runGraph: (attr, feeds) => {
@@ -298,7 +320,7 @@ function withSubgraphs(step: PlannedStep, read: OuterScope): KernelContext {
       }
       const named: Record<string, Tensor> = {};
       sub.inputs.forEach((v, i) => { named[v.name] = feeds[i]!; });
-      const out = runPlan(sub, named, undefined, read);
+      const out = runPlan(sub, named, undefined, read, undefined, budget);
       return sub.outputs.map((o) => out[o.name]!);
     },
   };
@@ -322,7 +344,8 @@ class PlannedSession implements Session {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
       validateFeeds(plan.inputs, feeds);
-      return Promise.resolve(runPlan(plan, feeds, undefined, undefined, this.#pool));
+      const budget: RunBudget = { maxBytes: this.info.limits!.memoryBudget, maxLoopSteps: this.info.limits!.maxLoopSteps, loopSteps: 0 };
+      return Promise.resolve(runPlan(plan, feeds, undefined, undefined, this.#pool, budget));
     } catch (e) {
       return Promise.reject(e);
     }

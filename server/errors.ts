@@ -83,6 +83,8 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [RUNTIME_ERROR_CODES.INVALID_MODEL]: 500,
   [RUNTIME_ERROR_CODES.KERNEL_FAILED]: 500,
   [RUNTIME_ERROR_CODES.DISPOSED]: 503,
+  // A request whose computation would pass the model's memory or loop budget: too large a request.
+  [RUNTIME_ERROR_CODES.LIMIT_EXCEEDED]: 413,
   // Format errors only occur at load (refusing to start); listed so every code has a status.
   BAD_MAGIC: 500,
   UNSUPPORTED_VERSION: 500,

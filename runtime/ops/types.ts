@@ -6,6 +6,7 @@
  * @module
  */
 import type { AttrValue, Dim, Tensor } from "../../format/mod.ts";
+import type { RunBudget } from "../budget.ts";
 
 /** Typed access to a node's attributes with ONNX defaults. */
 export class Attrs {
@@ -55,6 +56,8 @@ export interface KernelContext {
    * when the caller runs the kernel directly; kernels then allocate as usual.
    */
   alloc?: (length: number) => Float32Array;
+  /** The run's budgets (memory, Loop/Scan steps), set by a session; loops count their steps against it. */
+  budget?: RunBudget;
 }
 
 /** Whatever a kernel's `prepare` derives from its constant inputs (packed or transformed weights); opaque to the runtime. */
