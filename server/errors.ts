@@ -47,6 +47,8 @@ export const SERVER_ERROR_CODES = {
   INTERNAL: "INTERNAL",
   /** A model file in the models folder cannot be loaded (raised at start, never per request). */
   MODEL_LOAD_FAILED: "MODEL_LOAD_FAILED",
+  /** The request body did not arrive within the body timeout (a slow or stalled upload). */
+  BODY_TIMEOUT: "BODY_TIMEOUT",
 } as const;
 
 /** A server error code. */
@@ -74,6 +76,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   TIMEOUT: 504,
   INTERNAL: 500,
   MODEL_LOAD_FAILED: 500,
+  BODY_TIMEOUT: 408,
   // The runtime's codes: a caller's bad feed is a 400, a model that cannot run is the server's fault.
   [RUNTIME_ERROR_CODES.INPUT_MISSING]: 400,
   [RUNTIME_ERROR_CODES.INPUT_SHAPE]: 400,
