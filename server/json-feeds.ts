@@ -74,18 +74,44 @@ export function parseInferJson(bytes: Uint8Array, maxElements: number): unknown 
     try { return JSON.parse(`"${text}"`) as string; } catch { throw bad("bad escape in a string"); }
   };
 
-  const NUMBER = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/;
+  const POW10 = Array.from({ length: 23 }, (_, k) => 10 ** k);
+  const digit = (c: number | undefined) => c !== undefined && c >= 0x30 && c <= 0x39;
+  /**
+   * A number token. Up to 15 significant digits and a decimal exponent within ±22 take Clinger's
+   * fast path (mantissa and power of ten exact in doubles, so one rounding: equal to Number());
+   * anything longer goes through Number() on the token.
+   */
   const readNumber = (): number => {
     const start = pos;
-    while (pos < n) {
-      const c = bytes[pos]!;
-      if ((c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45) pos++;
-      else break;
+    let neg = false;
+    if (bytes[pos] === 0x2d) { neg = true; pos++; }
+    if (!digit(bytes[pos])) throw bad(`bad number at byte ${start}`);
+    let mant = 0, digits = 0, exp = 0;
+    if (bytes[pos] === 0x30) pos++;
+    else while (digit(bytes[pos])) { if (digits < 15) { mant = mant * 10 + bytes[pos]! - 0x30; digits += mant > 0 ? 1 : 0; } else exp++; pos++; }
+    if (bytes[pos] === 0x2e) {
+      pos++;
+      if (!digit(bytes[pos])) throw bad(`bad number at byte ${start}`);
+      while (digit(bytes[pos])) { if (digits < 15) { mant = mant * 10 + bytes[pos]! - 0x30; digits += mant > 0 ? 1 : 0; exp--; } pos++; }
     }
-    let s = "";
-    for (let i = start; i < pos; i++) s += String.fromCharCode(bytes[i]!);
-    if (!NUMBER.test(s)) throw bad(`bad number ${JSON.stringify(s.slice(0, 32))} at byte ${start}`);
-    return Number(s);
+    let slow = digits >= 15;
+    if (bytes[pos] === 0x65 || bytes[pos] === 0x45) {
+      pos++;
+      let eneg = false;
+      if (bytes[pos] === 0x2b || bytes[pos] === 0x2d) { eneg = bytes[pos] === 0x2d; pos++; }
+      if (!digit(bytes[pos])) throw bad(`bad number at byte ${start}`);
+      let e = 0;
+      while (digit(bytes[pos])) { if (e < 100000) e = e * 10 + bytes[pos]! - 0x30; pos++; }
+      exp += eneg ? -e : e;
+    }
+    if (!slow && exp >= -22 && exp <= 22) {
+      const v = exp < 0 ? mant / POW10[-exp]! : mant * POW10[exp]!;
+      return neg ? -v : v;
+    }
+    slow = true;
+    let text = "";
+    for (let i = start; i < pos; i++) text += String.fromCharCode(bytes[i]!);
+    return Number(text);
   };
 
   const literal = (word: string, value: unknown): unknown => {

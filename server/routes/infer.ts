@@ -119,6 +119,11 @@ async function infer(c: Context<AppEnv>, ctx: RouteContext, model: ServedModel):
   ctx.state.reading++;
   try {
     body = await readBodyLimited(c.req.raw, bodyLimit, abort.signal);
+  } catch (e) {
+    if (e instanceof ServerError && e.code === E.PAYLOAD_TOO_LARGE) {
+      throw new ServerError(E.PAYLOAD_TOO_LARGE, `${e.message}; this model accepts at most ${caps.maxBatch} images and ${caps.maxElements} elements per request`, e.headers);
+    }
+    throw e;
   } finally {
     ctx.state.reading--;
     clearTimeout(timer);
