@@ -25,8 +25,13 @@ export const MIN_MEMORY_BUDGET = 256 * 2 ** 20;
 export const MAX_DEFAULT_MEMORY_BUDGET = 4 * 2 ** 30;
 /** Samples of a dynamic batch the default memory budget makes room for. */
 export const DEFAULT_BATCH = 64;
-/** Default step budget of one run: Loop iterations and Scan steps, nested ones included. */
-export const DEFAULT_MAX_LOOP_STEPS = 1 << 20;
+/**
+ * Default step budget of one run: Loop iterations and Scan steps, nested ones included. 2^14: a
+ * two-node loop body costs 5–25 µs a step on this (shared, 2-core) machine, so a loop that never
+ * ends is refused in well under the fuzz bench's 2 s hang limit (2^16 steps took 1.4–1.7 s,
+ * 2^20 3–6 s: `bun run bench:fuzz`); models with longer loops raise it (maxLoopSteps).
+ */
+export const DEFAULT_MAX_LOOP_STEPS = 1 << 14;
 
 /** A budget a run passed; kernels throw it, the session turns it into LIMIT_EXCEEDED. */
 export class LimitError extends KernelError {

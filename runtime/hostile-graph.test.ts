@@ -157,7 +157,7 @@ describe("Loop step and memory budgets", () => {
 
   test("no trip count and a condition that stays true stops at the default step budget", async () => {
     const session = await createSession(loopModel(identity, undefined, bool(true)));
-    expect(session.info.limits!.maxLoopSteps).toBe(2 ** 20);
+    expect(session.info.limits!.maxLoopSteps).toBe(2 ** 14);
     const e = await failure(() => session.run({ x }));
     expect(e.code).toBe("LIMIT_EXCEEDED");
   }, 60_000);

@@ -58,7 +58,7 @@ export interface SessionOptions {
    * LIMIT_EXCEEDED. Default: from the model's declared shapes (runtime/budget.ts).
    */
   memoryBudget?: number;
-  /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^20). */
+  /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^14). */
   maxLoopSteps?: number;
 }
 

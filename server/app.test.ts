@@ -27,7 +27,7 @@ beforeAll(async () => {
   registry = await loadFixtureRegistry();
   model = registry.get(FIXTURE_MODEL)!;
   opq = createApp({ registry, samples: fixture.samples, limits: { maxBodyBytes: 64 * 1024 } });
-});
+}, 60_000); // compressing the fixture and starting its model worker: slow on a loaded machine
 
 /** The first `n` bundled samples as one batch. */
 function batch(n: number): { shape: number[]; data: Float32Array } {
