@@ -16,7 +16,7 @@
 import { totalmem } from "node:os";
 import { type Dim, type DType, DTYPE_BYTES, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import type { Plan, PlannedStep } from "./planner.ts";
+import { type Plan, type PlannedStep, runtimeOutputShapes } from "./planner.ts";
 import { KernelError } from "./ops/types.ts";
 
 /** The floor of the default memory budget: 256 MiB. */
@@ -130,14 +130,22 @@ export class MemoryMeter {
   /** Bytes alive now. */
   get bytes(): number { return this.#bytes; }
 
-  /** Refuse a step whose planned outputs would pass the budget. */
-  before(step: PlannedStep): void {
+  /**
+   * Refuse a step whose outputs would pass the budget: their sizes from the shape rules applied to
+   * the inputs it is about to get, else from the planned shapes (symbols bound by the feeds).
+   */
+  before(step: PlannedStep, inputs: readonly (Tensor | undefined)[]): void {
     let planned = 0;
-    for (const o of step.node.outputs) {
-      if (o === "") continue;
-      const b = bytesOfShape(this.plan.shapes.get(o), this.plan.dtypes.get(o), (d) => (typeof d === "number" ? d : d === null ? undefined : this.#symbols.get(d)));
+    const now = runtimeOutputShapes(step, inputs);
+    const first = inputs.find((t) => t !== undefined);
+    step.node.outputs.forEach((o, k) => {
+      if (o === "") return;
+      const dtype = this.plan.dtypes.get(o) ?? first?.dtype ?? "float32";
+      const b = bytesOfShape(now[k] ?? undefined, dtype, (d) => (typeof d === "number" ? d : undefined)) ??
+        generatedBytes(step, inputs, k) ??
+        bytesOfShape(this.plan.shapes.get(o), this.plan.dtypes.get(o), (d) => (typeof d === "number" ? d : d === null ? undefined : this.#symbols.get(d)));
       if (b !== undefined) planned += b;
-    }
+    });
     if (this.#bytes + planned > this.budget.maxBytes) {
       throw limitExceeded(
         `${step.node.opType} node '${step.name}' would allocate ${planned} bytes with ${this.#bytes} alive: over the session memory budget of ${this.budget.maxBytes} bytes (SessionOptions.memoryBudget)`,
@@ -170,6 +178,32 @@ export class MemoryMeter {
         { node: step.name, opType: step.node.opType, liveBytes: over, budget: this.budget.maxBytes },
       );
     }
+  }
+}
+
+const ints = (t: Tensor | undefined): number[] | undefined => (t && t.dtype !== "string" ? Array.from(t.data as ArrayLike<number | bigint>, Number) : undefined);
+
+/** Bytes of output `k` of the generating ops no shape rule covers, whose size a constant sets. */
+function generatedBytes(step: PlannedStep, inputs: readonly (Tensor | undefined)[], k: number): number | undefined {
+  if (k !== 0) return undefined;
+  const prod = (ds: number[]) => ds.reduce((p, d) => p * d, 1);
+  switch (step.node.opType) {
+    case "ConstantOfShape": { const d = ints(inputs[0]); return d && d.every((v) => v >= 0) ? 4 * prod(d) : undefined; }
+    case "Range": {
+      const [start, limit, delta] = [0, 1, 2].map((i) => ints(inputs[i])?.[0]);
+      if (start === undefined || limit === undefined || !delta) return undefined;
+      return 8 * Math.max(0, Math.ceil((limit - start) / delta));
+    }
+    case "Resize": case "Upsample": {
+      const x = inputs[0];
+      if (!x) return undefined;
+      const sizes = ints(inputs[3]);
+      const scales = inputs[step.node.opType === "Upsample" ? 1 : 2]?.data as ArrayLike<number> | undefined;
+      if (sizes?.length === x.dims.length) return 4 * prod(sizes.map((v) => Math.max(0, v)));
+      if (scales && scales.length === x.dims.length) return 4 * prod(x.dims.map((d, i) => Math.max(0, Math.floor(d * Number(scales[i])))));
+      return undefined;
+    }
+    default: return undefined;
   }
 }
 

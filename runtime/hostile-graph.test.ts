@@ -141,7 +141,7 @@ describe("Loop step and memory budgets", () => {
         },
       },
     })],
-    inputs: [{ name: "x", dtype: "float32", shape: [1] }],
+    inputs: [{ name: "x", dtype: "float32", shape: null }],
     outputs: [{ name: "y", dtype: "float32", shape: null }],
     initializers: { ...(trip ? { M: trip } : {}), ...(cond ? { C: cond } : {}) },
   }, opset);
@@ -168,6 +168,19 @@ describe("Loop step and memory budgets", () => {
     const e = await failure(() => session.run({ x }));
     expect(e.code).toBe("LIMIT_EXCEEDED");
     expect(rssMiB() - rss0).toBeLessThan(200);
+  });
+
+  test("a Pad by 30000 of a value whose shape only the run knows (a Loop's output) is refused before allocating", async () => {
+    const m = loopModel(identity, i64([1], []), bool(true));
+    m.graph.nodes.push(node("Pad", ["y", "pads"], ["big"]));
+    m.graph.initializers.pads = i64([30000, 1, 0, 30000]);
+    m.graph.outputs = [{ name: "big", dtype: "float32", shape: null }];
+    const rss0 = rssMiB();
+    const session = await createSession(m);
+    const e = await failure(() => session.run({ x: f32([1, 4]) }));
+    expect(e.code).toBe("LIMIT_EXCEEDED");
+    expect(e.details).toMatchObject({ plannedBytes: 30001 * 30005 * 4 });
+    expect(rssMiB() - rss0).toBeLessThan(500);
   });
 
   test("a loop within its budgets still runs", async () => {

@@ -684,3 +684,18 @@ function foldable(s: PlannedStep, constants: Map<string, Tensor>): boolean {
     return false;
   }
 }
+
+/**
+ * Output shapes of a step for the tensors it is about to get (at run time, every input known),
+ * where a shape rule knows them; the session's memory budget checks them before the kernel runs.
+ */
+export function runtimeOutputShapes(step: PlannedStep, inputs: readonly (Tensor | undefined)[]): (Dim[] | undefined)[] {
+  const op = step.node.opType;
+  const rule = SHAPE_RULES[op] ?? (BROADCAST_OPS.has(op) ? broadcastRule : SHAPE_PRESERVING.has(op) ? sameAsFirst : undefined);
+  if (!rule) return [];
+  try {
+    return rule(inputs.map((t) => t?.dims.slice()), inputs as (Tensor | undefined)[], step.attrs, step.ctx.opset);
+  } catch {
+    return [];
+  }
+}

@@ -264,7 +264,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
     const ins = node.inputs.map(read);
     let outs: Tensor[];
     try {
-      meter?.before(step);
+      meter?.before(step, ins);
       const ctx = step.subplans ? withSubgraphs(step, read, budget) : step.ctx;
       outs = step.kernel(ins, step.attrs, alloc || budget ? { ...ctx, alloc, budget } : ctx);
     } catch (e) {
