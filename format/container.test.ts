@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { decode as msgpackDecode, encode as msgpackEncode } from "@msgpack/msgpack";
 import { sharedPath } from "../cli/shared.ts";
-import { CODEC, decodeOpq, encodeOpq, OPQ_FORMAT_VERSION, PREAMBLE_BYTES } from "./container.ts";
+import { CODEC, decodeOpq, defaultMaxElements, DENSE_ELEMENTS_PER_FILE_BYTE, encodeOpq, MIN_DENSE_ELEMENTS, OPQ_FORMAT_VERSION, PREAMBLE_BYTES } from "./container.ts";
 import { crc32 } from "./codecs/crc32.ts";
 import { inflateBytes } from "./codecs/deflate.ts";
 import { GRAPH_DICTIONARY_V1 } from "./codecs/graph-dictionary.ts";
@@ -219,6 +219,17 @@ describe("arguments and header errors", () => {
 
   test("maxElements caps the dense size", () => {
     expect(codeOf(() => decodeOpq(good, { maxElements: 1000 }))).toBe("TOO_LARGE");
+  });
+
+  test("the default cap is proportionate to the file: a few hundred bytes cannot declare 2^25 dense elements", () => {
+    const m = edgeCaseModel();
+    m.compressed = [{ name: "w.huge", dims: [1 << 25], codebook: { kind: "uniform", step: 0.5 }, indices: Uint32Array.of(0, (1 << 25) - 1), codes: Int32Array.of(1, -1) }];
+    const bytes = encodeOpq(m);
+    expect(defaultMaxElements(bytes.length)).toBe(MIN_DENSE_ELEMENTS);
+    expect(codeOf(() => decodeOpq(bytes))).toBe("TOO_LARGE");
+    // A caller that trusts the file raises the cap.
+    expect(decodeOpq(bytes, { maxElements: 1 << 25 }).compressed[0]!.dims).toEqual([1 << 25]);
+    expect(defaultMaxElements(1 << 20)).toBe(DENSE_ELEMENTS_PER_FILE_BYTE << 20);
   });
 });
 

@@ -23,6 +23,10 @@ export const FORMAT_ERROR_CODES = {
   UNSUPPORTED: "UNSUPPORTED",
   /** The caller passed something that cannot be encoded. */
   INVALID_ARGUMENT: "INVALID_ARGUMENT",
+  /** An output path that resolves to one of the command's inputs (same path through symlinks, or a hardlink). */
+  OUTPUT_IS_INPUT: "OUTPUT_IS_INPUT",
+  /** Writing a file failed (full disk, quota, permissions); the previous file is unchanged. */
+  WRITE_FAILED: "WRITE_FAILED",
 } as const;
 
 /** A format error code. */

@@ -14,3 +14,4 @@ export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCo
 export { mulberry32 } from "./prng.ts";
 export { readSafetensors, type SafetensorsDType, type SafetensorsFile, type SafeTensor, type SafeTensorInput, safeTensorFloat32, writeSafetensors } from "./safetensors.ts";
 export { FASHION_MNIST_PREPROCESS, CLASSES_KEY, parsePreprocess, type Preprocess, PREPROCESS_KEY, preprocessedShape, preprocessImage } from "./preprocess.ts";
+export { assertNotInput, type AtomicWriteOptions, writeFileAtomic, type WriteStep } from "./atomic-write.ts";

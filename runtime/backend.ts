@@ -13,6 +13,7 @@
  */
 import type { CompressedTensor, Dim, DType, Node, Tensor } from "../format/mod.ts";
 import type { Attrs, KernelContext } from "./ops/types.ts";
+import type { RunBudget } from "./budget.ts";
 
 /** Names of the backends the runtime has. */
 export type BackendName = "cpu-reference" | "wasm" | "webgpu";
@@ -62,6 +63,8 @@ export interface RunContext {
   alloc(length: number): Float32Array;
   /** For profiling: a kernel that picks its path at run time says which one it took. */
   reportPath?: (path: string) => void;
+  /** The run's budgets (memory, Loop/Scan steps); op-table kernels that loop count their steps against it. */
+  budget?: RunBudget;
 }
 
 /** A node bound to one implementation: the thing that runs, and what is reported about it. */
@@ -115,6 +118,6 @@ export function bindReference(spec: NodeSpec, kernel: (ins: readonly (Tensor | u
     path,
     weightForm: dequantized ? "dequantized-f32" : resident > 0 ? "dense-f32" : "none",
     residentBytes: resident,
-    run: (inputs, rc) => kernel(inputs, attrs, { ...ctx, alloc: rc.alloc, reportPath: rc.reportPath }),
+    run: (inputs, rc) => kernel(inputs, attrs, { ...ctx, alloc: rc.alloc, reportPath: rc.reportPath, budget: rc.budget }),
   };
 }

@@ -24,6 +24,8 @@ export const RUNTIME_ERROR_CODES = {
   DISPOSED: "DISPOSED",
   /** The backend asked for cannot run here (no WebAssembly SIMD or shared memory, no usable GPU adapter); `details` says why. */
   BACKEND_UNAVAILABLE: "BACKEND_UNAVAILABLE",
+  /** A run passed the session's memory budget or its Loop/Scan step budget (SessionOptions.memoryBudget, maxLoopSteps). */
+  LIMIT_EXCEEDED: "LIMIT_EXCEEDED",
 } as const;
 
 /** A runtime error code. */

@@ -9,7 +9,7 @@
  */
 import { type CompressedTensor, type Dim, type DType, DTYPE_BYTES, dequantize, type Graph, type Model, type Node, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { convGeometry, convPath, type PreparedConv } from "./ops/conv.ts";
+import { convGeometry, convPath, geometryInt, type PreparedConv, windowOutputSize } from "./ops/conv.ts";
 import { sliceRange } from "./ops/shape.ts";
 import { OPS, resolveOp } from "./ops/registry.ts";
 import { Attrs, type Kernel, type KernelContext, KernelError, type OpVersion } from "./ops/types.ts";
@@ -291,15 +291,16 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
   }
   const noteConstant = (name: string, t: Tensor) => { shapes.set(name, t.dims.slice()); dtypes.set(name, t.dtype); };
   for (const [name, t] of constants) noteConstant(name, t);
-  let foldedNodes = 0;
+  let foldedNodes = 0, foldedElements = 0;
   const kept: PlannedStep[] = [];
   for (const s of steps) {
     const ins = s.node.inputs;
     let outs: (Tensor | undefined)[] | undefined;
     if (fold && !s.subplans) {
-      if (ins.every((n) => n === "" || constants.has(n)) && foldable(s, constants)) {
+      if (ins.every((n) => n === "" || constants.has(n)) && foldedElements < MAX_FOLD_TOTAL_ELEMENTS && foldable(s, constants)) {
         try {
           outs = s.kernel(ins.map((n) => (n === "" ? undefined : constants.get(n))), s.attrs, s.ctx);
+          for (const t of outs) foldedElements += t?.data.length ?? 0;
         } catch {
           outs = undefined;
         }
@@ -421,13 +422,10 @@ function poolLike(s: (Dim[] | undefined)[], attrs: Attrs, channels: Dim | undefi
   for (let i = 0; i < sp; i++) {
     const d = x[i + 2];
     if (typeof d !== "number") { out.push(null); continue; }
-    const k = (kernel[i]! - 1) * dil[i]! + 1;
-    if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") out.push(Math.ceil(d / strides[i]!));
-    else if (autoPad === "VALID") out.push(Math.floor((d - k) / strides[i]!) + 1);
-    else {
-      const r = (d + pads[i]! + pads[i + sp]! - k) / strides[i]!;
-      out.push((ceil ? Math.ceil(r) : Math.floor(r)) + 1);
-    }
+    // The kernels' checked geometry (conv.ts): bad strides, dilations or pads throw, and the shape stays unknown.
+    if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") out.push(Math.ceil(d / geometryInt(strides[i]!, "stride", 1)));
+    else if (autoPad === "VALID") out.push(windowOutputSize(d, kernel[i]!, strides[i]!, dil[i]!, 0, 0));
+    else out.push(windowOutputSize(d, kernel[i]!, strides[i]!, dil[i]!, pads[i]!, pads[i + sp]!, ceil));
   }
   return out;
 }
@@ -709,13 +707,23 @@ export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, co
 // Folding guard: ops whose output size is set by a constant are folded only when it is small,
 // so a model cannot make loading allocate gigabytes (running it still would, when asked to).
 
-/** Largest output (elements) a generating op may have to be folded at load. */
+/** Largest output (elements) any op may have to be folded at load. */
 export const MAX_FOLD_ELEMENTS = 1 << 20;
+/** Elements all folded values of one graph may add up to; past it, nodes run at run() under the memory budget. */
+export const MAX_FOLD_TOTAL_ELEMENTS = 1 << 24;
 
 function foldable(s: PlannedStep, constants: Map<string, Tensor>): boolean {
   const c = (k: number) => (s.node.inputs[k] ? constants.get(s.node.inputs[k]!) : undefined);
   const prod = (ds: number[]) => ds.reduce((p, d) => p * Math.max(d, 0), 1);
   try {
+    // Every op: its inferred output size, where a shape rule knows it (a broadcast Add, a Pad, ...).
+    const rule = SHAPE_RULES[s.node.opType] ?? (BROADCAST_OPS.has(s.node.opType) ? broadcastRule : SHAPE_PRESERVING.has(s.node.opType) ? sameAsFirst : undefined);
+    if (rule) {
+      const consts = s.node.inputs.map((n) => (n ? constants.get(n) : undefined));
+      const outs = rule(consts.map((t) => t?.dims.slice()), consts, s.attrs, s.ctx.opset);
+      if (outs.some((sh) => sh && sh.some((d) => typeof d !== "number" || !Number.isFinite(d) || d < 0))) return false;
+      if (outs.some((sh) => sh && prod(sh as number[]) > MAX_FOLD_ELEMENTS)) return false;
+    }
     switch (s.node.opType) {
       case "ConstantOfShape": return prod(asInts(c(0)!)) <= MAX_FOLD_ELEMENTS;
       case "Expand": {
@@ -734,5 +742,20 @@ function foldable(s: PlannedStep, constants: Map<string, Tensor>): boolean {
     }
   } catch {
     return false;
+  }
+}
+
+/**
+ * Output shapes of a step for the tensors it is about to get (at run time, every input known),
+ * where a shape rule knows them; the session's memory budget checks them before the kernel runs.
+ */
+export function runtimeOutputShapes(step: PlannedStep, inputs: readonly (Tensor | undefined)[]): (Dim[] | undefined)[] {
+  const op = step.node.opType;
+  const rule = SHAPE_RULES[op] ?? (BROADCAST_OPS.has(op) ? broadcastRule : SHAPE_PRESERVING.has(op) ? sameAsFirst : undefined);
+  if (!rule) return [];
+  try {
+    return rule(inputs.map((t) => t?.dims.slice()), inputs as (Tensor | undefined)[], step.attrs, step.ctx.opset);
+  } catch {
+    return [];
   }
 }

@@ -12,6 +12,7 @@ import { BufferPool, recycle } from "./buffer-pool.ts";
 import { applyFusions, type FusionCandidate, findFusions } from "./fusion.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
+import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
 import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep, unreadable } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
 import { WasmBackend } from "./wasm/backend.ts";
@@ -43,6 +44,8 @@ export interface SessionInfo {
   layers: LayerInfo[];
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
+  /** The run budgets (SessionOptions.memoryBudget / maxLoopSteps, or their defaults), and the planned per-sample peak they are sized from. */
+  limits: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number };
   /** The backends bound to at least one layer, with what they report (threads, SIMD features, adapter). */
   backends: Record<string, Record<string, unknown>>;
   /** Bytes held for weights, summed over the layers (the weights as the kernels hold them). */
@@ -110,6 +113,13 @@ export interface SessionOptions {
   splitBatch?: boolean;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
+  /**
+   * Bytes of intermediates a run may hold at once; a run that would pass it fails with
+   * LIMIT_EXCEEDED. Default: from the model's declared shapes (runtime/budget.ts).
+   */
+  memoryBudget?: number;
+  /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^14). */
+  maxLoopSteps?: number;
 }
 
 const isOpqModel = (x: unknown): x is OpqModel =>
@@ -198,6 +208,11 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     wasm?.dispose();
     throw e;
   }
+  const limits = {
+    memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
+    maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
+    perSampleBytes: perSamplePeakBytes(plan),
+  };
   const backends: Backend[] = wasm ? [wasm] : [];
   // Decided on the plan as the model wrote it (fusion rewrites nodes).
   const batchSplit = options.splitBatch !== false && batchSymbol(plan) !== undefined;
@@ -227,6 +242,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     metadata,
     layers,
     loadMs: performance.now() - t0,
+    limits,
     backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
     residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
     fp32WeightBytes: fp32Bytes(model!, opq),
@@ -435,19 +451,20 @@ function constantBuffersOf(plan: Plan): Set<ArrayBufferLike> {
  * ignored with an observer (which may keep outputs) and in subgraphs (whose values may be views of
  * enclosing ones).
  */
-export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope, pool?: BufferPool): Record<string, Tensor> {
+export function runPlan(plan: Plan, feeds: Record<string, Tensor>, observe?: StepObserver, outer?: OuterScope, pool?: BufferPool, budget?: RunBudget): Record<string, Tensor> {
   if (observe || outer) pool = undefined;
   pool?.beginRun();
   try {
-    return runSteps(plan, feeds, observe, outer, pool);
+    return runSteps(plan, feeds, observe, outer, pool, budget);
   } finally {
     pool?.endRun();
   }
 }
 
-function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserver | undefined, outer: OuterScope | undefined, pool: BufferPool | undefined): Record<string, Tensor> {
+function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserver | undefined, outer: OuterScope | undefined, pool: BufferPool | undefined, budget: RunBudget | undefined): Record<string, Tensor> {
   const env = new Map<string, Tensor>();
-  const alloc = pool ? (n: number) => pool.take(n) : undefined;
+  const meter = budget ? new MemoryMeter(plan, budget, plan.inputs, feeds) : undefined;
+  const alloc = pool ? (n: number) => { meter?.alloc(n); return pool.take(n); } : undefined;
   for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
   const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n) ?? outer?.(n));
   for (const step of plan.steps) {
@@ -455,9 +472,12 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
     const ins = node.inputs.map(read);
     let outs: Tensor[];
     try {
-      const ctx = step.subplans ? withSubgraphs(step, read) : step.ctx;
-      outs = step.kernel(ins, step.attrs, alloc ? { ...ctx, alloc } : ctx);
+      meter?.before(step, ins);
+      const ctx = step.subplans ? withSubgraphs(step, read, budget) : step.ctx;
+      outs = step.kernel(ins, step.attrs, alloc || budget ? { ...ctx, alloc, budget } : ctx);
     } catch (e) {
+      const limit = asLimitExceeded(e, step);
+      if (limit) throw limit;
       const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
       throw new OpqRuntimeError(
         RUNTIME_ERROR_CODES.KERNEL_FAILED,
@@ -475,6 +495,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
       env.set(o, t);
     });
     observe?.(step, outs);
+    meter?.after(step, outs);
     const released: Tensor[] = [];
     for (const r of step.release) {
       const t = env.get(r);
@@ -488,7 +509,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
 }
 
 /** The step's context with `runGraph` bound to this run's values (for If/Loop/Scan). */
-function withSubgraphs(step: PlannedStep, read: OuterScope): KernelContext {
+function withSubgraphs(step: PlannedStep, read: OuterScope, budget: RunBudget | undefined): KernelContext {
   return {
     ...step.ctx,
     runGraph: (attr, feeds) => {
@@ -499,7 +520,7 @@ function withSubgraphs(step: PlannedStep, read: OuterScope): KernelContext {
       }
       const named: Record<string, Tensor> = {};
       sub.inputs.forEach((v, i) => { named[v.name] = feeds[i]!; });
-      const out = runPlan(sub, named, undefined, read);
+      const out = runPlan(sub, named, undefined, read, undefined, budget);
       return sub.outputs.map((o) => out[o.name]!);
     },
   };
@@ -551,11 +572,13 @@ class PlannedSession implements Session {
   #memory?: { key: string; plan: MemoryPlan; ptr: number; bytes: number };
 
   /** The memory plan for these feeds' shapes (re-planned when the shapes change; the arena only grows). */
-  #memoryFor(plan: Plan, feeds: Record<string, Tensor>, heap: ValueHeap): { plan: MemoryPlan; ptr: number; bytes: number } {
+  #memoryFor(plan: Plan, feeds: Record<string, Tensor>, heap: ValueHeap): { plan: MemoryPlan; ptr: number; bytes: number } | undefined {
     const key = plan.inputs.map((v) => feeds[v.name]!.dims.join("x")).join(",");
     const m = this.#memory;
     if (m && m.key === key) return m;
     const mp = planMemory(plan, new Map(plan.inputs.map((v) => [v.name, feeds[v.name]!.dims])));
+    // Over the budget: no arena; the run's meter then refuses the step that passes it, by name.
+    if (mp.arenaBytes > this.info.limits.memoryBudget) return undefined;
     let ptr = m?.ptr ?? 0, bytes = m?.bytes ?? 0;
     if (mp.arenaBytes > bytes) {
       if (m) heap.kernels.free(m.ptr);
@@ -593,6 +616,9 @@ class PlannedSession implements Session {
     for (const v of plan.inputs) env.set(v.name, feeds[v.name]!);
     const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n));
     const memory = heap ? this.#memoryFor(plan, feeds, heap) : undefined;
+    const limits = this.info.limits;
+    const budget: RunBudget = { maxBytes: limits.memoryBudget, maxLoopSteps: limits.maxLoopSteps, loopSteps: 0 };
+    const meter = new MemoryMeter(plan, budget, plan.inputs, feeds);
     let planned: { name: string; length: number }[] = [], next = 0;
     const rc: RunContext = {
       alloc: heap
@@ -602,9 +628,11 @@ class PlannedSession implements Session {
             next++;
             return heap.kernels.f32(memory!.ptr + memory!.plan.slots.get(want.name)!.offset, n);
           }
+          meter.alloc(n);
           return heap.take(n);
         }
-        : (n) => pool.take(n),
+        : (n) => { meter.alloc(n); return pool.take(n); },
+      budget,
     };
     if (!heap) pool.beginRun();
     let since = performance.now();
@@ -615,10 +643,13 @@ class PlannedSession implements Session {
         if (memory) { planned = memory.plan.stepOutputs[i]!; next = 0; }
         let outs: Tensor[];
         try {
-          const r = step.subplans ? step.kernel(ins, step.attrs, withSubgraphs(step, read)) : this.bound[i]!.run(ins, rc);
+          meter.before(step, ins);
+          const r = step.subplans ? step.kernel(ins, step.attrs, { ...withSubgraphs(step, read, budget), budget }) : this.bound[i]!.run(ins, rc);
           outs = r instanceof Promise ? await r : r;
         } catch (e) {
           if (e instanceof OpqRuntimeError) throw e;
+          const limit = asLimitExceeded(e, step);
+          if (limit) throw limit;
           const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
           throw new OpqRuntimeError(
             RUNTIME_ERROR_CODES.KERNEL_FAILED,
@@ -635,7 +666,9 @@ class PlannedSession implements Session {
           }
           if (memory) t = keepInSlot(t, o, memory, heap!);
           env.set(o, t);
+          outs[k] = t;
         });
+        meter.after(step, outs);
         const released: Tensor[] = [];
         for (const r of step.release) {
           const t = env.get(r);

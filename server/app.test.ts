@@ -27,7 +27,7 @@ beforeAll(async () => {
   registry = await loadFixtureRegistry();
   model = registry.get(FIXTURE_MODEL)!;
   opq = createApp({ registry, samples: fixture.samples, limits: { maxBodyBytes: 64 * 1024 } });
-});
+}, 60_000); // compressing the fixture and starting its model worker: slow on a loaded machine
 
 /** The first `n` bundled samples as one batch. */
 function batch(n: number): { shape: number[]; data: Float32Array } {
@@ -332,15 +332,20 @@ describe("limits", () => {
         else controller.enqueue(chunk);
       },
     });
-    const req = new Request(`http://localhost${INFER}`, {
+    const req = (shape: string) => new Request(`http://localhost${INFER}`, {
       method: "POST",
-      headers: { "content-type": "application/octet-stream", "x-shape": "5000,1,28,28" },
+      headers: { "content-type": "application/octet-stream", "x-shape": shape },
       body,
       duplex: "half",
     } as RequestInit);
-    expect(req.headers.get("content-length")).toBeNull();
-    await expectError(await opq.app.request(req), 413, "PAYLOAD_TOO_LARGE", /counted while reading/);
-    // 64 KiB limit / 16 KiB chunks: the reader stopped after a handful, not the 16 MB offered.
+    // A batch past the model's cap is refused from its X-Shape, before a byte of the body is read.
+    await expectError(await opq.app.request(req("5000,1,28,28")), 413, "PAYLOAD_TOO_LARGE", /batch of 5000; this model accepts at most \d+/);
+    expect(pulled).toBeLessThan(3);
+    // A body longer than its X-Shape: 4 × 16 × 784 B = 49 KiB allowed / 16 KiB chunks, so the
+    // reader stops after a handful, not the 16 MB offered.
+    const r = req("16,1,28,28");
+    expect(r.headers.get("content-length")).toBeNull();
+    await expectError(await opq.app.request(r), 413, "PAYLOAD_TOO_LARGE", /counted while reading/);
     expect(pulled).toBeLessThan(20);
   });
 
@@ -414,7 +419,7 @@ describe("limits", () => {
     gate.open();
   });
 
-  test("504 TIMEOUT when the body never finishes arriving", async () => {
+  test("408 BODY_TIMEOUT when the body never finishes arriving", async () => {
     const app = createApp({ registry, limits: { requestTimeoutMs: 50 } }).app;
     let cancelled = false;
     const body = new ReadableStream<Uint8Array>({
@@ -422,7 +427,7 @@ describe("limits", () => {
       cancel() { cancelled = true; },
     });
     const req = new Request(`http://localhost${INFER}`, { method: "POST", headers: { "content-type": "application/octet-stream", "x-shape": "1,1,28,28" }, body, duplex: "half" } as RequestInit);
-    await expectError(await app.request(req), 504, "TIMEOUT", /body not received/);
+    await expectError(await app.request(req), 408, "BODY_TIMEOUT", /body not received/);
     expect(cancelled).toBe(true);
   });
 

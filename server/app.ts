@@ -49,6 +49,8 @@ export function createApp(options: AppOptions): OpqApp {
     ctx.metrics.inFlight++;
     try {
       await next();
+      // Shutting down: no client should reuse this connection.
+      if (ctx.state.draining) c.res.headers.set("Connection", "close");
     } finally {
       ctx.metrics.inFlight--;
       ctx.state.leave();

@@ -17,7 +17,7 @@ let server: RunningServer;
 beforeAll(async () => {
   fixture = await makeFixture();
   server = await listen(createApp({ registry: await loadFixtureRegistry() }), { port: 0 });
-});
+}, 60_000); // compressing the fixture and starting its model worker: slow on a loaded machine
 
 afterAll(async () => {
   await server?.close({ timeoutMs: 5000 });

@@ -25,10 +25,20 @@ export interface ServerLimits {
    * with OVERLOADED. Bounds memory (maxInFlight · maxBodyBytes) before any model queue is reached.
    */
   maxInFlight: number;
+  /**
+   * Infer bodies being read at once; one more is refused with OVERLOADED. Separate from
+   * maxInFlight, so clients that trickle bodies in cannot take the slots of complete requests.
+   */
+  maxReading: number;
+  /** Time (ms) a request body may take to arrive; past it BODY_TIMEOUT (408). */
+  bodyTimeoutMs: number;
 }
 
-/** Default limits: 16 MiB bodies (a 5,000-image float32 batch), 30 s per request, 256 infers held. */
-export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 16 << 20, requestTimeoutMs: 30_000, maxInFlight: 256 };
+/**
+ * Default limits: 16 MiB bodies (each model also caps its own, from its batch and element caps),
+ * 30 s per request, 256 validated infers held, 1024 bodies being read, 10 s to send a body.
+ */
+export const DEFAULT_LIMITS: ServerLimits = { maxBodyBytes: 16 << 20, requestTimeoutMs: 30_000, maxInFlight: 256, maxReading: 1024, bodyTimeoutMs: 10_000 };
 
 /** Whether the server still takes work, and how many requests are in progress. */
 export class ServerState {
@@ -36,8 +46,10 @@ export class ServerState {
   draining = false;
   /** Requests being handled. */
   inFlight = 0;
-  /** Infer requests being handled (reading, queued or running). */
+  /** Validated infer requests being handled (queued or running). */
   inferring = 0;
+  /** Infer requests whose bodies are being read. */
+  reading = 0;
   /** When the app was created (performance.now()). */
   readonly startedAt = performance.now();
   private idle: (() => void)[] = [];

@@ -47,6 +47,8 @@ export const SERVER_ERROR_CODES = {
   INTERNAL: "INTERNAL",
   /** A model file in the models folder cannot be loaded (raised at start, never per request). */
   MODEL_LOAD_FAILED: "MODEL_LOAD_FAILED",
+  /** The request body did not arrive within the body timeout (a slow or stalled upload). */
+  BODY_TIMEOUT: "BODY_TIMEOUT",
 } as const;
 
 /** A server error code. */
@@ -74,6 +76,7 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   TIMEOUT: 504,
   INTERNAL: 500,
   MODEL_LOAD_FAILED: 500,
+  BODY_TIMEOUT: 408,
   // The runtime's codes: a caller's bad feed is a 400, a model that cannot run is the server's fault.
   [RUNTIME_ERROR_CODES.INPUT_MISSING]: 400,
   [RUNTIME_ERROR_CODES.INPUT_SHAPE]: 400,
@@ -84,6 +87,8 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   [RUNTIME_ERROR_CODES.KERNEL_FAILED]: 500,
   [RUNTIME_ERROR_CODES.DISPOSED]: 503,
   [RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE]: 500,
+  // A request whose computation would pass the model's memory or loop budget: too large a request.
+  [RUNTIME_ERROR_CODES.LIMIT_EXCEEDED]: 413,
   // Format errors only occur at load (refusing to start); listed so every code has a status.
   BAD_MAGIC: 500,
   UNSUPPORTED_VERSION: 500,
@@ -94,6 +99,8 @@ export const ERROR_STATUS: Readonly<Record<ErrorCode, number>> = {
   TOO_LARGE: 500,
   UNSUPPORTED: 500,
   INVALID_ARGUMENT: 500,
+  OUTPUT_IS_INPUT: 500,
+  WRITE_FAILED: 500,
 };
 
 /** Raised by the server for every failure it answers with a typed error response. */

@@ -4,7 +4,7 @@
  * server (which only reads the written file): `bun server/make-samples.ts`.
  * @module
  */
-import { writeFileSync } from "node:fs";
+import { writeFileAtomic } from "../format/mod.ts";
 import { join } from "node:path";
 import { FMNIST_MEAN, FMNIST_SIDE, FMNIST_STD, loadFashionMnist } from "../cli/fashion-mnist.ts";
 import { PROJECT_ROOT } from "../cli/shared.ts";
@@ -38,6 +38,6 @@ export function buildSampleBundle(): SampleBundle {
 }
 
 if (import.meta.main) {
-  writeFileSync(SAMPLES_PATH, encodeSampleBundle(buildSampleBundle()));
+  writeFileAtomic(SAMPLES_PATH, encodeSampleBundle(buildSampleBundle()));
   console.error(`wrote ${SAMPLES_PATH}`);
 }

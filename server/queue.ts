@@ -12,8 +12,9 @@
  * ResNet-20 a batch of 16 costs about half as much per image as 16 single runs.
  *
  * Deadlines: a request whose deadline passes while it waits leaves the queue (TIMEOUT); one whose
- * deadline passes while it runs is answered TIMEOUT at once, but its slot stays taken until the
- * kernel really returns, so the concurrency bound is never a fiction.
+ * deadline passes while it runs is answered TIMEOUT at once, and the run's AbortSignal fires: a
+ * runner that can cancel (worker-runner.ts) stops and frees the slot then; one that cannot keeps
+ * its slot until the kernel really returns, so the concurrency bound is never a fiction.
  * @module
  */
 import type { Tensor, ValueInfo } from "../format/mod.ts";
@@ -39,7 +40,8 @@ export interface QueueLimits {
 export interface BatchRunner {
   inputs: ValueInfo[];
   outputs: ValueInfo[];
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** `signal` fires at the run's deadline: a runner that can cancel (a worker) rejects at once and frees the slot. */
+  run(feeds: Record<string, Tensor>, signal?: AbortSignal): Promise<Record<string, Tensor>>;
 }
 
 /** Timing of one request: how long it waited, how long its run took, how many images that run held. */
@@ -55,6 +57,7 @@ interface Pending {
   /** Requests with equal keys can share a run; null never shares. */
   key: string | null;
   queuedAt: number;
+  deadline: number;
   settled: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
   resolve(value: { value: Record<string, Tensor>; timing: JobTiming }): void;
@@ -152,7 +155,7 @@ export class WorkQueue {
     return new Promise((resolve, reject) => {
       const sig = this.batching ? batchKey(feeds) : null;
       const p: Pending = {
-        feeds, images: sig?.images ?? 1, key: sig?.key ?? null, queuedAt: performance.now(), settled: false, timer: undefined,
+        feeds, images: sig?.images ?? 1, key: sig?.key ?? null, queuedAt: performance.now(), deadline, settled: false, timer: undefined,
         resolve: (v) => { if (!p.settled) { p.settled = true; clearTimeout(p.timer); resolve(v); } },
         reject: (e) => { if (!p.settled) { p.settled = true; clearTimeout(p.timer); reject(e); } },
       };
@@ -211,24 +214,32 @@ export class WorkQueue {
     const started = performance.now();
     this.runs++;
     this.images += batch.reduce((s, p) => s + p.images, 0);
+    // Past the last deadline of the batch nobody waits for the result: cancel the run.
+    const until = Math.max(...batch.map((p) => p.deadline));
+    const abort = new AbortController();
+    const cancel = Number.isFinite(until)
+      ? setTimeout(() => abort.abort(new ServerError(E.TIMEOUT, `run cancelled at the request deadline after ${(performance.now() - started).toFixed(0)} ms`)), Math.max(0, until - started))
+      : undefined;
+    const signal = abort.signal;
     try {
       if (batch.length === 1) {
-        const value = await this.runner.run(batch[0]!.feeds);
+        const value = await this.runner.run(batch[0]!.feeds, signal);
         this.finish(batch[0]!, value, started, batch[0]!.images);
         return;
       }
       const images = batch.reduce((s, p) => s + p.images, 0);
-      const outputs = await this.runner.run(concatFeeds(batch.map((p) => p.feeds)));
+      const outputs = await this.runner.run(concatFeeds(batch.map((p) => p.feeds)), signal);
       const split = splitOutputs(outputs, batch.map((p) => p.images));
       if (split) {
         batch.forEach((p, i) => this.finish(p, split[i]!, started, images));
       } else {
         // Outputs without a batch dimension after all: run each request on its own.
-        for (const p of batch) this.finish(p, await this.runner.run(p.feeds), started, p.images);
+        for (const p of batch) this.finish(p, await this.runner.run(p.feeds, signal), started, p.images);
       }
     } catch (e) {
       for (const p of batch) p.reject(e);
     } finally {
+      clearTimeout(cancel);
       const ms = performance.now() - started;
       this.avgRunMs = this.avgRunMs === 0 ? ms : 0.9 * this.avgRunMs + 0.1 * ms;
       this.active--;

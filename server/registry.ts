@@ -11,12 +11,15 @@ import { decodeOpq, type Graph, type OpqModel, sizeOf, type Tensor, type ValueIn
 import { createSession } from "../runtime/mod.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
+import type { RequestCaps } from "./schema.ts";
+import { WorkerRunner, workersAvailable } from "./worker-runner.ts";
 
 /** What the server needs of a loaded model (the runtime's Session satisfies it). */
 export interface ModelRunner {
   inputs: ValueInfo[];
   outputs: ValueInfo[];
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
+  /** `signal` fires at the request deadline; a runner that can cancel rejects at once (see queue.ts). */
+  run(feeds: Record<string, Tensor>, signal?: AbortSignal): Promise<Record<string, Tensor>>;
   dispose(): void | Promise<void>;
 }
 
@@ -27,6 +30,8 @@ export interface SessionInfo {
   metadata: Record<string, unknown>;
   layers: { name: string; opType: string; path?: string }[];
   loadMs: number;
+  /** The session's run budgets (runtime SessionInfo.limits), from which the request caps are sized. */
+  limits?: { memoryBudget: number; perSampleBytes: number };
 }
 
 /**
@@ -80,6 +85,31 @@ export interface ServedModel {
   labels: string[] | null;
   runner: ModelRunner;
   queue: WorkQueue;
+  /** Per-request caps: images along dimension 0 and elements of all inputs (413 past them). */
+  caps: RequestCaps;
+}
+
+/** Batch cap when the model's memory budget allows more (ResNet-20: ~4.6 s of CPU at 1024). */
+export const MAX_DEFAULT_BATCH = 1024;
+/** Element cap of a model whose per-sample input size is not static. */
+export const DEFAULT_MAX_ELEMENTS = 1 << 24;
+
+/**
+ * A model's default request caps: as many images as its session memory budget holds at the
+ * planned per-sample peak (at most MAX_DEFAULT_BATCH), and that many samples' elements.
+ */
+export function defaultCaps(runner: Pick<ModelRunner, "inputs">, info: Pick<SessionInfo, "limits">, override: Partial<RequestCaps> = {}): RequestCaps {
+  const l = info.limits;
+  const fits = l && l.perSampleBytes > 0 ? Math.floor(l.memoryBudget / l.perSampleBytes) : MAX_DEFAULT_BATCH;
+  const maxBatch = override.maxBatch ?? Math.max(1, Math.min(MAX_DEFAULT_BATCH, fits));
+  let perSample = 0;
+  for (const v of runner.inputs) {
+    const rest = v.shape?.slice(1);
+    if (!rest || !rest.every((d) => typeof d === "number" && d >= 0)) { perSample = NaN; break; }
+    perSample += (rest as number[]).reduce((a, b) => a * b, 1);
+  }
+  const maxElements = override.maxElements ?? (Number.isFinite(perSample) && perSample > 0 ? maxBatch * perSample : DEFAULT_MAX_ELEMENTS);
+  return { maxBatch, maxElements };
 }
 
 /** Default queue limits per model. */
@@ -143,11 +173,11 @@ export function describeModel(name: string, runner: ModelRunner, info: SessionIn
 }
 
 /** Wrap a runner as a served model with its own queue (`layers` as in describeModel). */
-export function serveModel(name: string, runner: ModelRunner, info: SessionInfo, limits: QueueLimits = DEFAULT_QUEUE_LIMITS, layers?: LayerSummary[]): ServedModel {
+export function serveModel(name: string, runner: ModelRunner, info: SessionInfo, limits: QueueLimits = DEFAULT_QUEUE_LIMITS, layers?: LayerSummary[], caps?: Partial<RequestCaps>): ServedModel {
   const labels = Array.isArray(info.metadata.labels) && info.metadata.labels.every((l) => typeof l === "string")
     ? (info.metadata.labels as string[])
     : null;
-  return { ...describeModel(name, runner, info, layers), labels, runner, queue: new WorkQueue(runner, limits) };
+  return { ...describeModel(name, runner, info, layers), labels, runner, queue: new WorkQueue(runner, limits), caps: defaultCaps(runner, info, caps) };
 }
 
 /** The models of one server, by name. */
@@ -183,6 +213,13 @@ export interface LoadOptions {
   threads?: number;
   /** Queue limits per model. */
   limits?: QueueLimits;
+  /** Per-request caps overriding the defaults sized by each model (defaultCaps). */
+  caps?: Partial<RequestCaps>;
+  /**
+   * Run each model's session in its own Worker, off the event loop (default: wherever the
+   * runtime has workers, Bun and Deno). False runs on the calling thread, as on Node.
+   */
+  isolate?: boolean;
 }
 
 /** The model name of a file: its base name without `.opq`. */
@@ -203,10 +240,13 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
   } catch {
     // Not a valid .opq: createSession reads it as ONNX or throws the runtime's typed error.
   }
-  const session = await createSession(opq ?? bytes, options.threads !== undefined ? { threads: options.threads } : undefined);
+  const sessionOptions = options.threads !== undefined ? { threads: options.threads } : {};
+  const session = (options.isolate ?? workersAvailable())
+    ? await WorkerRunner.create(path, sessionOptions)
+    : await createSession(opq ?? bytes, sessionOptions);
   // Built from a decoded model, the session measures its weights; the file size is what we serve.
   const info = { ...session.info, bytes: bytes.length, loadMs: performance.now() - t0 };
-  return serveModel(modelName(path), session, info, options.limits, opq ? describeLayers(opq) : undefined);
+  return serveModel(modelName(path), session, info, options.limits, opq ? describeLayers(opq) : undefined, options.caps);
 }
 
 /**

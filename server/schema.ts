@@ -15,6 +15,7 @@ import { z } from "zod";
 import { decode as decodeMsgpack } from "@msgpack/msgpack";
 import type { Tensor, ValueInfo } from "../format/mod.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
+import { parseInferJson } from "./json-feeds.ts";
 
 /** Media types the infer route reads and writes. */
 export const MEDIA = {
@@ -32,7 +33,7 @@ const MAX_ELEMENTS = 1 << 28;
 
 const tensorSchema = z.object({
   shape: z.array(z.number().int().nonnegative()).max(MAX_RANK),
-  data: z.union([z.array(z.unknown()), z.instanceof(Uint8Array)]),
+  data: z.union([z.array(z.unknown()), z.instanceof(Uint8Array), z.instanceof(Float32Array)]),
   dtype: z.string().optional(),
 }).strict();
 
@@ -157,19 +158,41 @@ export function feedsFromObject(value: unknown): Record<string, Feed> {
   for (const [name, t] of Object.entries(parsed.data.inputs)) {
     const where = `inputs.${name}`;
     const count = elementCount(t.shape, where);
-    const data = t.data instanceof Uint8Array ? floatsFromBytes(t.data, count, where) : floatsFromArray(t.data, count, where);
+    if (t.data instanceof Float32Array && t.data.length !== count) {
+      throw new ServerError(E.INPUT_SHAPE, `${where}: data has ${t.data.length} values, but its shape needs ${count}`);
+    }
+    const data = t.data instanceof Float32Array ? t.data : t.data instanceof Uint8Array ? floatsFromBytes(t.data, count, where) : floatsFromArray(t.data, count, where);
     if (t.data instanceof Uint8Array) checkFinite(data, `${where}.data`);
     feeds[name] = { dtype: t.dtype ?? "float32", dims: t.shape, data };
   }
   return feeds;
 }
 
-/** Decode a request body of the given format into feeds. */
+/** Per-request caps of one model: images along dimension 0, and elements of all inputs together. */
+export interface RequestCaps {
+  maxBatch: number;
+  maxElements: number;
+}
+
+/** Check a feed's shape against the caps: 413 naming the limit. */
+export function checkCaps(name: string, dims: readonly number[], caps: RequestCaps, total = 0): number {
+  const count = dims.reduce((a, b) => a * b, 1);
+  if (dims.length > 0 && dims[0]! > caps.maxBatch) {
+    throw new ServerError(E.PAYLOAD_TOO_LARGE, `input ${JSON.stringify(name)} has a batch of ${dims[0]}; this model accepts at most ${caps.maxBatch} per request`);
+  }
+  if (total + count > caps.maxElements) {
+    throw new ServerError(E.PAYLOAD_TOO_LARGE, `the request holds ${total + count} elements; this model accepts at most ${caps.maxElements} per request`);
+  }
+  return total + count;
+}
+
+/** Decode a request body of the given format into feeds, under the model's caps (none: the schema's own bounds). */
 export function decodeInferBody(
   format: keyof typeof MEDIA,
   body: Uint8Array,
   headers: { shape?: string; inputName?: string },
   model: { inputs: readonly ValueInfo[] },
+  caps: RequestCaps = { maxBatch: MAX_ELEMENTS, maxElements: MAX_ELEMENTS },
 ): Record<string, Feed> {
   if (format === "binary") {
     const dims = parseShapeHeader(headers.shape);
@@ -180,17 +203,30 @@ export function decodeInferBody(
       }
       name = model.inputs[0]!.name;
     }
+    checkCaps(name, dims, caps);
     const data = floatsFromBytes(body, elementCount(dims, name), name);
     checkFinite(data, name);
     return { [name]: { dtype: "float32", dims, data } };
   }
   let value: unknown;
-  try {
-    value = format === "json" ? JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body)) : decodeMsgpack(body);
-  } catch (e) {
-    throw new ServerError(E.BAD_REQUEST, `body is not valid ${format === "json" ? "JSON" : "msgpack"}: ${(e as Error).message}`);
+  if (format === "json") {
+    // Numbers go straight into float32 arrays, counted against the cap as they are read.
+    value = parseInferJson(body, caps.maxElements);
+  } else {
+    try {
+      // The decoder refuses an array or bin past the cap as it meets its header, before building it.
+      value = decodeMsgpack(body, { maxArrayLength: caps.maxElements, maxBinLength: 4 * caps.maxElements, maxMapLength: 1024, maxStrLength: 1 << 20, maxExtLength: 0 });
+    } catch (e) {
+      if (/max.*length|exceeds/i.test((e as Error).message)) {
+        throw new ServerError(E.PAYLOAD_TOO_LARGE, `msgpack body holds an array or bin longer than this model's cap of ${caps.maxElements} elements per request`);
+      }
+      throw new ServerError(E.BAD_REQUEST, `body is not valid msgpack: ${(e as Error).message}`);
+    }
   }
-  return feedsFromObject(value);
+  const feeds = feedsFromObject(value);
+  let total = 0;
+  for (const [name, f] of Object.entries(feeds)) total = checkCaps(name, f.dims, caps, total);
+  return feeds;
 }
 
 /**

@@ -19,7 +19,7 @@ beforeAll(async () => {
   const registry = await loadFixtureRegistry();
   model = registry.get(FIXTURE_MODEL)!;
   server = await listen(createApp({ registry, samples: fixture.samples }), { port: 0, hostname: "127.0.0.1" });
-});
+}, 60_000); // compressing the fixture and starting its model worker: slow on a loaded machine
 
 afterAll(async () => {
   await server?.close({ timeoutMs: 5000 });

@@ -4,7 +4,7 @@
  * whole report) and can write a self-contained HTML report.
  * @module
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mulberry32 as seededRandom } from "../../format/mod.ts";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
@@ -181,7 +181,10 @@ export const command: Command = {
     if (calibrate !== undefined && !Number.isInteger(calibrate)) throw new UsageError(`--calibrate must be a whole number of images, got ${calibrate}`);
     for (const k of ["data", "seed", "preprocess"]) if (calibrate === undefined && args.values[k] !== undefined) throw new UsageError(`--${k} applies to --calibrate only`);
     const seed = numberOption(args, "seed", 1, 0, 2 ** 32 - 1);
-    const { readOnnx } = await import("../../format/mod.ts");
+    const { assertNotInput, readOnnx, writeFileAtomic } = await import("../../format/mod.ts");
+    // Through symlinks and hardlinks too, and before the work: a refusal costs nothing.
+    assertNotInput(output, [input]);
+    if (htmlPath) assertNotInput(htmlPath, [input, output]);
     const { compressModel, encodeCompressed, renderReportHtml } = await import("../../compressor/mod.ts");
 
     const bytes = new Uint8Array(readFileSync(input));
@@ -206,11 +209,11 @@ export const command: Command = {
     const out = encodeCompressed(result);
     enc.done();
     mkdirSync(dirname(resolve(output)), { recursive: true });
-    writeFileSync(output, out);
+    writeFileAtomic(output, out, { inputs: [input] });
     const { report } = result;
     if (htmlPath) {
       mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
-      writeFileSync(htmlPath, renderReportHtml(report));
+      writeFileAtomic(htmlPath, renderReportHtml(report), { inputs: [input, output] });
     }
     if (json) {
       printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...report });

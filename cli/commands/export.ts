@@ -3,7 +3,7 @@
  * any ONNX runtime (onnxruntime, Netron, other toolchains) can load what opq compressed.
  * @module
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Command, fmtBytes, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
 
@@ -26,10 +26,11 @@ export function defaultOutput(input: string): string {
 export async function exportDense(input: string, output: string): Promise<ExportResult> {
   if (!existsSync(input)) throw Object.assign(new Error(`no such file: ${input}`), { code: "NOT_FOUND" });
   // Loaded here so `opq --help` does not pay for the format package.
-  const { decodeOpq, toDenseModel, writeOnnx } = await import("../../format/mod.ts");
+  const { assertNotInput, decodeOpq, toDenseModel, writeFileAtomic, writeOnnx } = await import("../../format/mod.ts");
+  assertNotInput(output, [input]);
   const opq = decodeOpq(new Uint8Array(readFileSync(input)));
   const bytes = writeOnnx(toDenseModel(opq));
-  writeFileSync(output, bytes);
+  writeFileAtomic(output, bytes, { inputs: [input] });
   return { output, bytes: bytes.length, tensors: opq.compressed.length };
 }
 

@@ -7,9 +7,9 @@
  * same Δ_i) and written as `.opq`; test top-1 is measured before and after by the runtime.
  * @module
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { mulberry32, type Model, type OpqModel } from "../../format/mod.ts";
+import { assertNotInput, mulberry32, type Model, type OpqModel, writeFileAtomic } from "../../format/mod.ts";
 import { type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
@@ -204,6 +204,7 @@ export const command: Command = {
     const input = args.positionals[0] ?? DEFAULT_MODEL;
     const output = stringOption(args, "output") ?? defaultOutput(input);
     if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
+    assertNotInput(output, [input]);
     const sparsity = numberOption(args, "sparsity", FINETUNE_DEFAULTS.sparsity, 0, 0.999);
     const bits = numberOption(args, "bits", FINETUNE_DEFAULTS.bits, 1, 16);
     const maxLayerSparsity = args.values["max-layer-sparsity"] !== undefined ? numberOption(args, "max-layer-sparsity", 0, 0.01, 1) : undefined;
@@ -265,7 +266,7 @@ export const command: Command = {
     const after = await top1(opq, "eval finetuned");
     const out = encodeOpq(opq);
     mkdirSync(dirname(resolve(output)), { recursive: true });
-    writeFileSync(output, out);
+    writeFileAtomic(output, out, { inputs: [input] });
     const nonZeros = (m: OpqModel) => m.compressed.reduce((a, t) => a + t.indices.length, 0);
     const stageStats = (k: 1 | 2) => {
       const h = history.filter((s) => s.stage === k);

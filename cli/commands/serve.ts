@@ -31,7 +31,11 @@ async function ensureDefaultModel(): Promise<void> {
 export const command: Command = {
   name: "serve",
   summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
-  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+  usage: [
+    "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+    "      [--max-request-batch N] [--max-elements N] [--max-connections N] [--idle-timeout MS] [--body-timeout MS]",
+    "(request caps default to what each model's memory budget holds, at most 1024 images; 413 past them)",
+  ].join("\n"),
   options: {
     models: { type: "string" },
     port: { type: "string" },
@@ -44,6 +48,11 @@ export const command: Command = {
     timeout: { type: "string" },
     "max-inflight": { type: "string" },
     samples: { type: "string" },
+    "max-request-batch": { type: "string" },
+    "max-elements": { type: "string" },
+    "max-connections": { type: "string" },
+    "idle-timeout": { type: "string" },
+    "body-timeout": { type: "string" },
   },
   async run(args) {
     const json = wantsJson(args);
@@ -54,23 +63,36 @@ export const command: Command = {
     const maxBodyBytes = numberOption(args, "max-body", 16 << 20, 1, 2 ** 31);
     const requestTimeoutMs = numberOption(args, "timeout", 30_000, 1, 3_600_000);
     const maxInFlight = numberOption(args, "max-inflight", 256, 1, 100_000);
+    const given = (k: string) => args.values[k] !== undefined;
+    const caps = {
+      ...(given("max-request-batch") ? { maxBatch: numberOption(args, "max-request-batch", 0, 1, 1 << 24) } : {}),
+      ...(given("max-elements") ? { maxElements: numberOption(args, "max-elements", 0, 1, 2 ** 31) } : {}),
+    };
+    const connections = {
+      maxConnections: numberOption(args, "max-connections", 512, 1, 1 << 20),
+      idleTimeoutMs: numberOption(args, "idle-timeout", 5000, 100, 3_600_000),
+    };
+    const bodyTimeoutMs = numberOption(args, "body-timeout", 10_000, 100, 3_600_000);
     const dir = stringOption(args, "models");
     if (dir === undefined) await ensureDefaultModel();
 
     const { createApp, listen, loadModelDir, loadSampleBundle } = await import("../../server/mod.ts");
-    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits });
+    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits, caps });
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
-    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight } });
+    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight, bodyTimeoutMs } });
     // Loading decodes whole files and plans graphs; collect that garbage once before serving, so
     // the resident size an operator sees at start is the steady one (Bun only: Deno has no API).
     (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
-    const server = await listen(opq, { port, hostname });
+    const server = await listen(opq, { port, hostname, ...connections });
 
     const models = registry.list().map((m) => m.summary);
     if (json) printJson({ url: server.url, runtime: server.runtime, models: models.map((m) => ({ name: m.name, bytes: m.bytes, fp32Bytes: m.fp32Bytes })) });
     else {
-      for (const m of models) say(`  ${m.name}: ${m.bytes} bytes (${m.ratio.toFixed(1)}x smaller than FP32), loaded in ${m.loadMs.toFixed(0)} ms`);
+      for (const served of registry.list()) {
+        const m = served.summary;
+        say(`  ${m.name}: ${m.bytes} bytes (${m.ratio.toFixed(1)}x smaller than FP32), loaded in ${m.loadMs.toFixed(0)} ms; at most ${served.caps.maxBatch} images / ${served.caps.maxElements} elements per request`);
+      }
       say(`opq serve: ${models.length} model(s) on ${server.url} (${server.runtime}); Ctrl-C stops`);
     }
 

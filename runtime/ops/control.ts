@@ -8,6 +8,9 @@ import { sizeOf, type Tensor } from "../../format/mod.ts";
 import { makeTensor, normAxis, numbers } from "./elementwise.ts";
 import { concat, takeElements, transposeOffsets } from "./shape.ts";
 import { KernelError, type KernelContext, type Kernel, type OpVersion } from "./types.ts";
+import { checkLoopState, countLoopStep, tensorBytes } from "../budget.ts";
+
+const stateBytes = (...groups: readonly (readonly Tensor[])[]) => groups.flat().reduce((n, t) => n + (t ? tensorBytes(t) : 0), 0);
 
 function runner(ctx: KernelContext, op: string): NonNullable<KernelContext["runGraph"]> {
   if (!ctx.runGraph) throw new KernelError(`${op}: the runtime did not bind its subgraphs`);
@@ -46,12 +49,17 @@ const loopKernel: Kernel = (inputs, _attrs, ctx) => {
   let carried = inputs.slice(2) as Tensor[];
   const scanCount = (ctx.outputCount ?? carried.length) - carried.length;
   const scans: Tensor[][] = Array.from({ length: scanCount }, () => []);
+  let scanned = 0;
   for (let i = 0; i < maxTrips && cond; i++) {
+    // A trip count of 2^62 or a condition that stays true ends at the run's step budget.
+    countLoopStep(ctx.budget, "Loop");
     const iter = makeTensor("int64", [], BigInt64Array.of(BigInt(i)));
     const outs = run("body", [iter, makeTensor("bool", [], Uint8Array.of(cond ? 1 : 0)), ...carried]);
     cond = truthy(outs[0]);
     carried = outs.slice(1, 1 + carried.length);
-    outs.slice(1 + carried.length).forEach((t, k) => scans[k]!.push(t));
+    outs.slice(1 + carried.length).forEach((t, k) => { scans[k]!.push(t); scanned += t ? tensorBytes(t) : 0; });
+    // A state that doubles each iteration stops at the memory budget, not at 6 GB.
+    checkLoopState(ctx.budget, "Loop", stateBytes(carried) + scanned);
   }
   return [...carried, ...scans.map((parts) => (parts.length ? stack(parts) : makeTensor("float32", [0], new Float32Array(0))))];
 };
@@ -65,7 +73,7 @@ interface ScanSpec {
 }
 
 /** The Scan loop proper: state in, per-step slices of the scan inputs, stacked scan outputs. */
-function scanCore(run: NonNullable<KernelContext["runGraph"]>, state: Tensor[], scanIns: Tensor[], spec: ScanSpec, length?: number): Tensor[] {
+function scanCore(run: NonNullable<KernelContext["runGraph"]>, state: Tensor[], scanIns: Tensor[], spec: ScanSpec, length: number | undefined, budget: KernelContext["budget"]): Tensor[] {
   const n = state.length;
   const full = scanIns[0] ? scanIns[0].dims[spec.inAxes[0]!]! : 0;
   for (let i = 1; i < scanIns.length; i++) {
@@ -73,11 +81,14 @@ function scanCore(run: NonNullable<KernelContext["runGraph"]>, state: Tensor[], 
   }
   const steps = length ?? full;
   const slices: Tensor[][] = Array.from({ length: spec.outCount }, () => []);
+  let scanned = 0;
   for (let t = 0; t < steps; t++) {
+    countLoopStep(budget, "Scan");
     const feedSlices = scanIns.map((x, i) => sliceAt(x, spec.inAxes[i]!, spec.inDirs[i] === 1 ? steps - 1 - t : t));
     const outs = run("body", [...state, ...feedSlices]);
     state = outs.slice(0, n);
-    outs.slice(n).forEach((o, k) => slices[k]!.push(o));
+    outs.slice(n).forEach((o, k) => { slices[k]!.push(o); scanned += o ? tensorBytes(o) : 0; });
+    checkLoopState(budget, "Scan", stateBytes(state) + scanned);
   }
   const scanOuts = slices.map((parts, k) => {
     if (!parts.length) throw new KernelError("Scan: zero iterations leave scan outputs without a shape");
@@ -101,7 +112,7 @@ const scanKernel: Kernel = (inputs, attrs, ctx) => {
     outAxes: attrs.ints("scan_output_axes", new Array(outCount).fill(0)),
     outDirs: attrs.ints("scan_output_directions", new Array(outCount).fill(0)),
     outCount,
-  });
+  }, undefined, ctx.budget);
 };
 
 /** Scan-8: a leading batch axis on states and scan inputs (scanned along axis 1), optional sequence_lens. */
@@ -119,7 +130,7 @@ const scan8Kernel: Kernel = (inputs, attrs, ctx) => {
     const at = rest.map((t) => sliceAt(t, 0, b));
     perBatch.push(scanCore(run, at.slice(0, n), at.slice(n), {
       inAxes: new Array(m).fill(0), inDirs: dirs, outAxes: new Array(outCount).fill(0), outDirs: new Array(outCount).fill(0), outCount,
-    }, lens?.[b]));
+    }, lens?.[b], ctx.budget));
   }
   return Array.from({ length: n + outCount }, (_, k) => stack(perBatch.map((outs) => outs[k]!)));
 };

@@ -37,9 +37,43 @@ export function readAutoPad(attrs: Attrs): AutoPad {
   throw new KernelError(`${attrs.opType}: unknown auto_pad '${v}'`);
 }
 
-/** Extent of a dilated kernel: `(k - 1)·d + 1`. */
+/**
+ * Largest extent a sliding-window op accepts for any one number of its geometry (an input or
+ * output length, a padded length, a kernel, stride, dilation or pad): int32, what the kernels
+ * index with (see intGeometry). Every length is checked against it in exact integer arithmetic
+ * before use, so attribute values such as pads 1e15, strides 0 or −1 and dilations 2^32 are
+ * refused with a KernelError instead of wrapping through `| 0` into negative sizes.
+ */
+export const MAX_EXTENT = 2 ** 31 - 1;
+/** Largest number of elements a window op's output may have (what one Float32Array can hold, and then some care). */
+export const MAX_WINDOW_OUTPUT_ELEMENTS = 2 ** 31 - 1;
+
+/** A geometry integer: a safe integer in [min, MAX_EXTENT], else a KernelError naming it. */
+export function geometryInt(v: number, what: string, min: number): number {
+  if (!Number.isSafeInteger(v) || v < min || v > MAX_EXTENT) {
+    throw new KernelError(`${what} is ${v}: must be an integer in [${min}, ${MAX_EXTENT}]`);
+  }
+  return v;
+}
+
+/** Extent of a dilated kernel: `(k - 1)·d + 1` (kernel ≥ 1 and dilation ≥ 1, result at most MAX_EXTENT). */
 export function dilatedKernel(kernel: number, dilation: number): number {
+  geometryInt(kernel, "kernel size", 1);
+  geometryInt(dilation, "dilation", 1);
+  // Exact in doubles: both factors are below 2^31, so the product is below 2^62 only when checked first.
+  if (kernel - 1 > (MAX_EXTENT - 1) / dilation) throw new KernelError(`dilated kernel (${kernel} - 1)·${dilation} + 1 exceeds ${MAX_EXTENT}`);
   return (kernel - 1) * dilation + 1;
+}
+
+/** Product of dims, refused above `max` (checked per factor, so it never loses exactness). */
+export function checkedElements(dims: readonly number[], max: number, what: string): number {
+  let n = 1;
+  for (const d of dims) {
+    if (!Number.isSafeInteger(d) || d < 0) throw new KernelError(`${what}: dimension ${d} is not a non-negative integer`);
+    if (d !== 0 && n > max / d) throw new KernelError(`${what}: [${dims}] has more than ${max} elements`);
+    n *= d;
+  }
+  return n;
 }
 
 /**
@@ -52,9 +86,15 @@ export function resolvePads(
   dilations: readonly number[], autoPad: AutoPad, pads?: readonly number[],
 ): number[] {
   const k = inSpatial.length;
+  for (let d = 0; d < k; d++) {
+    geometryInt(inSpatial[d]!, `input length of axis ${d}`, 0);
+    geometryInt(strides[d]!, `stride of axis ${d}`, 1);
+    dilatedKernel(kernel[d]!, dilations[d]!);
+  }
   if (autoPad === "NOTSET") {
     const p = pads ?? new Array<number>(2 * k).fill(0);
     if (p.length !== 2 * k) throw new KernelError(`pads has ${p.length} values, expected ${2 * k}`);
+    p.forEach((v, i) => geometryInt(v, `pad ${i}`, 0));
     return [...p];
   }
   const out = new Array<number>(2 * k).fill(0);
@@ -78,7 +118,13 @@ export function windowOutputSize(
   inSize: number, kernel: number, stride: number, dilation: number,
   padBegin: number, padEnd: number, ceilMode = false,
 ): number {
-  const span = inSize + padBegin + padEnd - dilatedKernel(kernel, dilation);
+  geometryInt(inSize, "input length", 0);
+  geometryInt(stride, "stride", 1);
+  geometryInt(padBegin, "begin pad", 0);
+  geometryInt(padEnd, "end pad", 0);
+  // Every term is below 2^31, so the sum is exact; the padded length must itself be an extent.
+  const padded = geometryInt(inSize + padBegin + padEnd, "padded input length", 0);
+  const span = padded - dilatedKernel(kernel, dilation);
   if (span < 0) return 0;
   if (!ceilMode) return Math.floor(span / stride) + 1;
   let out = Math.ceil(span / stride) + 1;
@@ -137,6 +183,7 @@ export function convGeometry(xDims: readonly number[], wDims: readonly number[],
   const inSpatial = xDims.slice(2);
   const pads = resolvePads(inSpatial, kernel, strides, dilations, readAutoPad(attrs), attrs.has("pads") ? attrs.ints("pads") : undefined);
   const outSpatial = inSpatial.map((n, d) => windowOutputSize(n, kernel[d]!, strides[d]!, dilations[d]!, pads[d]!, pads[d + k]!));
+  checkedElements([batch, outChannels, ...outSpatial], MAX_WINDOW_OUTPUT_ELEMENTS, `${attrs.opType} output`);
   return intGeometry({ batch, inChannels, outChannels, group, inSpatial, outSpatial, kernel, strides, dilations, pads });
 }
 
@@ -184,7 +231,8 @@ export function convTransposeGeometry(xDims: readonly number[], wDims: readonly 
   const outputPadding = spatialAttr(attrs, "output_padding", k, 0);
   const inSpatial = xDims.slice(2);
   const autoPad = readAutoPad(attrs);
-  const full = inSpatial.map((n, d) => strides[d]! * (n - 1) + outputPadding[d]! + dilatedKernel(kernel[d]!, dilations[d]!));
+  inSpatial.forEach((n, d) => { geometryInt(n, `input length of axis ${d}`, 0); geometryInt(strides[d]!, `stride of axis ${d}`, 1); geometryInt(outputPadding[d]!, `output_padding of axis ${d}`, 0); });
+  const full = inSpatial.map((n, d) => geometryInt(strides[d]! * Math.max(n - 1, 0) + outputPadding[d]! + dilatedKernel(kernel[d]!, dilations[d]!), `full output length of axis ${d}`, 0));
   let pads: number[];
   let outSpatial: number[];
   const explicitShape = attrs.has("output_shape") ? attrs.ints("output_shape").slice(-k) : undefined;
@@ -202,6 +250,9 @@ export function convTransposeGeometry(xDims: readonly number[], wDims: readonly 
     outSpatial = full.map((n, d) => n - pads[d]! - pads[d + k]!);
   }
   if (outSpatial.some((n) => n < 0)) throw new KernelError(`${attrs.opType}: negative output shape [${outSpatial}]`);
+  outSpatial.forEach((n, d) => geometryInt(n, `output length of axis ${d}`, 0));
+  pads.forEach((v, i) => { if (!Number.isSafeInteger(v) || Math.abs(v) > MAX_EXTENT) throw new KernelError(`${attrs.opType}: pad ${i} is ${v}`); });
+  checkedElements([batch, outChannels, ...outSpatial], MAX_WINDOW_OUTPUT_ELEMENTS, `${attrs.opType} output`);
   return intGeometry({ batch, inChannels, outChannels, group, inSpatial, outSpatial, kernel, strides, dilations, pads, outputPadding });
 }
 

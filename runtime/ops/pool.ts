@@ -13,7 +13,7 @@
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
-import { readAutoPad, resolvePads, spatialAttr, unravel, windowOutputSize } from "./conv.ts";
+import { checkedElements, MAX_WINDOW_OUTPUT_ELEMENTS, readAutoPad, resolvePads, spatialAttr, unravel, windowOutputSize } from "./conv.ts";
 
 type PoolArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
 
@@ -58,6 +58,7 @@ export function poolGeometry(xDims: readonly number[], attrs: Attrs, features: P
       ? Math.ceil(n / strides[d]!)
       : windowOutputSize(n, kernel[d]!, strides[d]!, dilations[d]!, pads[d]!, pads[d + k]!, ceilMode)
   );
+  checkedElements([xDims[0]!, xDims[1]!, ...outSpatial], MAX_WINDOW_OUTPUT_ELEMENTS, `${attrs.opType} output`);
   // int32-tagged numbers keep the JIT's index arithmetic in integers (see conv.ts intGeometry).
   const ints = (v: number[]) => v.map((x) => x | 0);
   return {

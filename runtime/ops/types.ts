@@ -6,6 +6,7 @@
  * @module
  */
 import type { AttrValue, Dim, Tensor } from "../../format/mod.ts";
+import type { RunBudget } from "../budget.ts";
 
 /** Typed access to a node's attributes with ONNX defaults. */
 export class Attrs {
@@ -57,6 +58,8 @@ export interface KernelContext {
   alloc?: (length: number) => Float32Array;
   /** Told which internal path a kernel that chooses one at run time took (session profiling checks it against the bound path). */
   reportPath?: (path: string) => void;
+  /** The run's budgets (memory, Loop/Scan steps), set by a session; loops count their steps against it. */
+  budget?: RunBudget;
 }
 
 /** Whatever a kernel's `prepare` derives from its constant inputs (packed or transformed weights); opaque to the runtime. */

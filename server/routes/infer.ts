@@ -13,7 +13,7 @@ import type { Context } from "hono";
 import type { AppEnv, OpqHono, RouteContext } from "../context.ts";
 import type { ServedModel } from "../registry.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "../errors.ts";
-import { BINARY_HEADERS, decodeInferBody, MEDIA, parseTopK, requestFormat, responseFormat, validateFeeds } from "../schema.ts";
+import { BINARY_HEADERS, checkCaps, decodeInferBody, MEDIA, parseShapeHeader, parseTopK, requestFormat, responseFormat, validateFeeds } from "../schema.ts";
 import { findModel } from "./models.ts";
 
 /** Top-k classes returned when `?topk` is absent. */
@@ -76,15 +76,7 @@ export function inferRoutes(app: OpqHono, ctx: RouteContext): void {
     const model = findModel(ctx, c.req.param("name"));
     c.set("model", model.summary.name);
     if (ctx.state.draining) throw new ServerError(E.SHUTTING_DOWN, "the server is shutting down", { "Retry-After": "1", Connection: "close" });
-    if (ctx.state.inferring >= ctx.limits.maxInFlight) {
-      throw new ServerError(E.OVERLOADED, `the server holds ${ctx.limits.maxInFlight} infer requests already`, { "Retry-After": "1" });
-    }
-    ctx.state.inferring++;
-    try {
-      return await infer(c, ctx, model);
-    } finally {
-      ctx.state.inferring--;
-    }
+    return await infer(c, ctx, model);
   });
   app.all("/v1/models/:name/infer", (c) => {
     c.set("route", "infer");
@@ -103,22 +95,54 @@ async function infer(c: Context<AppEnv>, ctx: RouteContext, model: ServedModel):
     throw new ServerError(E.UNSUPPORTED_MEDIA_TYPE, `Content-Type ${JSON.stringify(c.req.header("content-type") ?? "")} is not one of ${Object.values(MEDIA).join(", ")}`);
   }
 
-  // One deadline for the whole request: a body that trickles in (or never ends) is cancelled.
+  // One deadline for the whole request; the body has its own, shorter one (a trickle is cut).
   const deadline = started + ctx.limits.requestTimeoutMs;
+  const bodyMs = Math.min(ctx.limits.bodyTimeoutMs, ctx.limits.requestTimeoutMs);
+  const caps = model.caps;
+  const headers = { shape: c.req.header(BINARY_HEADERS.shape), inputName: c.req.header(BINARY_HEADERS.inputName) };
+  // The body may not be larger than the model's caps allow in its format: a raw body is exactly
+  // its X-Shape (checked against the caps before a byte is read), JSON ≤ 32 bytes a number.
+  let bodyLimit = ctx.limits.maxBodyBytes;
+  if (format === "binary") {
+    const dims = parseShapeHeader(headers.shape);
+    checkCaps(headers.inputName?.trim() || (model.runner.inputs[0]?.name ?? "input"), dims, caps);
+    bodyLimit = Math.min(bodyLimit, 4 * dims.reduce((a, b) => a * b, 1));
+  } else {
+    bodyLimit = Math.min(bodyLimit, (format === "json" ? 32 : 9) * caps.maxElements + (64 << 10));
+  }
+  if (ctx.state.reading >= ctx.limits.maxReading) {
+    throw new ServerError(E.OVERLOADED, `the server is reading ${ctx.limits.maxReading} request bodies already`, { "Retry-After": "1" });
+  }
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(new ServerError(E.TIMEOUT, `request body not received within ${ctx.limits.requestTimeoutMs} ms`)), ctx.limits.requestTimeoutMs);
+  const timer = setTimeout(() => abort.abort(new ServerError(E.BODY_TIMEOUT, `request body not received within ${bodyMs} ms`, { Connection: "close" })), bodyMs);
   let body: Uint8Array;
+  ctx.state.reading++;
   try {
-    body = await readBodyLimited(c.req.raw, ctx.limits.maxBodyBytes, abort.signal);
+    body = await readBodyLimited(c.req.raw, bodyLimit, abort.signal);
+  } catch (e) {
+    if (e instanceof ServerError && e.code === E.PAYLOAD_TOO_LARGE) {
+      throw new ServerError(E.PAYLOAD_TOO_LARGE, `${e.message}; this model accepts at most ${caps.maxBatch} images and ${caps.maxElements} elements per request`, e.headers);
+    }
+    throw e;
   } finally {
+    ctx.state.reading--;
     clearTimeout(timer);
   }
   const read = performance.now();
-  const feeds = validateFeeds(
-    decodeInferBody(format, body, { shape: c.req.header(BINARY_HEADERS.shape), inputName: c.req.header(BINARY_HEADERS.inputName) }, model.runner),
-    model.runner.inputs,
-  );
-  const { value: outputs, timing } = await model.queue.infer(feeds, deadline);
+  const feeds = validateFeeds(decodeInferBody(format, body, headers, model.runner, caps), model.runner.inputs);
+  body = new Uint8Array(0); // the feeds hold what is needed; let the body go
+  // A slot only for a complete, valid request: slow or broken uploads never hold one.
+  if (ctx.state.inferring >= ctx.limits.maxInFlight) {
+    throw new ServerError(E.OVERLOADED, `the server holds ${ctx.limits.maxInFlight} infer requests already`, { "Retry-After": "1" });
+  }
+  ctx.state.inferring++;
+  let ran: Awaited<ReturnType<typeof model.queue.infer>>;
+  try {
+    ran = await model.queue.infer(feeds, deadline);
+  } finally {
+    ctx.state.inferring--;
+  }
+  const { value: outputs, timing } = ran;
   ctx.metrics.recordInference(name, timing.runMs / 1000);
 
   const outNames = Object.keys(outputs);

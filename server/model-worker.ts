@@ -1,0 +1,56 @@
+/**
+ * The worker side of a WorkerRunner (worker-runner.ts): holds one model's session and runs one
+ * request at a time, so the server's event loop never computes. Messages in: `load` (a path and
+ * session options), `run` (an id and feeds); out: `loaded` (inputs, outputs, session info),
+ * `result` (id, outputs) or `error` (id, code, message, details).
+ * @module
+ */
+import type { Tensor } from "../format/mod.ts";
+import { createSession, type Session, type SessionOptions } from "../runtime/mod.ts";
+
+/** A message to the worker. */
+export type ToWorker =
+  | { type: "load"; path: string; options: SessionOptions }
+  | { type: "run"; id: number; feeds: Record<string, Tensor> };
+
+/** A message from the worker. */
+export type FromWorker =
+  | { type: "loaded"; inputs: Session["inputs"]; outputs: Session["outputs"]; info: Session["info"] }
+  | { type: "result"; id: number; outputs: Record<string, Tensor> }
+  | { type: "error"; id: number | null; code: string | undefined; message: string; details?: Record<string, unknown> };
+
+interface WorkerScope {
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+  postMessage(message: FromWorker): void;
+}
+
+const scope = globalThis as unknown as WorkerScope;
+let session: Session | undefined;
+
+const fail = (id: number | null, e: unknown): FromWorker => {
+  const err = e as { code?: unknown; message?: unknown; details?: unknown };
+  return {
+    type: "error", id, code: typeof err?.code === "string" ? err.code : undefined,
+    message: typeof err?.message === "string" ? err.message : String(e),
+    details: err?.details && typeof err.details === "object" ? JSON.parse(JSON.stringify(err.details)) : undefined,
+  };
+};
+
+scope.onmessage = async (e) => {
+  const msg = e.data;
+  if (msg.type === "load") {
+    try {
+      session = await createSession(msg.path, msg.options);
+      scope.postMessage({ type: "loaded", inputs: session.inputs, outputs: session.outputs, info: session.info });
+    } catch (err) {
+      scope.postMessage(fail(null, err));
+    }
+    return;
+  }
+  try {
+    // Outputs are copied (structured clone), never transferred: the session's pool may share their buffers.
+    scope.postMessage({ type: "result", id: msg.id, outputs: await session!.run(msg.feeds) });
+  } catch (err) {
+    scope.postMessage(fail(msg.id, err));
+  }
+};

@@ -1,0 +1,127 @@
+/**
+ * Inference off the event loop: a WorkerRunner holds one model's session in its own Worker
+ * (model-worker.ts), so `/healthz`, other models and body reading stay responsive while a large
+ * batch computes (the runtime's `session.run` is async but computes on the calling thread). A
+ * run whose AbortSignal fires (the request deadline) is really cancelled: the worker is
+ * terminated, the run rejects with TIMEOUT at once, and a fresh worker reloads the model for the
+ * next run. Needs a global Worker (Bun, Deno); `workersAvailable()` says whether there is one.
+ * @module
+ */
+import type { Tensor, ValueInfo } from "../format/mod.ts";
+import { OpqRuntimeError, type RuntimeErrorCode, type SessionOptions } from "../runtime/mod.ts";
+import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
+import type { FromWorker, ToWorker } from "./model-worker.ts";
+import type { ModelRunner, SessionInfo } from "./registry.ts";
+
+interface WorkerLike {
+  postMessage(message: ToWorker): void;
+  terminate(): void;
+  onmessage: ((e: MessageEvent<FromWorker>) => void) | null;
+  onerror: ((e: ErrorEvent) => void) | null;
+}
+type WorkerCtor = new (url: string, options: { type: "module" }) => WorkerLike;
+
+const WORKER_URL = new URL("./model-worker.ts", import.meta.url).href;
+
+/** True if this runtime has a global Worker (Bun and Deno do; Node does not). */
+export function workersAvailable(): boolean {
+  const g = globalThis as { Worker?: unknown; Bun?: unknown; Deno?: unknown };
+  return typeof g.Worker === "function" && (g.Bun !== undefined || g.Deno !== undefined);
+}
+
+/** An error message from the worker as the typed error the server maps to a status. */
+function revive(msg: Extract<FromWorker, { type: "error" }>): Error {
+  if (msg.code) return new OpqRuntimeError(msg.code as RuntimeErrorCode, msg.message, msg.details);
+  return new Error(msg.message);
+}
+
+interface Loaded {
+  worker: WorkerLike;
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  info: SessionInfo & { limits?: { memoryBudget: number; perSampleBytes: number } };
+}
+
+function spawn(path: string, options: SessionOptions): Promise<Loaded> {
+  const Worker = (globalThis as unknown as { Worker: WorkerCtor }).Worker;
+  const worker = new Worker(WORKER_URL, { type: "module" });
+  return new Promise((resolve, reject) => {
+    worker.onerror = (e) => { worker.terminate(); reject(new Error(`model worker failed to start: ${e.message}`)); };
+    worker.onmessage = (e) => {
+      const msg = e.data;
+      if (msg.type === "loaded") resolve({ worker, inputs: msg.inputs, outputs: msg.outputs, info: msg.info });
+      else if (msg.type === "error") { worker.terminate(); reject(revive(msg)); }
+    };
+    worker.postMessage({ type: "load", path, options });
+  });
+}
+
+/** A ModelRunner whose session lives in a Worker; one run at a time (the queue's concurrency). */
+export class WorkerRunner implements ModelRunner {
+  #current: Promise<Loaded>;
+  #nextId = 1;
+  #disposed = false;
+  /** Workers terminated to cancel a run (a restart reloads the model). */
+  restarts = 0;
+
+  private constructor(readonly path: string, readonly options: SessionOptions, first: Loaded) {
+    this.#current = Promise.resolve(first);
+    this.inputs = first.inputs;
+    this.outputs = first.outputs;
+    this.info = first.info;
+  }
+
+  readonly inputs: ValueInfo[];
+  readonly outputs: ValueInfo[];
+  /** The session info the worker reported at load. */
+  readonly info: Loaded["info"];
+
+  /** Load `path` in a new worker. Rejects with the runtime's typed error if it cannot be loaded. */
+  static async create(path: string, options: SessionOptions = {}): Promise<WorkerRunner> {
+    return new WorkerRunner(path, options, await spawn(path, options));
+  }
+
+  async run(feeds: Record<string, Tensor>, signal?: AbortSignal): Promise<Record<string, Tensor>> {
+    if (this.#disposed) throw new OpqRuntimeError("DISPOSED", "run() on a disposed model");
+    const loaded = await this.#current;
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        cleanup();
+        // Really cancel: the computation dies with its worker; the next run gets a fresh one.
+        loaded.worker.terminate();
+        this.restarts++;
+        this.#current = spawn(this.path, this.options);
+        this.#current.catch(() => {});
+        reject(signal!.reason ?? new ServerError(E.TIMEOUT, "run cancelled"));
+      };
+      const cleanup = () => { signal?.removeEventListener("abort", onAbort); loaded.worker.onmessage = null; loaded.worker.onerror = null; };
+      loaded.worker.onmessage = (e) => {
+        const msg = e.data;
+        if ((msg.type === "result" || msg.type === "error") && msg.id === id) {
+          cleanup();
+          if (msg.type === "result") resolve(msg.outputs);
+          else reject(revive(msg));
+        }
+      };
+      loaded.worker.onerror = (e) => {
+        cleanup();
+        this.#current = spawn(this.path, this.options);
+        this.#current.catch(() => {});
+        reject(new Error(`model worker crashed: ${e.message}`));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      loaded.worker.postMessage({ type: "run", id, feeds });
+    });
+  }
+
+  async dispose(): Promise<void> {
+    this.#disposed = true;
+    try {
+      (await this.#current).worker.terminate();
+    } catch {
+      // never loaded
+    }
+  }
+}
