@@ -4,7 +4,7 @@
  * the CLI renders it as a table, `renderReportHtml` as a page.
  * @module
  */
-import type { OpqInspection } from "../format/mod.ts";
+import { type OpqInspection, sizeRatio } from "../format/mod.ts";
 import type { PrunedConv, SkippedConv } from "./fpgm.ts";
 import type { OpqResult } from "./opq.ts";
 
@@ -168,7 +168,7 @@ export function addFileStats(report: CompressReport, inspection: OpqInspection):
     ? 32 / ((1 - report.sparsity) * report.bits)
     : (32 * report.weights) / report.layers.reduce((s, l) => s + l.params * (1 - (l.removedFilters ?? 0) / (l.filters ?? 1)) * l.bits, 0);
   report.file = {
-    bytes, ratio: report.fp32Bytes / bytes, nominalRate, bitsPerWeight: (8 * bytes) / report.weights,
+    bytes, ratio: sizeRatio(report.fp32Bytes, bytes), nominalRate, bitsPerWeight: (8 * bytes) / report.weights,
     entropyBoundBytes: inspection.entropy.totalBytes, overBound: bytes / inspection.entropy.totalBytes,
   };
   const rows = new Map(inspection.layers.map((r) => [r.name, r]));

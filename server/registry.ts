@@ -7,7 +7,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { decodeOpq, type Graph, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
+import { decodeOpq, type Graph, sizeRatio, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { createSession } from "../runtime/mod.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
@@ -131,7 +131,7 @@ export function describeModel(name: string, runner: ModelRunner, info: SessionIn
       outputs: runner.outputs,
       bytes: info.bytes,
       fp32Bytes,
-      ratio: info.bytes > 0 ? fp32Bytes / info.bytes : 0,
+      ratio: sizeRatio(fp32Bytes, info.bytes),
       sparsity: num(m.sparsity),
       bits: num(m.bits),
       method: str(m.method),

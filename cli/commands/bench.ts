@@ -237,6 +237,12 @@ export const command: Command = {
     iterations: { type: "string" },
     warmup: { type: "string" },
   },
+  help: {
+    onnx: "the FP32 ONNX to run onnxruntime-web on (default: the model itself, or its dense export for a .opq)",
+    threads: "threads for both runtimes (default 1)",
+    iterations: "timed runs per batch size (default 20)",
+    warmup: "untimed runs first (default 2)",
+  },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
     const model = args.positionals[0] ?? DEFAULT_MODEL;

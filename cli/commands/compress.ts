@@ -6,8 +6,9 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { chooseOutput, type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
+import type { CompressReport } from "../../compressor/mod.ts";
 
 /** Default output: out/<input name>.opq under the working directory (inputs may sit in read-only folders). */
 export function defaultOutput(input: string): string {
@@ -31,6 +32,27 @@ export function compressOptions(args: ParsedArgs): { method: "opq" | "gm-apot"; 
   };
 }
 
+/** How far below its target the stored sparsity may fall before compress warns (one point of sparsity). */
+const SHORTFALL_WARNING = 0.01;
+
+/** A warning when the stored sparsity falls short of the target (the per-layer cap binds everywhere). */
+export function shortfallWarnings(report: CompressReport): string[] {
+  if (report.method !== "opq" || report.sparsity >= report.targetSparsity - SHORTFALL_WARNING) return [];
+  const cap = report.options.maxLayerSparsity as number;
+  return [
+    `asked for sparsity ${pct(report.targetSparsity)} but stored ${pct(report.sparsity)}: the per-layer cap ${pct(cap)} binds in ${report.opq!.capped.length} of ${report.layers.length} layers; ` +
+    `raise --max-layer-sparsity (1 = no cap) to reach the target`,
+  ];
+}
+
+/** The plain table: node name, weights, kept %, bits, bytes in the file, RMS error of the layer's weights. */
+function plainRows(report: CompressReport): (string | number)[][] {
+  return report.layers.map((l) => {
+    const sse = l.realPruningError !== undefined ? l.realPruningError + (l.realQuantMse ?? 0) * l.params * (1 - (l.maskSparsity ?? l.sparsity)) : (l.mse ?? NaN) * l.params;
+    return [l.node || l.name, l.params, pct(1 - l.sparsity), fmtNum(Math.round(10 * l.bits) / 10), Math.round(((l.fileBits ?? 0) * l.params) / 8), sci(Math.sqrt(sse / l.params))];
+  });
+}
+
 const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? "" : (100 * v).toFixed(1) + "%");
 const sci = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? "" : v.toExponential(2));
 
@@ -39,7 +61,7 @@ export const command: Command = {
   name: "compress",
   summary: "compress an FP32 ONNX model to .opq (OPQ one-shot pruning-quantization, or FPGM + APoT)",
   usage: [
-    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--json]",
+    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--verbose] [--force] [--json]",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
     "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning: `opq finetune`",
@@ -52,14 +74,26 @@ export const command: Command = {
     "max-layer-sparsity": { type: "string" },
     "filter-rate": { type: "string" },
     report: { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+    force: { type: "boolean" },
+  },
+  help: {
+    output: "the .opq to write (default out/<input name>.opq; an existing file needs --force)",
+    method: "opq (default): one-shot pruning + quantization; gm-apot: FPGM filter removal + APoT levels",
+    sparsity: "fraction of weights to prune, 0–0.999 (default 0.5)",
+    bits: "quantization bits, 1–16 (default 3; gm-apot: 3 or 4)",
+    "max-layer-sparsity": "cap on any one layer's sparsity, 0.01–1 (default 0.9; 1 = no cap, the paper's allocation)",
+    "filter-rate": "gm-apot only: fraction of filters FPGM removes per conv, 0–0.99 (default 0.3)",
+    report: "also write a self-contained HTML report to this file",
+    verbose: "add the paper's columns (τ, β, predicted and real errors) to the table",
+    force: "overwrite the output if it exists",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
-    const output = stringOption(args, "output") ?? defaultOutput(input);
-    const htmlPath = stringOption(args, "report");
-    if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
     const opts = compressOptions(args);
+    const output = chooseOutput(args, defaultOutput(input), [input]);
+    const htmlPath = stringOption(args, "report");
     const json = wantsJson(args);
     const { readOnnx } = await import("../../format/mod.ts");
     const { compressModel, encodeCompressed, renderReportHtml } = await import("../../compressor/mod.ts");
@@ -83,12 +117,17 @@ export const command: Command = {
       mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
       writeFileSync(htmlPath, renderReportHtml(report));
     }
+    const warnings = shortfallWarnings(report);
     if (json) {
-      printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...report });
+      printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...(warnings.length ? { warnings } : {}), ...report });
       return;
     }
+    const verbose = args.values.verbose === true;
     const f = report.file!;
-    if (report.method === "opq") {
+    if (!verbose) {
+      say(formatTable(["layer", "weights", "kept", "bits", "bytes", "error (rms)"], plainRows(report)));
+      say(`\nsparsity: target ${pct(report.targetSparsity)}, stored ${pct(report.sparsity)}${report.method === "opq" && report.opq!.capped.length ? `; ${report.opq!.capped.length} layer(s) capped at ${pct(report.options.maxLayerSparsity as number)}` : ""} (--verbose: the paper's τ, β and error columns)`);
+    } else if (report.method === "opq") {
       say(formatTable(
         ["layer", "params", "τ LM", "τ MLE", "pred", "β-only", "achieved", "cap", "Δ", "bins", "bits/w", "prune err pred", "real", "quant mse pred", "real"],
         report.layers.map((l) => [l.name, l.params, sci(l.tauLm), sci(l.tauMle), pct(l.predictedSparsity), pct(l.analyticSparsity), pct(l.sparsity), l.capped ? "yes" : "", sci(l.step ?? undefined), l.avgBins ?? 0, l.fileBits ?? 0, sci(l.predictedPruningError), sci(l.realPruningError), sci(l.predictedQuantMse), sci(l.realQuantMse)]),
@@ -107,6 +146,7 @@ export const command: Command = {
       say(`\nFPGM removed filters in ${g.pruned.length} conv(s); skipped ${g.skippedConvs.length}:`);
       for (const s of g.skippedConvs) say(`  ${s.node}: ${s.reason}`);
     }
+    for (const w of warnings) say(`warning: ${w}`);
     say(`\n${basename(input)} ${fmtBytes(report.fp32Bytes)} → ${output} ${fmtBytes(f.bytes)}: ${fmtNum(f.ratio)}× smaller than FP32 ` +
       `(nominal rate ${fmtNum(f.nominalRate)}×; entropy bound ${fmtBytes(Math.round(f.entropyBoundBytes))}, file/bound ${fmtNum(f.overBound)}; ${fmtNum(f.bitsPerWeight)} bits/weight) in ${fmtNum(report.seconds)} s`);
     if (htmlPath) say(`report: ${htmlPath}`);

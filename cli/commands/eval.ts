@@ -106,6 +106,13 @@ export const command: Command = {
     runtime: { type: "string" },
     threads: { type: "string" },
   },
+  help: {
+    data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
+    limit: "evaluate on the first N test images (default all 10,000)",
+    batch: "images per run (default 64)",
+    runtime: "opq (default) or ort (onnxruntime-web, on the dense export of a .opq)",
+    threads: "worker threads for the GEMMs (default 1)",
+  },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
     const model = args.positionals[0] ?? DEFAULT_MODEL;

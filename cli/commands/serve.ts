@@ -45,6 +45,19 @@ export const command: Command = {
     "max-inflight": { type: "string" },
     samples: { type: "string" },
   },
+  help: {
+    models: "folder of .opq files to serve (default out/, made with `opq compress` if empty)",
+    port: "port (default 8080; 0 picks a free one)",
+    host: "address to listen on (default 127.0.0.1)",
+    threads: "worker threads per model (default 1)",
+    concurrency: "runs at a time per model (default 1)",
+    queue: "requests waiting per model before 503 (default 64)",
+    "max-batch": "requests merged into one run (default 16)",
+    "max-body": "largest request body in bytes (default 16 MiB)",
+    timeout: "request timeout in ms (default 30000)",
+    "max-inflight": "requests in flight before 503 (default 256)",
+    samples: "sample images for the page (default models/fmnist-samples.json)",
+  },
   async run(args) {
     const json = wantsJson(args);
     const port = numberOption(args, "port", 8080, 0, 65535);
