@@ -11,4 +11,4 @@ export { Metrics } from "./metrics.ts";
 export { DEFAULT_QUEUE_LIMITS, describeLayers, type LayerSummary, loadModelDir, loadModelFile, loadModelFiles, ModelRegistry, type ModelRunner, type ModelSummary, type ServedModel, serveModel, type SessionInfo } from "./registry.ts";
 export { type QueueLimits, WorkQueue } from "./queue.ts";
 export { DEFAULT_TOPK, type InferResponse, type TopKEntry } from "./routes/infer.ts";
-export { FMNIST_CLASSES, loadSampleBundle, type SampleBundle, sampleInput } from "./samples.ts";
+export { decodeSampleBundle, FMNIST_CLASSES, loadSampleBundle, type SampleBundle, sampleInput } from "./samples.ts";
