@@ -64,5 +64,16 @@ export function sharedPath(...parts: string[]): string {
   throw Object.assign(new Error(`missing data: ${parts.join("/")} (looked in ${paths.join(", ")}); ${fix}`), { code: "MISSING_DATA" });
 }
 
+/**
+ * Files a compiled binary embeds (cli/binary/main.ts sets this before the CLI loads), by their
+ * path in the repository: the bundled files are then read from the binary, not beside it.
+ */
+const EMBEDDED: Record<string, string> = (globalThis as { __opqEmbedded?: Record<string, string> }).__opqEmbedded ?? {};
+
+/** A file of the repository (`models/...`): its embedded copy in a compiled binary, else the file in the checkout. */
+export function bundledFile(path: string): string {
+  return EMBEDDED[path] ?? join(PROJECT_ROOT, path);
+}
+
 /** The model that ships with the repo, used when no model is named. */
-export const DEFAULT_MODEL: string = join(PROJECT_ROOT, "models", "resnet20-fmnist.onnx");
+export const DEFAULT_MODEL: string = bundledFile("models/resnet20-fmnist.onnx");

@@ -261,14 +261,16 @@ export const command: Command = {
   },
 };
 
-if (import.meta.main) {
-  const argv = typeof process !== "undefined" ? process.argv.slice(2) : [];
+/** The measuring child `measureInChild` starts: `--child opq|ort MODEL THREADS ITERATIONS WARMUP`; returns the exit code. */
+export async function runBenchChild(argv: string[]): Promise<number> {
   const [flag, runtime, model, threads, iterations, warmup] = argv;
   if (flag !== "--child" || (runtime !== "opq" && runtime !== "ort") || !model) {
     process.stderr.write("usage: bench.ts --child opq|ort MODEL THREADS ITERATIONS WARMUP (internal; use `opq bench`)\n");
-    process.exit(2);
+    return 2;
   }
   const m = await measureRuntime(runtime, model, Number(threads), Number(iterations), Number(warmup));
   process.stdout.write(JSON.stringify(m) + "\n");
-  process.exit(0);
+  return 0;
 }
+
+if (import.meta.main) process.exit(await runBenchChild(typeof process !== "undefined" ? process.argv.slice(2) : []));

@@ -9,14 +9,14 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
-import { PROJECT_ROOT } from "../shared.ts";
+import { bundledFile } from "../shared.ts";
 
 /** Where `opq compress` with no arguments writes (relative to the working directory), and so what `opq serve` serves by default. */
 export const DEFAULT_MODELS_DIR = "out";
 /** The bundled example model `opq serve` makes if it is missing. */
 export const DEFAULT_OPQ: string = join(DEFAULT_MODELS_DIR, "resnet20-fmnist.opq");
 /** The bundled Fashion-MNIST samples of the page's try-it panel. */
-export const DEFAULT_SAMPLES: string = join(PROJECT_ROOT, "models", "fmnist-samples.json");
+export const DEFAULT_SAMPLES: string = bundledFile("models/fmnist-samples.json");
 
 /** Make the default model by running `opq compress` with no arguments (its report goes to stderr). */
 async function ensureDefaultModel(): Promise<void> {
