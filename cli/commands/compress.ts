@@ -6,8 +6,9 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { chooseOutput, type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
-import { DEFAULT_MODEL } from "../shared.ts";
+import { chooseOutput, type Command, EnvironmentError, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
+import type { Model } from "../../format/mod.ts";
 import type { CompressReport } from "../../compressor/mod.ts";
 
 /** Default output: out/<input name>.opq under the working directory (inputs may sit in read-only folders). */
@@ -30,6 +31,39 @@ export function compressOptions(args: ParsedArgs): { method: "opq" | "gm-apot"; 
     maxLayerSparsity: given("max-layer-sparsity") ? numberOption(args, "max-layer-sparsity", 0, 0.01, 1) : undefined,
     filterRate: given("filter-rate") ? numberOption(args, "filter-rate", 0, 0, 0.99) : undefined,
   };
+}
+
+/** The bundled models trained on Fashion-MNIST: compressed without --labels, they carry its class names. */
+const FMNIST_MODELS = ["models/resnet20-fmnist.onnx", "models/lenet5-fmnist.onnx"];
+
+/**
+ * Class names to store in the file (`metadata.labels`, which the server answers with): `--labels
+ * fashion-mnist`, or a file holding a JSON array or one name per line; by default Fashion-MNIST's
+ * for the bundled models (and for every finetuned model: finetune trains on Fashion-MNIST).
+ * Checked against the model's class count when its output declares one.
+ */
+export async function labelsFor(args: ParsedArgs, input: string, model: Model, fashionMnist = false): Promise<string[] | undefined> {
+  const { FMNIST_CLASSES } = await import("../../server/samples.ts");
+  const raw = stringOption(args, "labels");
+  let labels: string[] | undefined;
+  if (raw === "fashion-mnist") labels = [...FMNIST_CLASSES];
+  else if (raw !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(raw, "utf8");
+    } catch (e) {
+      throw new EnvironmentError("NOT_FOUND", `--labels: cannot read ${raw}: ${(e as Error).message}`);
+    }
+    const trimmed = text.trim();
+    const parsed: unknown = trimmed.startsWith("[") ? JSON.parse(trimmed) : trimmed.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+    if (!Array.isArray(parsed) || !parsed.every((l) => typeof l === "string")) throw new UsageError(`--labels: ${raw} must hold a JSON array of strings or one name per line`);
+    labels = parsed;
+  } else if (fashionMnist || FMNIST_MODELS.some((m) => resolve(bundledFile(m)) === resolve(input))) labels = [...FMNIST_CLASSES];
+  const classes = model.graph.outputs[0]?.shape?.at(-1);
+  if (labels && typeof classes === "number" && classes > 0 && labels.length !== classes) {
+    throw new UsageError(`--labels: ${labels.length} names for a model with ${classes} classes`);
+  }
+  return labels;
 }
 
 /** How far below its target the stored sparsity may fall before compress warns (one point of sparsity). */
@@ -76,6 +110,7 @@ export const command: Command = {
     report: { type: "string" },
     verbose: { type: "boolean", short: "v" },
     force: { type: "boolean" },
+    labels: { type: "string" },
   },
   help: {
     output: "the .opq to write (default out/<input name>.opq; an existing file needs --force)",
@@ -87,6 +122,7 @@ export const command: Command = {
     report: "also write a self-contained HTML report to this file",
     verbose: "add the paper's columns (τ, β, predicted and real errors) to the table",
     force: "overwrite the output if it exists",
+    labels: "class names to store: fashion-mnist, or a file (JSON array or one per line); default Fashion-MNIST's for the bundled models, else none",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -101,12 +137,14 @@ export const command: Command = {
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
     let bar: ReturnType<typeof progress> | undefined, phase = "", last = 0;
+    const labels = await labelsFor(args, input, model);
     const result = compressModel(model, { ...opts, source: basename(input), fp32Bytes: bytes.length }, (p, done, total) => {
       if (p !== phase) { bar?.done(); bar = progress(p.padEnd(6), total, json); phase = p; last = 0; }
       bar!.tick(done - last);
       last = done;
     });
     bar?.done();
+    if (labels) result.opq.metadata = { ...result.opq.metadata, labels };
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
     enc.done();

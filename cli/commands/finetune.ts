@@ -13,7 +13,7 @@ import { mulberry32, type Model, type OpqModel } from "../../format/mod.ts";
 import { chooseOutput, type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import { defaultOutput } from "./compress.ts";
+import { defaultOutput, labelsFor } from "./compress.ts";
 
 /** Default output: out/<input name>-finetuned.opq, apart from the file `opq compress` (and so `opq serve`) uses. */
 export function defaultFinetuneOutput(input: string): string {
@@ -202,6 +202,7 @@ export const command: Command = {
     seed: { type: "string" },
     data: { type: "string" },
     force: { type: "boolean" },
+    labels: { type: "string" },
   },
   help: {
     output: "the .opq to write (default out/<input name>-finetuned.opq; an existing file needs --force)",
@@ -218,6 +219,7 @@ export const command: Command = {
     seed: "seed of the shuffling (default 1)",
     data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
     force: "overwrite the output if it exists",
+    labels: "class names to store (default Fashion-MNIST's, the data finetune trains on): fashion-mnist or a file",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -240,7 +242,9 @@ export const command: Command = {
     const { createSession } = await import("../../runtime/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
+    const labels = await labelsFor(args, input, model, true);
     const compressed = compressModel(model, { sparsity, bits, maxLayerSparsity, source: basename(input), fp32Bytes: bytes.length });
+    if (labels) compressed.opq.metadata = { ...compressed.opq.metadata, labels };
     const oneShot = compressed.opq;
     // The cap the compressor applied (its default when --max-layer-sparsity is not given).
     const appliedCap = compressed.report.options.maxLayerSparsity as number;

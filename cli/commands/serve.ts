@@ -31,7 +31,7 @@ async function ensureDefaultModel(): Promise<void> {
 export const command: Command = {
   name: "serve",
   summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
-  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE] [--cors ORIGINS]",
   options: {
     models: { type: "string" },
     port: { type: "string" },
@@ -44,6 +44,7 @@ export const command: Command = {
     timeout: { type: "string" },
     "max-inflight": { type: "string" },
     samples: { type: "string" },
+    cors: { type: "string" },
   },
   help: {
     models: "folder of .opq files to serve (default out/, made with `opq compress` if empty)",
@@ -57,6 +58,7 @@ export const command: Command = {
     timeout: "request timeout in ms (default 30000)",
     "max-inflight": "requests in flight before 503 (default 256)",
     samples: "sample images for the page (default models/fmnist-samples.json)",
+    cors: "allow browsers on these origins (comma-separated, or *) to call the API (default: same origin only)",
   },
   async run(args) {
     const json = wantsJson(args);
@@ -74,7 +76,8 @@ export const command: Command = {
     const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits });
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
-    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight } });
+    const corsOrigins = stringOption(args, "cors")?.split(",").map((o) => o.trim()).filter(Boolean);
+    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight }, ...(corsOrigins ? { cors: corsOrigins.length === 1 ? corsOrigins[0]! : corsOrigins } : {}) });
     // Loading decodes whole files and plans graphs; collect that garbage once before serving, so
     // the resident size an operator sees at start is the steady one (Bun only: Deno has no API).
     (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
