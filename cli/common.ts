@@ -6,6 +6,18 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import pkg from "../package.json" with { type: "json" };
+
+/** The package version `opq --version` prints and reports record. */
+export const VERSION: string = pkg.version;
+
+/** The arguments `opq` was run with (set by main), for reports that record their command line. */
+export const INVOCATION: { argv: string[] } = { argv: [] };
+
+/** The command line as a user would retype it. */
+export function commandLine(): string {
+  return ["opq", ...INVOCATION.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))].join(" ");
+}
 
 /** A subcommand of `opq`. */
 export interface Command {

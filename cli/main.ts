@@ -6,8 +6,7 @@
  * or a failing environment (a server that does not answer, missing data or files).
  * @module
  */
-import pkg from "../package.json" with { type: "json" };
-import { type Command, ENVIRONMENT_CODES, EnvironmentError, parseCommandArgs, printJson, say, UsageError } from "./common.ts";
+import { type Command, ENVIRONMENT_CODES, EnvironmentError, INVOCATION, parseCommandArgs, printJson, say, UsageError, VERSION } from "./common.ts";
 
 /** Every subcommand, by name, loaded on demand. */
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
@@ -21,8 +20,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   "bench-http": () => import("./commands/bench-http.ts"),
 };
 
-/** The package version `opq --version` prints. */
-export const VERSION: string = pkg.version;
+export { VERSION };
 
 function mainUsage(): string {
   return [
@@ -75,6 +73,7 @@ function printHelp(text: string, json: boolean, value: unknown): void {
 
 /** Run the CLI on argv (without the runtime and script) and return the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  INVOCATION.argv = argv;
   const json = argv.includes("--json");
   const first = argv.find((a) => a !== "--json");
   if (first === undefined) {

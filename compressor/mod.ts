@@ -5,7 +5,7 @@
  */
 export { COMPRESS_ERROR_CODES, type CompressErrorCode, CompressError } from "./errors.ts";
 export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
-export { addFileStats, type CompressReport, type FileStats, type LayerReport } from "./report.ts";
+export { type AccuracyInfo, addFileStats, type CompressReport, type FileStats, HISTOGRAM_BINS, type LayerReport, type RunInfo, weightHistogram, type WeightHistogram } from "./report.ts";
 export { renderReportHtml } from "./report-html.ts";
 export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { chooseOutput, type Command, EnvironmentError, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { chooseOutput, type Command, commandLine, EnvironmentError, VERSION, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
 import type { Model } from "../../format/mod.ts";
 import type { CompressReport } from "../../compressor/mod.ts";
@@ -95,7 +95,7 @@ export const command: Command = {
   name: "compress",
   summary: "compress an FP32 ONNX model to .opq (OPQ one-shot pruning-quantization, or FPGM + APoT)",
   usage: [
-    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--verbose] [--force] [--json]",
+    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--eval] [--labels L] [--verbose] [--force] [--json]",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
     "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 needs finetuning: `opq finetune`",
@@ -111,6 +111,9 @@ export const command: Command = {
     verbose: { type: "boolean", short: "v" },
     force: { type: "boolean" },
     labels: { type: "string" },
+    eval: { type: "boolean" },
+    "eval-limit": { type: "string" },
+    data: { type: "string" },
   },
   help: {
     output: "the .opq to write (default out/<input name>.opq; an existing file needs --force)",
@@ -123,6 +126,9 @@ export const command: Command = {
     verbose: "add the paper's columns (τ, β, predicted and real errors) to the table",
     force: "overwrite the output if it exists",
     labels: "class names to store: fashion-mnist, or a file (JSON array or one per line); default Fashion-MNIST's for the bundled models, else none",
+    eval: "measure the compressed model's top-1 on the Fashion-MNIST test images and store it in the file and the report",
+    "eval-limit": "with --eval: the first N test images (default all 10,000)",
+    data: "with --eval: the Fashion-MNIST folder (default: $OPQ_SHARED, ../shared, or Debian's dataset-fashion-mnist)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -138,6 +144,7 @@ export const command: Command = {
     const model = readOnnx(bytes);
     let bar: ReturnType<typeof progress> | undefined, phase = "", last = 0;
     const labels = await labelsFor(args, input, model);
+    const evalLimit = args.values["eval-limit"] !== undefined ? Math.floor(numberOption(args, "eval-limit", 10_000, 1, 10_000)) : undefined;
     const result = compressModel(model, { ...opts, source: basename(input), fp32Bytes: bytes.length }, (p, done, total) => {
       if (p !== phase) { bar?.done(); bar = progress(p.padEnd(6), total, json); phase = p; last = 0; }
       bar!.tick(done - last);
@@ -145,6 +152,13 @@ export const command: Command = {
     });
     bar?.done();
     if (labels) result.opq.metadata = { ...result.opq.metadata, labels };
+    result.report.run = { command: commandLine(), version: VERSION };
+    if (args.values.eval === true) {
+      // Measured on the compressed model itself and stored in the file, so the server and the page can show it.
+      const { measureTop1 } = await import("./eval.ts");
+      result.report.accuracy = await measureTop1(result.opq, { limit: evalLimit, dir: stringOption(args, "data"), quiet: json });
+      result.opq.metadata = { ...result.opq.metadata, accuracy: result.report.accuracy };
+    }
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
     enc.done();
@@ -188,6 +202,8 @@ export const command: Command = {
     say(`\n${basename(input)} ${fmtBytes(report.fp32Bytes)} → ${output} ${fmtBytes(f.bytes)}: ${fmtNum(f.ratio)}× smaller than FP32 ` +
       `(nominal rate ${fmtNum(f.nominalRate)}×; entropy bound ${fmtBytes(Math.round(f.entropyBoundBytes))}, file/bound ${fmtNum(f.overBound)}; ${fmtNum(f.bitsPerWeight)} bits/weight) in ${fmtNum(report.seconds)} s`);
     if (htmlPath) say(`report: ${htmlPath}`);
-    say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
+    const acc = report.accuracy;
+    if (acc) say(`top-1 ${(100 * acc.top1).toFixed(2)}% on ${acc.images} ${acc.dataset} test images (stored in the file)`);
+    else say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
   },
 };

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename } from "node:path";
-import { decodeOpq, isOpqBytes, toDenseModel, writeOnnx } from "../../format/mod.ts";
+import { decodeOpq, isOpqBytes, type OpqModel, toDenseModel, writeOnnx } from "../../format/mod.ts";
 import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
@@ -92,6 +92,21 @@ export async function evaluate(
   }
   const images = set.count;
   return { images, top1: top1 / images, top5: top5 / images, ms: performance.now() - start, predictions };
+}
+
+/** Top-1 of a compressed (or any) model on the Fashion-MNIST test images, as reports and `.opq` metadata record it. */
+export async function measureTop1(model: OpqModel, options: { limit?: number; dir?: string; quiet?: boolean } = {}): Promise<{ dataset: string; images: number; top1: number }> {
+  const set = loadFashionMnist({ dir: options.dir, limit: options.limit });
+  const { createSession } = await import("../../runtime/mod.ts");
+  const session = await createSession(model);
+  try {
+    const bar = progress("eval", set.count, options.quiet);
+    const r = await evaluate(session, set, { batch: 100, onBatch: (n) => bar.tick(n) });
+    bar.done();
+    return { dataset: "Fashion-MNIST", images: r.images, top1: r.top1 };
+  } finally {
+    session.dispose();
+  }
 }
 
 /** The `opq eval` subcommand. */

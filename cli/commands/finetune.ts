@@ -10,7 +10,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { mulberry32, type Model, type OpqModel } from "../../format/mod.ts";
-import { chooseOutput, type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { chooseOutput, type Command, commandLine, numberOption, VERSION, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
 import { defaultOutput, labelsFor } from "./compress.ts";
@@ -203,6 +203,7 @@ export const command: Command = {
     data: { type: "string" },
     force: { type: "boolean" },
     labels: { type: "string" },
+    report: { type: "string" },
   },
   help: {
     output: "the .opq to write (default out/<input name>-finetuned.opq; an existing file needs --force)",
@@ -220,6 +221,7 @@ export const command: Command = {
     data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
     force: "overwrite the output if it exists",
     labels: "class names to store (default Fashion-MNIST's, the data finetune trains on): fashion-mnist or a file",
+    report: "also write the HTML report (per-layer figures, histograms, bytes, top-1 before and after, the loss curve)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
@@ -279,7 +281,17 @@ export const command: Command = {
     const imagesSeen = history.reduce((a, s) => a + s.images, 0);
     opq.metadata = { ...opq.metadata, finetune: { steps: o.steps, batch: o.batch, lr: o.lr, images: imagesSeen, stage1Steps: Math.round(o.stage1Fraction * o.steps), seed: o.seed } };
     const after = o.steps === 0 ? before : await top1(opq, "eval finetuned");
+    const accuracy = { dataset: "Fashion-MNIST", images: test.count, top1: after, top1Before: before };
+    opq.metadata = { ...opq.metadata, accuracy: { dataset: accuracy.dataset, images: accuracy.images, top1: after } };
     const out = encodeOpq(opq);
+    const htmlPath = stringOption(args, "report");
+    if (htmlPath) {
+      const { addFileStats, renderReportHtml } = await import("../../compressor/mod.ts");
+      const { inspectOpq } = await import("../../format/mod.ts");
+      const report = { ...addFileStats(compressed.report, inspectOpq(out, { compare: false })), run: { command: commandLine(), version: VERSION }, accuracy, losses: history.map((s) => s.loss) };
+      mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
+      writeFileSync(htmlPath, renderReportHtml(report));
+    }
     mkdirSync(dirname(resolve(output)), { recursive: true });
     writeFileSync(output, out);
     const nonZeros = (m: OpqModel) => m.compressed.reduce((a, t) => a + t.indices.length, 0);
