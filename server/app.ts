@@ -14,6 +14,7 @@ import { inferRoutes } from "./routes/infer.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { openApiRoutes } from "./openapi.ts";
+import { assetRoutes } from "./routes/assets.ts";
 import type { SampleBundle } from "./samples.ts";
 
 /** What an app serves and under which limits. */
@@ -65,6 +66,7 @@ export function createApp(options: AppOptions): OpqApp {
 
   if (options.cors !== undefined) app.use(cors({ origin: options.cors, allowHeaders: ["Content-Type", "Accept", "X-Shape", "X-Input-Name"], exposeHeaders: ["Retry-After"], maxAge: 600 }));
   openApiRoutes(app);
+  assetRoutes(app);
   systemRoutes(app, ctx);
   modelRoutes(app, ctx);
   inferRoutes(app, ctx);

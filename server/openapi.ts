@@ -19,6 +19,7 @@ export const MODEL_SUMMARY_SCHEMA = z.object({
   name: z.string(), format: z.string(), inputs: z.array(valueInfo), outputs: z.array(valueInfo),
   bytes: z.number().int(), fp32Bytes: z.number().int(), ratio: z.number().describe("fp32Bytes / bytes: the size ratio every opq tool reports"),
   sparsity: nullableNumber, bits: nullableNumber, method: z.string().nullable(), params: nullableNumber, loadMs: z.number(),
+  accuracy: z.object({ dataset: z.string(), images: z.number().int(), top1: z.number() }).nullable().describe("top-1 measured when the file was made, if it was"),
 }).describe("a loaded model");
 
 /** `GET /v1/models/:name`: the summary, the class names and the per-layer figures. */

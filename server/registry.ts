@@ -70,6 +70,8 @@ export interface ModelSummary {
   method: string | null;
   params: number | null;
   loadMs: number;
+  /** Top-1 measured on a test set and stored in the file (`opq compress --eval`, `opq finetune`), else null. */
+  accuracy: { dataset: string; images: number; top1: number } | null;
 }
 
 /** A model ready to serve: its description, its runner and its work queue. */
@@ -137,9 +139,18 @@ export function describeModel(name: string, runner: ModelRunner, info: SessionIn
       method: str(m.method),
       params: num(m.params),
       loadMs: info.loadMs,
+      accuracy: accuracyOf(m.accuracy),
     },
     layers,
   };
+}
+
+/** A stored accuracy record, if well-formed. */
+function accuracyOf(v: unknown): ModelSummary["accuracy"] {
+  const a = v as { dataset?: unknown; images?: unknown; top1?: unknown } | null;
+  return a && typeof a === "object" && typeof a.dataset === "string" && num(a.images) !== null && num(a.top1) !== null
+    ? { dataset: a.dataset, images: num(a.images)!, top1: num(a.top1)! }
+    : null;
 }
 
 /** Wrap a runner as a served model with its own queue (`layers` as in describeModel). */
