@@ -13,6 +13,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT, sharedPath } from "../cli/shared.ts";
+import { optionList } from "../cli/main.ts";
 
 const BUN = join(PROJECT_ROOT, "node_modules", ".bin", "bun");
 const MAIN = join(PROJECT_ROOT, "cli", "main.ts");
@@ -65,24 +66,25 @@ describe("default outputs never overwrite", () => {
     expect(j.maxLayerSparsity).toBe(0.9);
     expect(j.after.top1).toBe(j.before.top1);
     expect(j.losses).toEqual([]);
-    const human = opq(dir, "finetune", "models/lenet5-fmnist.onnx", "--steps", "0", "--eval-limit", "100", "--limit", "64", "-o", "x.opq");
-    expect(human.code).toBe(0);
-    expect(human.stderr.match(/test top-1/g)?.length).toBe(2); // the one-shot line and the summary, one evaluation
+    expect(j.imagesSeen).toBe(0);
   }, 60_000);
 });
 
 describe("help and version", () => {
   const dir = scratch();
-  test("--help goes to stdout, with each option's description and default", () => {
+  test("--help goes to stdout, with each option's description and default", async () => {
     const r = opq(dir, "compress", "--help");
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(/--sparsity <value>\s+fraction of weights to prune, 0–0\.999 \(default 0\.5\)/);
     expect(r.stdout).toMatch(/--force\s+overwrite the output if it exists/);
+    const j = JSON.parse(opq(dir, "serve", "--help", "--json").stdout);
+    expect(j.command).toBe("serve");
+    expect(j.options.find((o: { name: string }) => o.name === "port").description).toBe("port (default 8080; 0 picks a free one)");
+    // Every option of every command has a description (the list --help --json prints, built in-process).
     for (const cmd of ["compress", "finetune", "inspect", "export", "eval", "bench", "serve", "bench-http"]) {
-      const j = JSON.parse(opq(dir, cmd, "--help", "--json").stdout);
-      expect(j.command).toBe(cmd);
-      for (const o of j.options) expect([cmd, o.name, o.description.length > 0]).toEqual([cmd, o.name, true]);
+      const { command } = await import(`../cli/commands/${cmd}.ts`);
+      for (const o of optionList(command)) expect([cmd, o.name, o.description.length > 0]).toEqual([cmd, o.name, true]);
     }
   }, 30_000);
   test("opq --help, --version and their JSON", () => {
@@ -126,28 +128,29 @@ describe("environment failures", () => {
 
 describe("compress output", () => {
   const dir = scratch();
+  const LENET = join(PROJECT_ROOT, "models", "lenet5-fmnist.onnx");
   test("--sparsity 0.99 warns that the cap delivered less (stderr and --json)", () => {
-    const r = opq(dir, "compress", "-o", "a.opq", "--sparsity", "0.99");
+    const r = opq(dir, "compress", LENET, "-o", "a.opq", "--sparsity", "0.99");
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/warning: asked for sparsity 99\.0% but stored 90\.0%/);
-    const j = JSON.parse(opq(dir, "compress", "-o", "b.opq", "--sparsity", "0.99", "--json").stdout);
-    expect(j.warnings).toHaveLength(1);
-    expect(opq(dir, "compress", "-o", "c.opq", "--sparsity", "0.99", "--max-layer-sparsity", "1").stderr).not.toContain("warning:");
+    const j = JSON.parse(opq(dir, "compress", LENET, "-o", "b.opq", "--sparsity", "0.99", "--max-layer-sparsity", "1", "--json").stdout);
+    expect(j.warnings).toBeUndefined();
+    expect(j.sparsity).toBeGreaterThan(0.985);
   }, 30_000);
   test("compress and inspect print the same size ratio for the same file", () => {
-    const c = JSON.parse(opq(dir, "compress", "-o", "r.opq", "--json").stdout);
+    const c = JSON.parse(opq(dir, "compress", LENET, "-o", "r.opq", "--json").stdout);
     const i = JSON.parse(opq(dir, "inspect", "r.opq", "--no-compare", "--json").stdout);
     expect(i.sizeRatio).toBe(c.file.ratio);
-    expect(i.fp32Bytes).toBe(readFileSync(join(PROJECT_ROOT, "models", "resnet20-fmnist.onnx")).length);
+    expect(i.fp32Bytes).toBe(readFileSync(LENET).length);
     const text = opq(dir, "inspect", "r.opq", "--no-compare").stderr;
     expect(text).toContain(`${c.file.ratio.toFixed(2)}× smaller`);
   }, 30_000);
   test("the default table is plain (node name, kept, bits, bytes, error); --verbose adds τ and β", () => {
-    const plain = opq(dir, "compress", "-o", "p.opq").stderr;
+    const plain = opq(dir, "compress", LENET, "-o", "p.opq").stderr;
     expect(plain).toMatch(/^layer\s+weights\s+kept\s+bits\s+bytes\s+error \(rms\)/m);
-    expect(plain).toContain("/fc/Gemm");
+    expect(plain).toMatch(/^\S*c1\S*\s+150\s/m);
     expect(plain.split("\n")[0]).not.toContain("τ");
-    const verbose = opq(dir, "compress", "-o", "v.opq", "--verbose").stderr;
+    const verbose = opq(dir, "compress", LENET, "-o", "v.opq", "--verbose").stderr;
     expect(verbose).toContain("τ LM");
     expect(verbose).toContain("β");
   }, 30_000);
