@@ -39,7 +39,7 @@ export class ServerState {
   /** Infer requests being handled (reading, queued or running). */
   inferring = 0;
   /** When the app was created (performance.now()). */
-  readonly startedAt = performance.now();
+  readonly startedAt: number = performance.now();
   private idle: (() => void)[] = [];
 
   /** Note a request's start. */

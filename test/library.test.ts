@@ -60,6 +60,26 @@ describe("package metadata", () => {
   });
 });
 
+describe("publishing", () => {
+  test("npm pack ships every exports target and no test file", () => {
+    const r = run("npm", ["pack", "--dry-run", "--json"], PROJECT_ROOT);
+    expect(r.status).toBe(0);
+    const files = (JSON.parse(r.stdout)[0].files as { path: string }[]).map((f) => f.path);
+    for (const k of SUBPATHS) expect(files).toContain(pkg.exports[k].default.slice(2));
+    expect(files.filter((f) => f.endsWith(".test.ts"))).toEqual([]);
+    expect(files).toContain("models/resnet20-fmnist.onnx");
+  }, 60_000);
+  test("deno publish --dry-run (JSR: slow types, exports) succeeds, without tests or build files", () => {
+    // --no-check: the type check is `deno task check`'s (test/setup.test.ts); the slow-type check JSR needs still runs.
+    const r = run(DENO, ["publish", "--dry-run", "--allow-dirty", "--no-check"], PROJECT_ROOT);
+    expect(r.stderr + r.stdout).toContain("Dry run complete");
+    expect(r.status).toBe(0);
+    const listed = (r.stderr + r.stdout).split("\n").filter((l) => l.includes("file:///"));
+    expect(listed.length).toBeGreaterThan(50);
+    expect(listed.filter((l) => /\.test\.ts|\/test\/|package-lock|\.git\b/.test(l))).toEqual([]);
+  }, 60_000);
+});
+
 describe("scratch projects outside the repository", () => {
   test("a Bun app with a file: dependency imports opq and opq/server and classifies (examples/bun-classify.ts)", () => {
     const dir = scratch("bun-app");
