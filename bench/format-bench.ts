@@ -9,7 +9,7 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
-import { sharedDir } from "../cli/shared.ts";
+import { sharedPath } from "../cli/shared.ts";
 import { compressModel } from "../compressor/mod.ts";
 import {
   type CompressedTensor, decodeOpq, type Node, dequantize, encodeOpq, entropyBound, inspectOpq, mulberry32, type OpqModel, readOnnx, sizeOf, type WeightCodec,
@@ -111,10 +111,9 @@ function run(label: string, m: OpqModel): Record<string, unknown> {
 }
 
 const results: Record<string, unknown> = { synthetic: run("synthetic ResNet-18 (Laplace, 74% pruned, 3 bits)", syntheticResnet18()) };
-const real = `${sharedDir()}/models/resnet18-224.onnx`;
-if (existsSync(real)) results.resnet18 = run("ResNet-18 real weights (naive magnitude prune 74%, 3 bits)", naive(real));
-else console.log(`\n(${real} missing: real-weights case skipped)`);
-const r20 = `${sharedDir()}/models/resnet20-fmnist.onnx`;
+const real = sharedPath("models", "resnet18-224.onnx");
+results.resnet18 = run("ResNet-18 real weights (naive magnitude prune 74%, 3 bits)", naive(real));
+const r20 = sharedPath("models", "resnet20-fmnist.onnx");
 if (existsSync(r20)) {
   const { opq } = compressModel(readOnnx(readFileSync(r20)), { sparsity: 0.74, bits: 3 });
   results.resnet20 = run("ResNet-20 through compressModel (OPQ, 74%, 3 bits)", opq);

@@ -3,7 +3,21 @@
  * exactly one object on stdout, tables and progress bars on stderr.
  * @module
  */
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import pkg from "../package.json" with { type: "json" };
+
+/** The package version `opq --version` prints and reports record. */
+export const VERSION: string = pkg.version;
+
+/** The arguments `opq` was run with (set by main), for reports that record their command line. */
+export const INVOCATION: { argv: string[] } = { argv: [] };
+
+/** The command line as a user would retype it. */
+export function commandLine(): string {
+  return ["opq", ...INVOCATION.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))].join(" ");
+}
 
 /** A subcommand of `opq`. */
 export interface Command {
@@ -12,6 +26,8 @@ export interface Command {
   /** One usage line per form, without the leading `opq`. */
   usage: string;
   options: NonNullable<ParseArgsConfig["options"]>;
+  /** What each option does and its default, as `--help` prints it (by option name). */
+  help: Record<string, string>;
   run(args: ParsedArgs): Promise<void>;
 }
 
@@ -25,6 +41,22 @@ export interface ParsedArgs {
 export class UsageError extends Error {
   override name = "UsageError";
 }
+
+/**
+ * The machine, not the arguments, is wrong: a server that does not answer, missing data, a file
+ * that is not there. Printed as `error [CODE]: message` without a stack trace, exit code 2.
+ */
+export class EnvironmentError extends Error {
+  override name = "EnvironmentError";
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+/** Error codes (ours and the OS's) that mean an environment failure: exit 2, no stack trace. */
+export const ENVIRONMENT_CODES: ReadonlySet<string> = new Set([
+  "NOT_FOUND", "MISSING_DATA", "OUTPUT_EXISTS", "UNREACHABLE", "ENOENT", "EACCES", "EPERM", "EADDRINUSE", "ECONNREFUSED", "ENOTFOUND", "ConnectionRefused",
+]);
 
 /** Parse argv for a command, turning node:util errors into UsageError. */
 export function parseCommandArgs(cmd: Command, argv: string[]): ParsedArgs {
@@ -56,6 +88,21 @@ export function numberOption(args: ParsedArgs, name: string, fallback: number, m
 export function stringOption(args: ParsedArgs, name: string, fallback?: string): string | undefined {
   const v = args.values[name];
   return typeof v === "string" ? v : fallback;
+}
+
+/**
+ * Where a command writes: `-o` if given, else `fallback`. Never one of the inputs; a default
+ * output that already exists is refused (code OUTPUT_EXISTS, exit 2) unless `--force` is given,
+ * so a default never silently replaces a file. An explicit `-o` names its target and may replace it.
+ */
+export function chooseOutput(args: ParsedArgs, fallback: string, inputs: readonly string[]): string {
+  const explicit = stringOption(args, "output");
+  const output = explicit ?? fallback;
+  for (const input of inputs) if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
+  if (explicit === undefined && args.values.force !== true && existsSync(output)) {
+    throw new EnvironmentError("OUTPUT_EXISTS", `${output} exists; pass --force to replace it, or -o to write elsewhere`);
+  }
+  return output;
 }
 
 /** True when the command should print one JSON object and nothing else on stdout. */

@@ -36,6 +36,10 @@ export async function createOrtSession(bytes: Uint8Array, options: { threads?: n
     throw new Error(`onnxruntime-web already runs with ${initialisedThreads} thread(s) in this process; cannot switch to ${threads}`);
   }
   ort.env.wasm.numThreads = threads;
+  // In the compiled `opq` binary the WASM build is embedded (cli/binary/embed.ts), not in node_modules.
+  const embedded = (globalThis as { __opqEmbedded?: Record<string, string> }).__opqEmbedded;
+  const mjs = embedded?.["onnxruntime-web/ort-wasm-simd-threaded.mjs"], wasm = embedded?.["onnxruntime-web/ort-wasm-simd-threaded.wasm"];
+  if (mjs && wasm) ort.env.wasm.wasmPaths = { mjs: `file://${mjs}`, wasm: `file://${wasm}` };
   ort.env.logLevel = "error";
   const start = performance.now();
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });

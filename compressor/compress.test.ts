@@ -50,9 +50,9 @@ describe("OPQ on ResNet-20", () => {
     expect(report.file!.overBound).toBeGreaterThan(0.9);
     expect(report.layers.every((l) => l.fileBits! > 0 && l.fileBits! < 8)).toBe(true);
   });
-  test("the HTML report is self-contained with one SVG per chart", () => {
+  test("the HTML report is self-contained with one SVG per chart and per layer histogram", () => {
     const html = renderReportHtml(report);
-    expect(html.match(/<svg/g)).toHaveLength(4);
+    expect(html.match(/<svg/g)).toHaveLength(4 + report.layers.length);
     expect(html).not.toMatch(/<script|src=|href=|url\(/);
   });
 });

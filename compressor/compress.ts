@@ -9,7 +9,7 @@ import { quantizeApot, quantizeUniformMax } from "./apot.ts";
 import { COMPRESS_ERROR_CODES as E, CompressError, ensure } from "./errors.ts";
 import { pruneFilters } from "./fpgm.ts";
 import { opqCompress, type WeightLayer } from "./opq.ts";
-import { addFileStats, buildGmApotReport, buildOpqReport, type CompressReport, type GmApotLayer } from "./report.ts";
+import { addFileStats, buildGmApotReport, buildOpqReport, type CompressReport, type GmApotLayer, weightHistogram } from "./report.ts";
 
 /** Compression methods. */
 export const METHODS = ["opq", "gm-apot"] as const;
@@ -210,6 +210,14 @@ export function compressModel(model: Model, options: CompressOptions = {}, onPro
     });
     report = buildGmApotReport({ ...base, layers: gm, pruned: pruneInfo!.pruned, skippedConvs: pruneInfo!.skipped });
   }
+  report.layers.forEach((l, i) => {
+    const data = layers[i]!.data, kept = tensors[i]!.indices;
+    l.histogram = weightHistogram(data);
+    let t = Infinity;
+    for (let k = 0; k < kept.length; k++) t = Math.min(t, Math.abs(data[kept[k]!]!));
+    // OPQ's one threshold β, or the layer's own (its smallest kept magnitude) where the cap binds or for gm-apot.
+    if (kept.length < data.length) l.threshold = report.opq && !l.capped ? report.opq.beta : Number.isFinite(t) ? t : undefined;
+  });
   report.seconds = (performance.now() - t0) / 1000;
   // Scalars only: anything per layer (size, nnz, step, table) is in the compressed tensors
   // themselves, and a copy here would cost float64s that deflate cannot shrink (issue 2).

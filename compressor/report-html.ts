@@ -13,7 +13,9 @@ const num = (v: number | undefined | null, digits = 3) => (v === undefined || v 
 
 /** A grouped bar chart: one group per layer, one bar per series; `log` plots log10 of positive values. */
 export function barChart(title: string, labels: string[], series: { name: string; values: (number | undefined)[] }[], opts: { log?: boolean; max?: number; line?: number } = {}): string {
-  const W = Math.max(480, labels.length * 14 * series.length + 80), H = 220, left = 56, bottom = 24, top = 28;
+  const W = Math.max(480, labels.length * 14 * series.length + 80), left = 56, top = 28;
+  // Room below the axis for the layer names, drawn at 45°.
+  const bottom = 16 + Math.min(140, 5.2 * Math.max(1, ...labels.map((l) => l.length))), H = 196 + bottom;
   const f = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? undefined : opts.log ? (v > 0 ? Math.log10(v) : undefined) : v);
   const all = series.flatMap((s) => s.values.map(f)).filter((v): v is number => v !== undefined);
   // Log axes span whole decades, so every tick is a power of ten.
@@ -34,7 +36,7 @@ export function barChart(title: string, labels: string[], series: { name: string
   return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" style="max-width:100%;height:auto" font-size="10" font-family="sans-serif">` +
     `<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#999"/><line x1="${left}" x2="${W - 8}" y1="${y(lo)}" y2="${y(lo)}" stroke="#999"/>` +
     ticks.join("") + bars.join("") + line + legend.join("") +
-    labels.map((_, i) => `<text x="${(left + i * gw + gw / 2).toFixed(1)}" y="${H - 8}" text-anchor="middle">${i}</text>`).join("") + `</svg></figure>`;
+    labels.map((l, i) => { const x = left + i * gw + gw / 2, yl = H - bottom + 10; return `<text x="${x.toFixed(1)}" y="${yl}" text-anchor="end" transform="rotate(-45 ${x.toFixed(1)} ${yl})">${esc(l)}</text>`; }).join("") + `</svg></figure>`;
 }
 
 /** One point of a size–accuracy plot: a series name, file bytes (log x) and top-1 (y). */
@@ -83,7 +85,7 @@ ${plots.map((p) => sizeAccuracyPlot(`${p.model}: top-1 against file size`, p.poi
 function layerTable(r: CompressReport): string {
   const opq = r.method === "opq";
   const cols: [string, (l: LayerReport) => string][] = [
-    ["#", () => ""], ["layer", (l) => esc(l.name)], ["op", (l) => l.opType], ["params", (l) => String(l.params)],
+    ["#", () => ""], ["layer", (l) => esc(shortName(l))], ["weight", (l) => esc(l.name)], ["op", (l) => l.opType], ["params", (l) => String(l.params)],
     ...(opq
       ? ([["τ LM", (l) => num(l.tauLm)], ["τ MLE", (l) => num(l.tauMle)], ["predicted", (l) => num(l.predictedSparsity)], ["β only", (l) => num(l.analyticSparsity)],
         ["achieved", (l) => num(l.sparsity)], ["capped", (l) => (l.capped ? "yes" : "")], ["Δ", (l) => num(l.step)], ["avg bins", (l) => num(l.avgBins, 2)]] as [string, (l: LayerReport) => string][])
@@ -91,12 +93,61 @@ function layerTable(r: CompressReport): string {
     ["bits", (l) => num(l.bits, 2)], ["file bits/w", (l) => num(l.fileBits, 2)],
   ];
   const rows = r.layers.map((l, i) => `<tr>${cols.map(([, f], k) => `<td>${k === 0 ? i : f(l)}</td>`).join("")}</tr>`);
-  return `<table><thead><tr>${cols.map(([h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  return `<div class="scroll"><table><thead><tr>${cols.map(([h]) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.join("")}</tbody></table></div>`;
+}
+
+/** A layer's node name without the exporter's leading "/" and trailing "/Conv" (the op column says it). */
+export function shortName(l: LayerReport): string {
+  const n = l.node || l.name;
+  return n.replace(/^\//, "").replace(new RegExp(`/${l.opType}$`), "") || n;
+}
+
+/**
+ * One layer's weight histogram with the fitted Laplace density (scale τ of the LM fit; expected
+ * count per bin N·w·e^(−|x|/τ)/(2τ), OPQ Eq. 1) and the pruning threshold ±β drawn.
+ */
+export function histogramChart(l: LayerReport, beta?: number): string {
+  const h = l.histogram;
+  if (!h || h.hi <= h.lo) return "";
+  const W = 280, H = 130, left = 6, right = 6, top = 6, bottom = 18, bins = h.counts.length, width = (h.hi - h.lo) / bins;
+  const tau = l.tauLm ?? l.tauMle;
+  const density = (x: number) => (tau && tau > 0 ? (l.params * width * Math.exp(-Math.abs(x) / tau)) / (2 * tau) : 0);
+  const peak = Math.max(1, ...h.counts, density(0));
+  const X = (x: number) => left + ((x - h.lo) / (h.hi - h.lo)) * (W - left - right), Y = (c: number) => top + (H - top - bottom) * (1 - c / peak);
+  const bars = h.counts.map((c, i) => `<rect x="${X(h.lo + i * width).toFixed(1)}" y="${Y(c).toFixed(1)}" width="${Math.max(0.5, X(h.lo + width) - X(h.lo) - 0.5).toFixed(1)}" height="${(Y(0) - Y(c)).toFixed(1)}" fill="${COLORS[0]}"/>`).join("");
+  const curve = tau ? `<polyline fill="none" stroke="${COLORS[1]}" stroke-width="1.5" points="${Array.from({ length: 121 }, (_, k) => { const x = h.lo + (k / 120) * (h.hi - h.lo); return `${X(x).toFixed(1)},${Y(Math.min(peak, density(x))).toFixed(1)}`; }).join(" ")}"/>` : "";
+  const t = l.threshold ?? beta;
+  const cut = t !== undefined && t < h.hi ? [-t, t].map((x) => `<line x1="${X(x).toFixed(1)}" x2="${X(x).toFixed(1)}" y1="${top}" y2="${Y(0)}" stroke="#333" stroke-dasharray="3 2"/>`).join("") : "";
+  const caption = `${esc(shortName(l))}: ${l.params} weights, kept ${num(100 * (1 - l.sparsity), 1)}%${tau ? `, τ ${num(tau)}` : ""}${t !== undefined ? `, threshold ${num(t)}${l.capped ? " (cap)" : ""}` : ""}`;
+  return `<figure class="hist"><figcaption>${caption}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" font-size="9" font-family="sans-serif">` +
+    bars + curve + cut + `<line x1="${left}" x2="${W - right}" y1="${Y(0)}" y2="${Y(0)}" stroke="#999"/>` +
+    `<text x="${left}" y="${H - 4}">${num(h.lo)}</text><text x="${W - right}" y="${H - 4}" text-anchor="end">${num(h.hi)}</text><text x="${W / 2}" y="${H - 4}" text-anchor="middle">0</text></svg></figure>`;
+}
+
+/** A line chart of per-step loss. */
+function lossChart(losses: number[]): string {
+  const W = 560, H = 180, left = 48, bottom = 22, top = 10, max = Math.max(...losses), min = Math.min(0, ...losses);
+  const X = (i: number) => left + (i / Math.max(1, losses.length - 1)) * (W - left - 8), Y = (v: number) => top + (H - top - bottom) * (1 - (v - min) / (max - min || 1));
+  return `<figure><figcaption>Training loss per step</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" font-size="10" font-family="sans-serif">` +
+    `<line x1="${left}" x2="${left}" y1="${top}" y2="${H - bottom}" stroke="#999"/><line x1="${left}" x2="${W - 8}" y1="${Y(min)}" y2="${Y(min)}" stroke="#999"/>` +
+    `<text x="${left - 4}" y="${Y(max) + 4}" text-anchor="end">${num(max, 2)}</text><text x="${left - 4}" y="${Y(min) + 4}" text-anchor="end">${num(min, 2)}</text>` +
+    `<text x="${W - 8}" y="${H - 6}" text-anchor="end">step ${losses.length}</text>` +
+    `<polyline fill="none" stroke="${COLORS[1]}" stroke-width="1.5" points="${losses.map((v, i) => `${X(i).toFixed(1)},${Y(v).toFixed(1)}`).join(" ")}"/></svg></figure>`;
+}
+
+/** The byte breakdown `opq inspect` prints, as a table with a stacked bar. */
+function breakdownTable(b: NonNullable<NonNullable<CompressReport["file"]>["breakdown"]>): string {
+  const parts = ["indices", "codes", "codebooks", "graph", "kept", "framing"] as const;
+  const colors = ["#2f7d4f", "#8fa8c8", "#d9a441", "#9a6fb0", "#d9534f", "#999"];
+  const bar = parts.map((k, i) => `<span style="display:inline-block;height:14px;width:${((100 * b[k]) / b.total).toFixed(2)}%;background:${colors[i]}" title="${k}"></span>`).join("");
+  return `<div class="stack">${bar}</div><div class="scroll"><table><thead><tr><th>part</th><th>bytes</th><th>share</th></tr></thead><tbody>` +
+    parts.map((k, i) => `<tr><td style="text-align:left"><span style="color:${colors[i]}">■</span> ${k}</td><td>${b[k]}</td><td>${((100 * b[k]) / b.total).toFixed(1)}%</td></tr>`).join("") +
+    `<tr><th style="text-align:left">total</th><th>${b.total}</th><th>100%</th></tr></tbody></table></div>`;
 }
 
 /** Render a CompressReport as a self-contained HTML page. */
 export function renderReportHtml(r: CompressReport): string {
-  const labels = r.layers.map((l) => l.name);
+  const labels = r.layers.map(shortName);
   const f = r.file;
   const summary: [string, string][] = [
     ["source", esc(r.source || "–")], ["method", r.method], ["weights compressed", `${r.weights} of ${r.params} parameters`],
@@ -127,10 +178,22 @@ export function renderReportHtml(r: CompressReport): string {
     summary.push(["calibration", esc(`${c.data}: ${c.seconds.toFixed(1)} s${c.uncalibratedBytes ? `; one-shot file ${c.uncalibratedBytes} bytes` : ""}`)]);
   }
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>opq compress report – ${esc(r.source)}</title>
-<style>body{font:14px sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}</style>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font:14px sans-serif;margin:1em auto;padding:0 1em;max-width:1200px}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}figure{margin:1em 0;overflow-x:auto}figcaption{font-weight:bold}.scroll{overflow-x:auto;max-width:100%}.hists{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:8px}.hist figcaption{font-weight:normal;font-size:11px}.hist svg{max-width:100%;height:auto}.stack{display:flex;width:100%;max-width:600px;margin:6px 0}code{word-break:break-all}</style>
 </head><body><h1>opq compress report</h1>
-<table>${summary.map(([k, v]) => `<tr><th style="text-align:left">${esc(k)}</th><td style="text-align:left">${v}</td></tr>`).join("")}</table>
+${r.run ? `<p>made by <code>${esc(r.run.command)}</code> with opq ${esc(r.run.version)}</p>` : ""}
+${r.accuracy ? `<h2>Accuracy</h2><p>top-1 ${num(100 * r.accuracy.top1, 2)}% on ${r.accuracy.images} ${esc(r.accuracy.dataset)} test images${r.accuracy.top1Before !== undefined ? ` (one-shot, before finetuning: ${num(100 * r.accuracy.top1Before, 2)}%)` : ""}</p>` : "<p>accuracy not measured in this run (<code>opq eval</code> measures it)</p>"}
+${r.losses?.length ? lossChart(r.losses) : ""}
+<h2>Summary</h2>
+<div class="scroll"><table>${summary.map(([k, v]) => `<tr><th style="text-align:left">${esc(k)}</th><td style="text-align:left">${v}</td></tr>`).join("")}</table></div>
+<h2>Options</h2>
+<div class="scroll"><table>${Object.entries(r.options).map(([k, v]) => `<tr><th style="text-align:left">${esc(k)}</th><td style="text-align:left">${esc(String(v))}</td></tr>`).join("")}</table></div>
+${f?.breakdown ? `<h2>Where the bytes went</h2>${breakdownTable(f.breakdown)}` : ""}
+<h2>Per layer</h2>
 ${charts.join("\n")}
+<h2>Weight histograms</h2>
+<p>Bars: each layer's weights; red: the fitted Laplace density; dashed: the pruning threshold (weights between the lines are pruned).</p>
+<div class="hists">${r.layers.map((l) => histogramChart(l, r.opq?.beta)).join("")}</div>
 <h2>Layers</h2>${layerTable(r)}
 </body></html>
 `;

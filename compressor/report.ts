@@ -4,7 +4,7 @@
  * the CLI renders it as a table, `renderReportHtml` as a page.
  * @module
  */
-import type { OpqInspection } from "../format/mod.ts";
+import { type OpqByteBreakdown, type OpqInspection, sizeRatio } from "../format/mod.ts";
 import type { PrunedConv, SkippedConv } from "./fpgm.ts";
 import type { OpqResult } from "./opq.ts";
 import type { CalibrationLayer } from "./calibrate-model.ts";
@@ -54,6 +54,45 @@ export interface LayerReport {
   mse?: number;
   /** Bits per input weight this tensor really takes in the .opq file (when known). */
   fileBits?: number;
+  /** The input weights' histogram: HISTOGRAM_BINS equal bins over [−max|w|, max|w|]. */
+  histogram?: WeightHistogram;
+  /** The magnitude below which this layer's weights were pruned: β, or the layer's own threshold where the cap binds. */
+  threshold?: number;
+}
+
+/** Counts of a layer's weights in equal bins over [lo, hi]. */
+export interface WeightHistogram {
+  lo: number;
+  hi: number;
+  counts: number[];
+}
+
+/** Bins of a layer's weight histogram (enough to see the Laplace shape, few enough for --json). */
+export const HISTOGRAM_BINS = 48;
+
+/** The histogram of `data` over its symmetric range [−max|w|, max|w|]. */
+export function weightHistogram(data: Float32Array, bins = HISTOGRAM_BINS): WeightHistogram {
+  let m = 0;
+  for (let i = 0; i < data.length; i++) m = Math.max(m, Math.abs(data[i]!));
+  const counts = new Array<number>(bins).fill(0);
+  if (m === 0) return { lo: 0, hi: 0, counts };
+  for (let i = 0; i < data.length; i++) counts[Math.min(bins - 1, Math.floor(((data[i]! + m) / (2 * m)) * bins))]!++;
+  return { lo: -m, hi: m, counts };
+}
+
+/** How the report was made: the command line and opq's version (set by the CLI). */
+export interface RunInfo {
+  command: string;
+  version: string;
+}
+
+/** Top-1 measured on a test set, when a run measured it (finetune; compress --eval). */
+export interface AccuracyInfo {
+  dataset: string;
+  images: number;
+  top1: number;
+  /** The one-shot model's top-1 before finetuning. */
+  top1Before?: number;
 }
 
 /** What the encoded file costs. */
@@ -68,6 +107,8 @@ export interface FileStats {
   overBound: number;
   /** Bits per compressed weight over the whole file. */
   bitsPerWeight: number;
+  /** Where the bytes went (format's inspectOpq), as `opq inspect` prints it. */
+  breakdown?: OpqByteBreakdown;
 }
 
 /** The whole report; `--json` prints it as is. */
@@ -107,6 +148,10 @@ export interface CompressReport {
   /** Present when the weights were calibrated after one-shot compression. */
   calibration?: CalibrationSummary;
   seconds: number;
+  run?: RunInfo;
+  accuracy?: AccuracyInfo;
+  /** Per-step training loss, when a finetune run made the model. */
+  losses?: number[];
 }
 
 interface ReportBase {
@@ -184,8 +229,9 @@ export function addFileStats(report: CompressReport, inspection: OpqInspection):
     ? 32 / ((1 - report.sparsity) * report.bits)
     : (32 * report.weights) / report.layers.reduce((s, l) => s + l.params * (1 - (l.removedFilters ?? 0) / (l.filters ?? 1)) * l.bits, 0);
   report.file = {
-    bytes, ratio: report.fp32Bytes / bytes, nominalRate, bitsPerWeight: (8 * bytes) / report.weights,
+    bytes, ratio: sizeRatio(report.fp32Bytes, bytes), nominalRate, bitsPerWeight: (8 * bytes) / report.weights,
     entropyBoundBytes: inspection.entropy.totalBytes, overBound: bytes / inspection.entropy.totalBytes,
+    breakdown: inspection.breakdown,
   };
   const rows = new Map(inspection.layers.map((r) => [r.name, r]));
   for (const l of report.layers) {

@@ -61,14 +61,27 @@ export interface OpqInspection {
   weightStreams: { rans: number; deflate: number };
   /** The whole file under each weight codec, graph, kept and framing as here (the other's 0 if compare is false). */
   fileBytesByCodec: { rans: number; deflate: number };
-  /** FP32 bytes of the dense model (compressed tensors at 4 bytes per weight + kept tensors). */
+  /**
+   * Bytes of the FP32 model the file was made from: the source ONNX file's size as the compressor
+   * recorded it (`metadata.fp32Bytes`), else the dense model's tensors (4 bytes per weight + kept).
+   */
   fp32Bytes: number;
+  /** sizeRatio(fp32Bytes, fileBytes): the "N× smaller" every opq tool reports. */
+  sizeRatio: number;
   entropy: EntropyBound;
   /** fileBytes / entropy.totalBytes. */
   ratioToBound: number;
 }
 
 const SECTION_NAMES = ["graph", "kept", "weights"];
+
+/**
+ * The one size ratio opq reports as "N× smaller" (compress, inspect, the server, the report):
+ * bytes of the FP32 model it came from (the source ONNX file when known) ÷ bytes of the `.opq`.
+ */
+export function sizeRatio(fp32Bytes: number, opqBytes: number): number {
+  return opqBytes > 0 ? fp32Bytes / opqBytes : 0;
+}
 
 /** Options of inspectOpq. */
 export interface InspectOptions {
@@ -131,6 +144,8 @@ export function inspectOpq(bytes: Uint8Array, options: InspectOptions = {}): Opq
   const entropy = entropyBound(model);
   // Weight regions are 4-aligned, so the other codec's file size is estimated to within padding.
   const otherFile = (streams: number) => total - streamsHere + streams;
+  const recorded = model.metadata.fp32Bytes;
+  const fp32Bytes = typeof recorded === "number" && recorded > 0 ? recorded : 4 * layers.reduce((a, l) => a + l.size, 0) + entropy.exactBytes;
   return {
     formatVersion: parts.version,
     fileBytes: total,
@@ -144,7 +159,8 @@ export function inspectOpq(bytes: Uint8Array, options: InspectOptions = {}): Opq
       rans: compare || parts.weightCodec === CODEC.RANS ? otherFile(streamsRans) : 0,
       deflate: compare || parts.weightCodec !== CODEC.RANS ? otherFile(streamsDeflate) : 0,
     },
-    fp32Bytes: 4 * layers.reduce((a, l) => a + l.size, 0) + entropy.exactBytes,
+    fp32Bytes,
+    sizeRatio: sizeRatio(fp32Bytes, total),
     entropy,
     ratioToBound: total / entropy.totalBytes,
   };

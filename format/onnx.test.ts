@@ -405,9 +405,9 @@ describe("opq export", () => {
       const result = JSON.parse(run.stdout);
       expect(result).toEqual({ output: join(dir, "dense.onnx"), bytes: statSync(join(dir, "dense.onnx")).size, tensors: 2 });
       expect(readOnnx(new Uint8Array(readFileSync(result.output)))).toEqual(toDenseModel(decodeOpq(bytes)));
-      // Without -o the ONNX goes beside the input.
+      // Without -o the ONNX goes beside the input as .dense.onnx (never over an FP32 tiny.onnx).
       expect(cli(input).status).toBe(0);
-      expect(readOnnx(new Uint8Array(readFileSync(join(dir, "tiny.onnx")))).graph.initializers.W!.dims).toEqual([4, 3]);
+      expect(readOnnx(new Uint8Array(readFileSync(join(dir, "tiny.dense.onnx")))).graph.initializers.W!.dims).toEqual([4, 3]);
       // Errors: a missing file, an ONNX file passed as .opq, no input at all.
       expect(JSON.parse(cli(join(dir, "nope.opq"), "--json").stdout).error.code).toBe("NOT_FOUND");
       const notOpq = cli(sharedPath("models", "lenet5-fmnist.onnx"), "-o", join(dir, "x.onnx"), "--json");

@@ -80,7 +80,7 @@ describe("health, metrics, page, samples", () => {
     const html = await res.text();
     expect(html).toContain('id="prediction"');
     expect(html).toContain("/v1/samples");
-    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href=/);
+    expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+href="(?!data:)/); // inline favicon only
   });
 
   test("GET /v1/samples serves the bundled images", async () => {

@@ -5,6 +5,7 @@
  * @module
  */
 import { Hono } from "hono";
+import { cors } from "hono/cors";
 import { type AppEnv, DEFAULT_LIMITS, type RouteContext, type ServerLimits, ServerState } from "./context.ts";
 import { describeError, ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { Metrics } from "./metrics.ts";
@@ -12,6 +13,8 @@ import type { ModelRegistry } from "./registry.ts";
 import { inferRoutes } from "./routes/infer.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { systemRoutes } from "./routes/system.ts";
+import { openApiRoutes } from "./openapi.ts";
+import { assetRoutes } from "./routes/assets.ts";
 import type { SampleBundle } from "./samples.ts";
 
 /** What an app serves and under which limits. */
@@ -20,6 +23,11 @@ export interface AppOptions {
   /** Sample images for the page's try-it panel (`GET /v1/samples`); none if omitted. */
   samples?: SampleBundle | null;
   limits?: Partial<ServerLimits>;
+  /**
+   * Cross-origin requests: the origins allowed to call the API from a browser (`"*"` for any),
+   * answered with CORS headers and preflights; off (same-origin only) when omitted.
+   */
+  cors?: string | string[];
 }
 
 /** The app and the handles a listener needs for metrics and graceful shutdown. */
@@ -58,6 +66,9 @@ export function createApp(options: AppOptions): OpqApp {
     }
   });
 
+  if (options.cors !== undefined) app.use(cors({ origin: options.cors, allowHeaders: ["Content-Type", "Accept", "X-Shape", "X-Input-Name"], exposeHeaders: ["Retry-After"], maxAge: 600 }));
+  openApiRoutes(app);
+  assetRoutes(app);
   systemRoutes(app, ctx);
   modelRoutes(app, ctx);
   inferRoutes(app, ctx);

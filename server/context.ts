@@ -51,7 +51,7 @@ export class ServerState {
   /** Infer requests whose bodies are being read. */
   reading = 0;
   /** When the app was created (performance.now()). */
-  readonly startedAt = performance.now();
+  readonly startedAt: number = performance.now();
   private idle: (() => void)[] = [];
 
   /** Note a request's start. */

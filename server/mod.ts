@@ -12,4 +12,4 @@ export { DEFAULT_QUEUE_LIMITS, defaultCaps, describeLayers, type LayerSummary, l
 export { type QueueLimits, WorkQueue } from "./queue.ts";
 export type { RequestCaps } from "./schema.ts";
 export { DEFAULT_TOPK, type InferResponse, type TopKEntry } from "./routes/infer.ts";
-export { FMNIST_CLASSES, loadSampleBundle, type SampleBundle, sampleInput } from "./samples.ts";
+export { decodeSampleBundle, FMNIST_CLASSES, loadSampleBundle, type SampleBundle, sampleInput } from "./samples.ts";

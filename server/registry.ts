@@ -7,7 +7,7 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { decodeOpq, type Graph, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
+import { decodeOpq, type Graph, sizeRatio, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { createSession } from "../runtime/mod.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
@@ -75,6 +75,8 @@ export interface ModelSummary {
   method: string | null;
   params: number | null;
   loadMs: number;
+  /** Top-1 measured on a test set and stored in the file (`opq compress --eval`, `opq finetune`), else null. */
+  accuracy: { dataset: string; images: number; top1: number } | null;
 }
 
 /** A model ready to serve: its description, its runner and its work queue. */
@@ -161,15 +163,24 @@ export function describeModel(name: string, runner: ModelRunner, info: SessionIn
       outputs: runner.outputs,
       bytes: info.bytes,
       fp32Bytes,
-      ratio: info.bytes > 0 ? fp32Bytes / info.bytes : 0,
+      ratio: sizeRatio(fp32Bytes, info.bytes),
       sparsity: num(m.sparsity),
       bits: num(m.bits),
       method: str(m.method),
       params: num(m.params),
       loadMs: info.loadMs,
+      accuracy: accuracyOf(m.accuracy),
     },
     layers,
   };
+}
+
+/** A stored accuracy record, if well-formed. */
+function accuracyOf(v: unknown): ModelSummary["accuracy"] {
+  const a = v as { dataset?: unknown; images?: unknown; top1?: unknown } | null;
+  return a && typeof a === "object" && typeof a.dataset === "string" && num(a.images) !== null && num(a.top1) !== null
+    ? { dataset: a.dataset, images: num(a.images)!, top1: num(a.top1)! }
+    : null;
 }
 
 /** Wrap a runner as a served model with its own queue (`layers` as in describeModel). */

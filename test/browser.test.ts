@@ -15,7 +15,7 @@ import { createApp, listen, type RunningServer } from "../server/mod.ts";
 import { sampleInput } from "../server/samples.ts";
 import { FIXTURE_MODEL, type Fixture, loadFixtureRegistry, makeFixture } from "../server/test-fixtures.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
+import { CHROMIUM } from "./preflight.ts";
 const ARTIFACTS = join(PROJECT_ROOT, "test-artifacts");
 
 let fixture: Fixture;

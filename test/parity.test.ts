@@ -8,13 +8,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSession } from "../runtime/mod.ts";
 import { compressModel } from "../compressor/mod.ts";
 import { decodeOpq, encodeOpq, readOnnx, type Tensor, toDenseModel, writeOnnx } from "../format/mod.ts";
-import { PROJECT_ROOT, sharedPath } from "../cli/shared.ts";
+import { PROJECT_ROOT, REFERENCE_MODELS, sharedPath } from "../cli/shared.ts";
 import { fashionMnistBatch, loadFashionMnist } from "../cli/fashion-mnist.ts";
 import { createOrtSession, type InferenceRunner } from "../cli/ort.ts";
 import { evaluate } from "../cli/commands/eval.ts";
@@ -54,7 +54,7 @@ const TOP1_CHECKS: Record<string, { images: number; top1: number }> = {
 const COMPRESSED_IMAGES = 1000;
 const COMPRESSED_AGREEMENT = 0.999;
 
-const MODELS = readdirSync(sharedPath("models")).filter((f) => f.endsWith(".onnx")).sort();
+const MODELS = [...REFERENCE_MODELS];
 const fmnist = loadFashionMnist();
 
 /** Largest |a - b| over two logit tensors of the same shape. */

@@ -1,11 +1,13 @@
 /**
  * The one test command (`npm test`): bun's suite, then Deno's smoke tests, then one closing line
- * "N passed, M failed" summing both, with a non-zero exit if anything failed.
+ * "N passed, M failed" summing both, with a non-zero exit if anything failed. It first checks the
+ * machine (test/preflight.ts) and installs or names what is missing.
  * @module
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../cli/shared.ts";
+import { ensurePrerequisites } from "./preflight.ts";
 
 const bin = (name: string) => join(PROJECT_ROOT, "node_modules", ".bin", name);
 
@@ -24,6 +26,8 @@ function run(cmd: string, args: string[]): Promise<{ code: number; out: string }
 const count = (out: string, re: RegExp) => [...out.matchAll(re)].reduce((s, m) => s + Number(m[1]), 0);
 
 const extra = process.argv.slice(2);
+const missing = ensurePrerequisites((line) => console.log(line));
+if (missing) console.log(missing);
 const bun = await run(bin("bun"), ["test", ...extra]);
 const bunPass = count(bun.out, /^\s*(\d+) pass$/gm);
 const bunFail = count(bun.out, /^\s*(\d+) fail$/gm);
@@ -36,5 +40,6 @@ if (extra.length === 0) {
 }
 const failed = bunFail + denoFail + (bun.code !== 0 && bunFail === 0 ? 1 : 0) + (denoCode !== 0 && denoFail === 0 ? 1 : 0);
 console.log(`\nbun: ${bunPass} passed, ${bunFail} failed; deno: ${denoPass} passed, ${denoFail} failed`);
+if (missing) console.log(missing);
 console.log(`${bunPass + denoPass} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);

@@ -8,7 +8,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { type Command, fmtBytes, formatTable, numberOption, percentile, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { type Command, EnvironmentError, fmtBytes, formatTable, numberOption, percentile, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
 import { DEFAULT_SAMPLES } from "./serve.ts";
 
@@ -203,9 +203,23 @@ export const command: Command = {
     threads: { type: "string" },
     warmup: { type: "string" },
   },
+  help: {
+    url: "the server (default http://127.0.0.1:8080)",
+    model: "model name (default the server's first)",
+    concurrency: "clients at once (default 16)",
+    duration: "seconds of load (default 20)",
+    batch: "images per request (default 1; 100 with --accuracy)",
+    format: "binary (default), json or msgpack",
+    accuracy: "send the Fashion-MNIST test set and report top-1 instead of load",
+    limit: "with --accuracy: the first N test images (default 10,000)",
+    "in-process": "also measure this .opq in-process for the HTTP overhead",
+    threads: "threads of the in-process run (default 1)",
+    warmup: "seconds of unmeasured load first (default 10% of --duration, 1–5 s)",
+  },
   async run(args) {
     const json = wantsJson(args);
     const url = stringOption(args, "url", "http://127.0.0.1:8080")!.replace(/\/+$/, "");
+    if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8080, got ${JSON.stringify(url)}`);
     const concurrency = numberOption(args, "concurrency", 16, 1, 1024);
     const seconds = numberOption(args, "duration", 20, 0.1, 3600);
     const accuracy = args.values.accuracy === true;
@@ -217,7 +231,7 @@ export const command: Command = {
     try {
       models = ((await (await fetch(`${url}/v1/models`)).json()) as { models: typeof models }).models;
     } catch (e) {
-      throw new Error(`cannot reach ${url}/v1/models (is \`opq serve\` running?): ${(e as Error).message}`);
+      throw new EnvironmentError("UNREACHABLE", `cannot reach ${url}/v1/models (is \`opq serve\` running?): ${(e as Error).message}`);
     }
     const name = stringOption(args, "model") ?? models[0]?.name;
     const model = models.find((m) => m.name === name);

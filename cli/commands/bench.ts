@@ -245,6 +245,12 @@ export const command: Command = {
     iterations: { type: "string" },
     warmup: { type: "string" },
   },
+  help: {
+    onnx: "the FP32 ONNX to run onnxruntime-web on (default: the model itself, or its dense export for a .opq)",
+    threads: "threads for both runtimes (default 1)",
+    iterations: "timed runs per batch size (default 20)",
+    warmup: "untimed runs first (default 2)",
+  },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
     const model = args.positionals[0] ?? DEFAULT_MODEL;
@@ -264,14 +270,16 @@ export const command: Command = {
   },
 };
 
-if (import.meta.main) {
-  const argv = typeof process !== "undefined" ? process.argv.slice(2) : [];
+/** The measuring child `measureInChild` starts: `--child opq|ort MODEL THREADS ITERATIONS WARMUP`; returns the exit code. */
+export async function runBenchChild(argv: string[]): Promise<number> {
   const [flag, runtime, model, threads, iterations, warmup] = argv;
   if (flag !== "--child" || (runtime !== "opq" && runtime !== "ort") || !model) {
     process.stderr.write("usage: bench.ts --child opq|ort MODEL THREADS ITERATIONS WARMUP (internal; use `opq bench`)\n");
-    process.exit(2);
+    return 2;
   }
   const m = await measureRuntime(runtime, model, Number(threads), Number(iterations), Number(warmup));
   process.stdout.write(JSON.stringify(m) + "\n");
-  process.exit(0);
+  return 0;
 }
+
+if (import.meta.main) process.exit(await runBenchChild(typeof process !== "undefined" ? process.argv.slice(2) : []));

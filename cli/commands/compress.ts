@@ -7,11 +7,65 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mulberry32 as seededRandom } from "../../format/mod.ts";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { type Command, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
-import { DEFAULT_MODEL } from "../shared.ts";
+import { chooseOutput, type Command, commandLine, EnvironmentError, VERSION, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import type { CalibrationResult, CompressResult, ModelRunner } from "../../compressor/mod.ts";
+import type { CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
 import type { Model, Preprocess, Tensor } from "../../format/mod.ts";
+
+/** The bundled models trained on Fashion-MNIST: compressed without --labels, they carry its class names. */
+const FMNIST_MODELS = ["models/resnet20-fmnist.onnx", "models/lenet5-fmnist.onnx"];
+
+/**
+ * Class names to store in the file (`metadata.labels`, which the server answers with): `--labels
+ * fashion-mnist`, or a file holding a JSON array or one name per line; by default Fashion-MNIST's
+ * for the bundled models (and for every finetuned model: finetune trains on Fashion-MNIST).
+ * Checked against the model's class count when its output declares one.
+ */
+export async function labelsFor(args: ParsedArgs, input: string, model: Model, fashionMnist = false): Promise<string[] | undefined> {
+  const { FMNIST_CLASSES } = await import("../../server/samples.ts");
+  const raw = stringOption(args, "labels");
+  let labels: string[] | undefined;
+  if (raw === "fashion-mnist") labels = [...FMNIST_CLASSES];
+  else if (raw !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(raw, "utf8");
+    } catch (e) {
+      throw new EnvironmentError("NOT_FOUND", `--labels: cannot read ${raw}: ${(e as Error).message}`);
+    }
+    const trimmed = text.trim();
+    const parsed: unknown = trimmed.startsWith("[") ? JSON.parse(trimmed) : trimmed.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+    if (!Array.isArray(parsed) || !parsed.every((l) => typeof l === "string")) throw new UsageError(`--labels: ${raw} must hold a JSON array of strings or one name per line`);
+    labels = parsed;
+  } else if (fashionMnist || FMNIST_MODELS.some((m) => resolve(bundledFile(m)) === resolve(input))) labels = [...FMNIST_CLASSES];
+  const classes = model.graph.outputs[0]?.shape?.at(-1);
+  if (labels && typeof classes === "number" && classes > 0 && labels.length !== classes) {
+    throw new UsageError(`--labels: ${labels.length} names for a model with ${classes} classes`);
+  }
+  return labels;
+}
+
+/** How far below its target the stored sparsity may fall before compress warns (one point of sparsity). */
+const SHORTFALL_WARNING = 0.01;
+
+/** A warning when the stored sparsity falls short of the target (the per-layer cap binds everywhere). */
+export function shortfallWarnings(report: CompressReport): string[] {
+  if (report.method !== "opq" || report.sparsity >= report.targetSparsity - SHORTFALL_WARNING) return [];
+  const cap = report.options.maxLayerSparsity as number;
+  return [
+    `asked for sparsity ${pct(report.targetSparsity)} but stored ${pct(report.sparsity)}: the per-layer cap ${pct(cap)} binds in ${report.opq!.capped.length} of ${report.layers.length} layers; ` +
+    `raise --max-layer-sparsity (1 = no cap) to reach the target`,
+  ];
+}
+
+/** The plain table: node name, weights, kept %, bits, bytes in the file, RMS error of the layer's weights. */
+function plainRows(report: CompressReport): (string | number)[][] {
+  return report.layers.map((l) => {
+    const sse = l.realPruningError !== undefined ? l.realPruningError + (l.realQuantMse ?? 0) * l.params * (1 - (l.maskSparsity ?? l.sparsity)) : (l.mse ?? NaN) * l.params;
+    return [l.node || l.name, l.params, pct(1 - l.sparsity), fmtNum(Math.round(10 * l.bits) / 10), Math.round(((l.fileBits ?? 0) * l.params) / 8), sci(Math.sqrt(sse / l.params))];
+  });
+}
 
 /**
  * The one place the compressor meets the runtime: calibration runs each cut of the network with
@@ -144,7 +198,7 @@ export const command: Command = {
   name: "compress",
   summary: "compress an FP32 ONNX model to .opq (OPQ one-shot pruning-quantization, or FPGM + APoT)",
   usage: [
-    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--json]",
+    "compress [in.onnx] [-o out.opq] [--method opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--report r.html] [--eval] [--labels L] [--verbose] [--force] [--json]",
     "compress finetuned.onnx --plan plan.safetensors [-o out.opq] [--json]   (encode with `opq plan`'s masks and steps)",
     "compress [in.onnx] --method gm-apot [--filter-rate R] [--bits 3|4] [-o out.opq] [--report r.html] [--json]",
     "compress [in.onnx] … --calibrate N [--data D] [--preprocess JSON] [--seed S]: after one-shot compression, re-solve the kept weights layer by layer on N images (masks and steps held; 512 is a good N)",
@@ -166,20 +220,44 @@ export const command: Command = {
     data: { type: "string" },
     seed: { type: "string" },
     preprocess: { type: "string" },
+    verbose: { type: "boolean", short: "v" },
+    force: { type: "boolean" },
+    labels: { type: "string" },
+    eval: { type: "boolean" },
+    "eval-limit": { type: "string" },
+  },
+  help: {
+    output: "the .opq to write (default out/<input name>.opq; an existing file needs --force)",
+    method: "opq (default): one-shot pruning + quantization; gm-apot: FPGM filter removal + APoT levels",
+    sparsity: "fraction of weights to prune, 0–0.999 (default 0.5)",
+    bits: "quantization bits, 1–16 (default 3; gm-apot: 3 or 4)",
+    "max-layer-sparsity": "cap on any one layer's sparsity, 0.01–1 (default 0.9; 1 = no cap, the paper's allocation)",
+    "filter-rate": "gm-apot only: fraction of filters FPGM removes per conv, 0–0.99 (default 0.3)",
+    report: "also write a self-contained HTML report to this file",
+    verbose: "add the paper's columns (τ, β, predicted and real errors) to the table",
+    force: "overwrite the output if it exists",
+    labels: "class names to store: fashion-mnist, or a file (JSON array or one per line); default Fashion-MNIST's for the bundled models, else none",
+    eval: "measure the compressed model's top-1 on the Fashion-MNIST test images and store it in the file and the report",
+    "eval-limit": "with --eval: the first N test images (default all 10,000)",
+    data: "with --eval: the Fashion-MNIST folder; with --calibrate: the calibration images (see above)",
+    plan: "encode with the masks and steps of `opq plan` (no new allocation)",
+    calibrate: "re-solve the kept weights on N images after one-shot compression (masks and steps held)",
+    seed: "with --calibrate: seed of the image draw (default 1)",
+    preprocess: "with --calibrate on an image folder: the preprocessing as JSON (stored in the .opq)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
-    const output = stringOption(args, "output") ?? defaultOutput(input);
+    const output = chooseOutput(args, defaultOutput(input), [input]);
     const htmlPath = stringOption(args, "report");
-    if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
     const planPath = stringOption(args, "plan");
     if (planPath !== undefined) return (await import("./plan.ts")).compressWithPlanCommand(args, input, output, planPath);
     const opts = compressOptions(args);
     const json = wantsJson(args);
     const calibrate = args.values.calibrate !== undefined ? numberOption(args, "calibrate", 0, 1, 1e6) : undefined;
     if (calibrate !== undefined && !Number.isInteger(calibrate)) throw new UsageError(`--calibrate must be a whole number of images, got ${calibrate}`);
-    for (const k of ["data", "seed", "preprocess"]) if (calibrate === undefined && args.values[k] !== undefined) throw new UsageError(`--${k} applies to --calibrate only`);
+    for (const k of ["seed", "preprocess"]) if (calibrate === undefined && args.values[k] !== undefined) throw new UsageError(`--${k} applies to --calibrate only`);
+    if (calibrate === undefined && args.values.eval !== true && args.values.data !== undefined) throw new UsageError("--data applies to --calibrate and --eval only");
     const seed = numberOption(args, "seed", 1, 0, 2 ** 32 - 1);
     const { assertNotInput, readOnnx, writeFileAtomic } = await import("../../format/mod.ts");
     // Through symlinks and hardlinks too, and before the work: a refusal costs nothing.
@@ -189,6 +267,8 @@ export const command: Command = {
 
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
+    const labels = await labelsFor(args, input, model);
+    const evalLimit = args.values["eval-limit"] !== undefined ? Math.floor(numberOption(args, "eval-limit", 10_000, 1, 10_000)) : undefined;
     let bar: ReturnType<typeof progress> | undefined, phase = "", last = 0;
     const result = compressModel(model, { ...opts, source: basename(input), fp32Bytes: bytes.length }, (p, done, total) => {
       if (p !== phase) { bar?.done(); bar = progress(p.padEnd(6), total, json); phase = p; last = 0; }
@@ -202,8 +282,16 @@ export const command: Command = {
       const data = await calibrationData(model, calibrate, seed, stringOption(args, "data"), stringOption(args, "preprocess"));
       const cal = await calibrateResult(result, data.input, json);
       // What eval and the server must apply to new images: exactly what calibration used.
-      if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, preprocess: data.preprocess, ...(data.classes ? { classes: data.classes } : {}) };
+      if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, preprocess: data.preprocess, ...(data.classes && !labels ? { labels: data.classes } : {}) };
       result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
+    }
+    if (labels) result.opq.metadata = { ...result.opq.metadata, labels };
+    result.report.run = { command: commandLine(), version: VERSION };
+    if (args.values.eval === true) {
+      // Measured on the compressed model itself and stored in the file, so the server and the page can show it.
+      const { measureTop1 } = await import("./eval.ts");
+      result.report.accuracy = await measureTop1(result.opq, { limit: evalLimit, dir: calibrate === undefined ? stringOption(args, "data") : undefined, quiet: json });
+      result.opq.metadata = { ...result.opq.metadata, accuracy: result.report.accuracy };
     }
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
@@ -211,16 +299,21 @@ export const command: Command = {
     mkdirSync(dirname(resolve(output)), { recursive: true });
     writeFileAtomic(output, out, { inputs: [input] });
     const { report } = result;
+    const warnings = shortfallWarnings(report);
     if (htmlPath) {
       mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
       writeFileAtomic(htmlPath, renderReportHtml(report), { inputs: [input, output] });
     }
     if (json) {
-      printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...report });
+      printJson({ input, output, ...(htmlPath ? { html: htmlPath } : {}), ...(warnings.length ? { warnings } : {}), ...report });
       return;
     }
     const f = report.file!;
-    if (report.method === "opq") {
+    const verbose = args.values.verbose === true;
+    if (!verbose) {
+      say(formatTable(["layer", "weights", "kept", "bits", "bytes", "error (rms)"], plainRows(report)));
+      say(`\nsparsity: target ${pct(report.targetSparsity)}, stored ${pct(report.sparsity)}${report.method === "opq" && report.opq!.capped.length ? `; ${report.opq!.capped.length} layer(s) capped at ${pct(report.options.maxLayerSparsity as number)}` : ""} (--verbose: the paper's τ, β and error columns)`);
+    } else if (report.method === "opq") {
       say(formatTable(
         ["layer", "params", "τ LM", "τ MLE", "pred", "β-only", "achieved", "cap", "Δ", "bins", "bits/w", "prune err pred", "real", "quant mse pred", "real"],
         report.layers.map((l) => [l.name, l.params, sci(l.tauLm), sci(l.tauMle), pct(l.predictedSparsity), pct(l.analyticSparsity), pct(l.sparsity), l.capped ? "yes" : "", sci(l.step ?? undefined), l.avgBins ?? 0, l.fileBits ?? 0, sci(l.predictedPruningError), sci(l.realPruningError), sci(l.predictedQuantMse), sci(l.realQuantMse)]),
@@ -251,7 +344,10 @@ export const command: Command = {
       for (const s of c.skipped) say(`  not calibrated: ${s.name} (${s.reason})`);
       if (c.uncalibratedBytes) say(`file: ${fmtBytes(f.bytes)} calibrated vs ${fmtBytes(c.uncalibratedBytes)} one-shot (${((100 * f.bytes) / c.uncalibratedBytes - 100).toFixed(2)}%)`);
     }
+    for (const w of warnings) say(`warning: ${w}`);
     if (htmlPath) say(`report: ${htmlPath}`);
-    say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
+    const acc = report.accuracy;
+    if (acc) say(`top-1 ${(100 * acc.top1).toFixed(2)}% on ${acc.images} ${acc.dataset} test images (stored in the file)`);
+    else say(`accuracy is not measured here: check it with \`opq eval ${output}\` (one-shot compression loses accuracy at high sparsity; \`opq finetune\` recovers it)`);
   },
 };

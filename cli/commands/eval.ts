@@ -7,7 +7,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename, join } from "node:path";
-import { decodeOpq, isOpqBytes, parsePreprocess, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
+import { decodeOpq, isOpqBytes, type OpqModel, parsePreprocess, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
 import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
@@ -142,6 +142,21 @@ async function evalData(path: string, _runner: InferenceRunner, data: string | u
   return { input: set.input, labels: Int32Array.from(set.labels, (l) => map[l]!) };
 }
 
+/** Top-1 of a compressed (or any) model on the Fashion-MNIST test images, as reports and `.opq` metadata record it. */
+export async function measureTop1(model: OpqModel, options: { limit?: number; dir?: string; quiet?: boolean } = {}): Promise<{ dataset: string; images: number; top1: number }> {
+  const set = loadFashionMnist({ dir: options.dir, limit: options.limit });
+  const { createSession } = await import("../../runtime/mod.ts");
+  const session = await createSession(model);
+  try {
+    const bar = progress("eval", set.count, options.quiet);
+    const r = await evaluate(session, set, { batch: 100, onBatch: (n) => bar.tick(n) });
+    bar.done();
+    return { dataset: "Fashion-MNIST", images: r.images, top1: r.top1 };
+  } finally {
+    session.dispose();
+  }
+}
+
 /** The `opq eval` subcommand. */
 export const command: Command = {
   name: "eval",
@@ -159,6 +174,13 @@ export const command: Command = {
     threads: { type: "string" },
     labels: { type: "string" },
     preprocess: { type: "string" },
+  },
+  help: {
+    data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
+    limit: "evaluate on the first N test images (default all 10,000)",
+    batch: "images per run (default 64)",
+    runtime: "opq (default) or ort (onnxruntime-web, on the dense export of a .opq)",
+    threads: "worker threads for the GEMMs (default 1)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);

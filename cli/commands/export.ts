@@ -4,8 +4,7 @@
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
-import { resolve } from "node:path";
-import { type Command, fmtBytes, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { chooseOutput, type Command, fmtBytes, printJson, say, UsageError, wantsJson } from "../common.ts";
 
 /** What `opq export --json` prints. */
 export interface ExportResult {
@@ -17,9 +16,12 @@ export interface ExportResult {
   tensors: number;
 }
 
-/** Where the dense model goes when `-o` is not given: beside the input, `.opq` → `.onnx`. */
+/**
+ * Where the dense model goes when `-o` is not given: beside the input, `.opq` → `.dense.onnx`
+ * (never plain `.onnx`, which is usually the FP32 original the `.opq` was made from).
+ */
 export function defaultOutput(input: string): string {
-  return input.replace(/(\.opq)?$/i, ".onnx");
+  return input.replace(/(\.opq)?$/i, ".dense.onnx");
 }
 
 /** Decode a `.opq`, dequantize it and write the dense ONNX to `output`. */
@@ -38,14 +40,17 @@ export async function exportDense(input: string, output: string): Promise<Export
 export const command: Command = {
   name: "export",
   summary: "write a .opq model as a dense ONNX file (weights dequantized to float32)",
-  usage: "export <model.opq> [-o <dense.onnx>]",
-  options: { output: { type: "string", short: "o" } },
+  usage: "export <model.opq> [-o <dense.onnx>] [--force]",
+  options: { output: { type: "string", short: "o" }, force: { type: "boolean" } },
+  help: {
+    output: "the ONNX file to write (default <input>.dense.onnx beside the input; an existing file needs --force)",
+    force: "overwrite the output if it exists",
+  },
   async run(args) {
     const [input, ...extra] = args.positionals;
     if (!input) throw new UsageError("name the .opq file to export");
     if (extra.length) throw new UsageError(`one input file only, got ${args.positionals.length}`);
-    const output = stringOption(args, "output") ?? defaultOutput(input);
-    if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
+    const output = chooseOutput(args, defaultOutput(input), [input]);
     const result = await exportDense(input, output);
     if (wantsJson(args)) printJson(result);
     else say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);

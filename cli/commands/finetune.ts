@@ -10,10 +10,15 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { assertNotInput, mulberry32, type Model, type OpqModel, writeFileAtomic } from "../../format/mod.ts";
-import { type Command, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { chooseOutput, type Command, commandLine, numberOption, VERSION, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import { calibrateResult, defaultOutput, fashionMnistCalibration } from "./compress.ts";
+import { calibrateResult, defaultOutput, fashionMnistCalibration, labelsFor } from "./compress.ts";
+
+/** Default output: out/<input name>-finetuned.opq, apart from the file `opq compress` (and so `opq serve`) uses. */
+export function defaultFinetuneOutput(input: string): string {
+  return defaultOutput(input).replace(/\.opq$/, "-finetuned.opq");
+}
 import { evaluate } from "./eval.ts";
 
 /**
@@ -178,7 +183,7 @@ export const command: Command = {
   usage: [
     "finetune [in.onnx] [-o out.opq] [--sparsity P] [--bits B] [--max-layer-sparsity C] [--epochs E | --steps N] [--batch N] [--lr L] [--stage1-fraction F] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--calibrate N] [--json]",
     "--calibrate N: calibrate the one-shot weights on N training images first (see `opq compress --calibrate`), then finetune from them",
-    "(no model: the bundled models/resnet20-fmnist.onnx at 0.74/3 → out/resnet20-fmnist.opq)",
+    "(no model: the bundled models/resnet20-fmnist.onnx at 0.74/3 → out/resnet20-fmnist-finetuned.opq)",
     `defaults: --sparsity ${FINETUNE_DEFAULTS.sparsity} --bits ${FINETUNE_DEFAULTS.bits} --steps ${FINETUNE_DEFAULTS.steps} --batch ${FINETUNE_DEFAULTS.batch} --lr ${FINETUNE_DEFAULTS.lr} --stage1-fraction ${FINETUNE_DEFAULTS.stage1Fraction} (first half pruned-only, then pruned + quantized), all 60k training images (--limit), all 10k test images (--eval-limit); SGD momentum 0.9, weight decay 1e-4`,
     "budget: 40 steps of 256 take ~4 min on ResNet-20 (21–25 ms/image forward + backward, one thread of a 2-core machine; LeNet-5 0.7–1 ms/image);",
     "ResNet-20 at 0.74/3 measured: test top-1 11.94% → 87.89% with the defaults, → 91.55% with --epochs 1 (24 min; FP32 93.12%)",
@@ -198,13 +203,32 @@ export const command: Command = {
     seed: { type: "string" },
     data: { type: "string" },
     calibrate: { type: "string" },
+    force: { type: "boolean" },
+    labels: { type: "string" },
+    report: { type: "string" },
+  },
+  help: {
+    output: "the .opq to write (default out/<input name>-finetuned.opq; an existing file needs --force)",
+    sparsity: "fraction of weights to prune (default 0.74, the paper's setting)",
+    bits: "quantization bits (default 3)",
+    "max-layer-sparsity": "cap on any one layer's sparsity (default 0.9; 1 = no cap)",
+    epochs: "passes over the training images (instead of --steps)",
+    steps: "SGD steps (default 40); 0 writes the one-shot model and evaluates it once",
+    batch: "images per step (default 256)",
+    lr: "learning rate (default 0.005)",
+    "stage1-fraction": "fraction of the steps trained pruned-only before quantization joins (default 0.5)",
+    limit: "use only the first N training images (default all 60,000)",
+    "eval-limit": "evaluate on the first N test images (default all 10,000)",
+    seed: "seed of the shuffling (default 1)",
+    data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
+    force: "overwrite the output if it exists",
+    labels: "class names to store (default Fashion-MNIST's, the data finetune trains on): fashion-mnist or a file",
+    calibrate: "calibrate the one-shot weights on N training images before finetuning (GPTQ-style, masks and steps kept)",
+    report: "also write the HTML report (per-layer figures, histograms, bytes, top-1 before and after, the loss curve)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
-    const output = stringOption(args, "output") ?? defaultOutput(input);
-    if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
-    assertNotInput(output, [input]);
     const sparsity = numberOption(args, "sparsity", FINETUNE_DEFAULTS.sparsity, 0, 0.999);
     const bits = numberOption(args, "bits", FINETUNE_DEFAULTS.bits, 1, 16);
     const maxLayerSparsity = args.values["max-layer-sparsity"] !== undefined ? numberOption(args, "max-layer-sparsity", 0, 0.01, 1) : undefined;
@@ -214,6 +238,8 @@ export const command: Command = {
     const json = wantsJson(args);
     const o = finetuneOptions(args);
     const calibrate = args.values.calibrate !== undefined ? intOption(args, "calibrate", 0, 1, 60000) : undefined;
+    const output = chooseOutput(args, defaultFinetuneOutput(input), [input]);
+    assertNotInput(output, [input]);
     const train = loadFashionMnist({ dir, split: "train", limit: Number.isFinite(limit) ? limit : undefined });
     if (o.epochs !== undefined) o.steps = stepsFor(o.epochs, train.count, o.batch);
     const test = loadFashionMnist({ dir, split: "t10k", limit: Number.isFinite(evalLimit) ? evalLimit : undefined });
@@ -223,7 +249,9 @@ export const command: Command = {
     const { createSession } = await import("../../runtime/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
+    const labels = await labelsFor(args, input, model, true);
     const compressed = compressModel(model, { sparsity, bits, maxLayerSparsity, source: basename(input), fp32Bytes: bytes.length });
+    if (labels) compressed.opq.metadata = { ...compressed.opq.metadata, labels };
     // --calibrate N: start Algorithm 1 from the calibrated weights (same masks and steps; the
     // stored positions, which finetuning holds, are a subset of OPQ's masks).
     let start = model;
@@ -233,6 +261,8 @@ export const command: Command = {
       start = toDenseModel(compressed.opq);
     }
     const oneShot = compressed.opq;
+    // The cap the compressor applied (its default when --max-layer-sparsity is not given).
+    const appliedCap = compressed.report.options.maxLayerSparsity as number;
     const top1 = async (m: OpqModel, label: string) => {
       const session = await createSession(m);
       try {
@@ -251,7 +281,8 @@ export const command: Command = {
     const tty = !json && (process.stderr as { isTTY?: boolean }).isTTY === true;
     const t0 = performance.now();
     let seen = 0, hits = 0, stage = 0;
-    const { opq, history } = await finetuneOpq(start, oneShot, train, o, (s) => {
+    // No steps: the weights stay the one-shot ones, so the model is the one-shot model (no second evaluation).
+    const { opq, history } = o.steps === 0 ? { opq: oneShot, history: [] as StepStats[] } : await finetuneOpq(start, oneShot, train, o, (s) => {
       if (s.stage !== stage) { stage = s.stage; seen = 0; hits = 0; }
       seen += s.images;
       hits += s.correct;
@@ -263,8 +294,19 @@ export const command: Command = {
     const seconds = (performance.now() - t0) / 1000;
     const imagesSeen = history.reduce((a, s) => a + s.images, 0);
     opq.metadata = { ...opq.metadata, finetune: { steps: o.steps, batch: o.batch, lr: o.lr, images: imagesSeen, stage1Steps: Math.round(o.stage1Fraction * o.steps), seed: o.seed } };
-    const after = await top1(opq, "eval finetuned");
+    const after = o.steps === 0 ? before : await top1(opq, "eval finetuned");
+    const accuracy = { dataset: "Fashion-MNIST", images: test.count, top1: after, top1Before: before };
+    opq.metadata = { ...opq.metadata, accuracy: { dataset: accuracy.dataset, images: accuracy.images, top1: after } };
     const out = encodeOpq(opq);
+    const htmlPath = stringOption(args, "report");
+    if (htmlPath) {
+      const { addFileStats, renderReportHtml } = await import("../../compressor/mod.ts");
+      const { inspectOpq } = await import("../../format/mod.ts");
+      const report = { ...addFileStats(compressed.report, inspectOpq(out, { compare: false })), run: { command: commandLine(), version: VERSION }, accuracy, losses: history.map((s) => s.loss) };
+      mkdirSync(dirname(resolve(htmlPath)), { recursive: true });
+      assertNotInput(htmlPath, [input, output]);
+      writeFileAtomic(htmlPath, renderReportHtml(report), { inputs: [input, output] });
+    }
     mkdirSync(dirname(resolve(output)), { recursive: true });
     writeFileAtomic(output, out, { inputs: [input] });
     const nonZeros = (m: OpqModel) => m.compressed.reduce((a, t) => a + t.indices.length, 0);
@@ -274,7 +316,7 @@ export const command: Command = {
       return { steps: h.length, images, meanLoss: h.length ? h.reduce((a, s) => a + s.loss, 0) / h.length : null, accuracy: images ? h.reduce((a, s) => a + s.correct, 0) / images : null };
     };
     const result = {
-      input, output, bytes: out.length, fp32Bytes: bytes.length, sparsity, bits, maxLayerSparsity: maxLayerSparsity ?? null,
+      input, output, bytes: out.length, fp32Bytes: bytes.length, sparsity, bits, maxLayerSparsity: appliedCap,
       options: o, trainImages: train.count, imagesSeen, seconds, msPerImage: imagesSeen ? 1000 * seconds / imagesSeen : null,
       calibrated: calibrate ?? null, testImages: test.count, before: { top1: before, nonZeros: nonZeros(oneShot) }, after: { top1: after, nonZeros: nonZeros(opq) },
       stage1: stageStats(1), stage2: stageStats(2), losses: history.map((s) => s.loss),

@@ -12,6 +12,9 @@ export const command: Command = {
   summary: "print a .opq file's header, layers and byte breakdown",
   usage: "inspect <model.opq> [--no-compare]",
   options: { "no-compare": { type: "boolean" } },
+  help: {
+    "no-compare": "skip re-encoding the weights with deflate for the side-by-side (faster on big files)",
+  },
   async run(args) {
     const [input, ...extra] = args.positionals;
     if (!input) throw new UsageError("name the .opq file to inspect");
@@ -40,7 +43,7 @@ export const command: Command = {
     ]));
     say("");
     const { rans, deflate } = info.fileBytesByCodec;
-    say(`FP32 ${fmtBytes(info.fp32Bytes)} → .opq ${fmtBytes(info.fileBytes)}: ${(info.fp32Bytes / info.fileBytes).toFixed(2)}× smaller`);
+    say(`FP32 ${fmtBytes(info.fp32Bytes)} → .opq ${fmtBytes(info.fileBytes)}: ${info.sizeRatio.toFixed(2)}× smaller`);
     say(`zero-order entropy bound ${fmtBytes(Math.round(info.entropy.totalBytes))}: file is ${info.ratioToBound.toFixed(3)}× the bound`);
     if (rans && deflate) say(`whole file by weight codec: rans ${fmtBytes(rans)}, deflate ${fmtBytes(deflate)} (deflate/rans ${(deflate / rans).toFixed(3)})`);
   },

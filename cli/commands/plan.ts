@@ -5,29 +5,14 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { type Command, fmtBytes, formatTable, type ParsedArgs, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
-import { DEFAULT_MODEL, PROJECT_ROOT } from "../shared.ts";
+import { type Command, fmtBytes, formatTable, type ParsedArgs, printJson, say, stringOption, UsageError, VERSION, wantsJson } from "../common.ts";
+import { writeFileAtomic } from "../../format/mod.ts";
+import { DEFAULT_MODEL } from "../shared.ts";
 import { compressOptions } from "./compress.ts";
 
-/** Write a file through a temporary sibling and a rename, so a crash never leaves half a file. */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  mkdirSync(dirname(resolve(path)), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-}
 
-/** The version in package.json, recorded in every plan. */
-export function opqVersion(): string {
-  return (JSON.parse(readFileSync(join(PROJECT_ROOT, "package.json"), "utf8")) as { version: string }).version;
-}
 
 /** The command. */
 export const command: Command = {
@@ -47,6 +32,14 @@ export const command: Command = {
     "max-layer-sparsity": { type: "string" },
     "filter-rate": { type: "string" },
   },
+  help: {
+    output: "the plan to write (default: the input's name with .plan.safetensors)",
+    method: "opq (default) or gm-apot (with --filter-rate 0: APoT levels, no filters removed)",
+    sparsity: "fraction of weights to prune (default 0.74, the paper's setting)",
+    bits: "quantization bits (default 3)",
+    "max-layer-sparsity": "cap on any one layer's sparsity (default 0.9; 1 = no cap)",
+    "filter-rate": "gm-apot only: must be 0 (a plan keeps every filter)",
+  },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
@@ -59,9 +52,10 @@ export const command: Command = {
     const { encodePlan, makePlan } = await import("../../compressor/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const sha = createHash("sha256").update(bytes).digest("hex");
-    const { plan } = makePlan(readOnnx(bytes), { ...opts, source: basename(input), fp32Bytes: bytes.length }, { modelSha256: sha, opqVersion: opqVersion(), source: basename(input) });
+    const { plan } = makePlan(readOnnx(bytes), { ...opts, source: basename(input), fp32Bytes: bytes.length }, { modelSha256: sha, opqVersion: VERSION, source: basename(input) });
     const out = encodePlan(plan);
-    writeFileAtomic(output, out);
+    mkdirSync(dirname(resolve(output)), { recursive: true });
+    writeFileAtomic(output, out, { inputs: [input] });
     const layers = plan.layers.map((l) => ({
       name: l.name, node: l.node, dims: l.dims, kept: l.kept, sparsity: 1 - l.kept / l.mask.length, bits: l.bits,
       ...(l.codebook.kind === "uniform" ? { step: l.codebook.step } : { levels: l.codebook.values.length }),
@@ -90,7 +84,8 @@ export async function compressWithPlanCommand(args: ParsedArgs, input: string, o
   const bytes = new Uint8Array(readFileSync(input));
   const r = compressWithPlan(readOnnx(bytes), plan, { source: basename(input), fp32Bytes: bytes.length });
   const out = encodeOpq(r.opq);
-  writeFileAtomic(output, out);
+  mkdirSync(dirname(resolve(output)), { recursive: true });
+  writeFileAtomic(output, out, { inputs: [input, planPath] });
   const kept = r.layers.reduce((a, l) => a + l.kept, 0), stored = r.layers.reduce((a, l) => a + l.stored, 0);
   const summary = { input, output, plan: planPath, bytes: out.length, ratio: bytes.length / out.length, kept, stored, fellToZero: r.fellToZero, leftMask: r.leftMask, layers: r.layers };
   if (wantsJson(args)) {

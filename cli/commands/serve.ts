@@ -9,14 +9,14 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
-import { PROJECT_ROOT } from "../shared.ts";
+import { bundledFile } from "../shared.ts";
 
 /** Where `opq compress` with no arguments writes (relative to the working directory), and so what `opq serve` serves by default. */
 export const DEFAULT_MODELS_DIR = "out";
 /** The bundled example model `opq serve` makes if it is missing. */
 export const DEFAULT_OPQ: string = join(DEFAULT_MODELS_DIR, "resnet20-fmnist.opq");
 /** The bundled Fashion-MNIST samples of the page's try-it panel. */
-export const DEFAULT_SAMPLES: string = join(PROJECT_ROOT, "models", "fmnist-samples.json");
+export const DEFAULT_SAMPLES: string = bundledFile("models/fmnist-samples.json");
 
 /** Make the default model by running `opq compress` with no arguments (its report goes to stderr). */
 async function ensureDefaultModel(): Promise<void> {
@@ -32,7 +32,7 @@ export const command: Command = {
   name: "serve",
   summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
   usage: [
-    "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+    "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE] [--cors ORIGINS]",
     "      [--max-request-batch N] [--max-elements N] [--max-connections N] [--idle-timeout MS] [--body-timeout MS]",
     "(request caps default to what each model's memory budget holds, at most 1024 images; 413 past them)",
   ].join("\n"),
@@ -53,6 +53,26 @@ export const command: Command = {
     "max-connections": { type: "string" },
     "idle-timeout": { type: "string" },
     "body-timeout": { type: "string" },
+    cors: { type: "string" },
+  },
+  help: {
+    models: "folder of .opq files to serve (default out/, made with `opq compress` if empty)",
+    port: "port (default 8080; 0 picks a free one)",
+    host: "address to listen on (default 127.0.0.1)",
+    threads: "worker threads per model (default 1)",
+    concurrency: "runs at a time per model (default 1)",
+    queue: "requests waiting per model before 503 (default 64)",
+    "max-batch": "requests merged into one run (default 16)",
+    "max-body": "largest request body in bytes (default 16 MiB)",
+    timeout: "request timeout in ms (default 30000)",
+    "max-inflight": "requests in flight before 503 (default 256)",
+    samples: "sample images for the page (default models/fmnist-samples.json)",
+    cors: "allow browsers on these origins (comma-separated, or *) to call the API (default: same origin only)",
+    "max-request-batch": "images one request may carry (default: what the model's memory budget holds, at most 1024)",
+    "max-elements": "input elements one request may carry (default: from the model's memory budget)",
+    "max-connections": "open connections before the longest-idle is closed",
+    "idle-timeout": "ms an idle keep-alive connection is kept open",
+    "body-timeout": "ms a request body may take to arrive",
   },
   async run(args) {
     const json = wantsJson(args);
@@ -80,7 +100,8 @@ export const command: Command = {
     const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits, caps });
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
-    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight, bodyTimeoutMs } });
+    const corsOrigins = stringOption(args, "cors")?.split(",").map((o) => o.trim()).filter(Boolean);
+    const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight, bodyTimeoutMs }, ...(corsOrigins ? { cors: corsOrigins.length === 1 ? corsOrigins[0]! : corsOrigins } : {}) });
     // Loading decodes whole files and plans graphs; collect that garbage once before serving, so
     // the resident size an operator sees at start is the steady one (Bun only: Deno has no API).
     (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc(true);
