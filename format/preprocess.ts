@@ -25,7 +25,7 @@ export const FASHION_MNIST_PREPROCESS: Preprocess = { channels: "gray", mean: [0
 /** The metadata key holding a Preprocess, and the one holding the class names. */
 export const PREPROCESS_KEY = "preprocess";
 /** See PREPROCESS_KEY. */
-export const CLASSES_KEY = "classes";
+export const CLASSES_KEY = "labels";
 
 /** Largest side accepted anywhere (a resize or crop beyond it is a mistake or an attack). */
 const MAX_SIDE = 16384;

@@ -134,7 +134,7 @@ async function evalData(path: string, _runner: InferenceRunner, data: string | u
     p = await preprocessFor(isOpqFile(path) ? toDenseModel(decodeOpq(new Uint8Array(readFileSync(path)))) : readOnnx(new Uint8Array(readFileSync(path))), preprocessJson);
   }
   const set = loadImageFolder(data, p, { limit });
-  const known = Array.isArray(meta.classes) ? (meta.classes as unknown[]).map(String) : undefined;
+  const known = Array.isArray(meta.labels) ? (meta.labels as unknown[]).map(String) : undefined;
   if (!known) return set;
   const map = set.classes.map((c) => known.indexOf(c));
   const missing = set.classes.filter((_, i) => map[i]! < 0);
