@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
-import { type Backend, type BackendName, bindReference, type BoundKernel, type NodeSpec, type RunContext } from "./backend.ts";
+import { type Backend, type BackendName, bindReference, type BoundKernel, isDeviceTensor, type NodeSpec, type RunContext, toHost } from "./backend.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
@@ -16,6 +16,7 @@ import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts"
 import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
 import { kernelSupport } from "./wasm/module.ts";
+import type { WebGpuOptions } from "./webgpu/device.ts";
 
 /** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
@@ -38,6 +39,8 @@ export interface SessionInfo {
   bytes: number;
   metadata: Record<string, unknown>;
   layers: LayerInfo[];
+  /** Why the session runs where it does when that is not what was asked (e.g. auto refused an adapter). */
+  notes: string[];
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
   /** The backends bound to at least one layer, with what they report (threads, SIMD features, adapter). */
@@ -71,9 +74,14 @@ export interface SessionOptions {
   /**
    * "auto" (default): WebAssembly SIMD kernels where the engine has them, the reference for the
    * rest. "wasm": the same, but fail with BACKEND_UNAVAILABLE where WASM SIMD is missing.
-   * "cpu-reference": the op table's kernels only.
+   * "cpu-reference": the op table's kernels only. "webgpu": WGSL kernels on a self-checked GPU
+   * adapter (BACKEND_UNAVAILABLE if there is none), the CPU for the nodes it cannot run; "auto"
+   * tries it first when `navigator.gpu` has a hardware adapter (a software one, e.g. lavapipe,
+   * only with `webgpu.allowFallbackAdapter`).
    */
   backend?: BackendChoice;
+  /** How the webgpu backend finds its adapter (tests inject adapters and devices). */
+  webgpu?: WebGpuOptions & { allowFallbackAdapter?: boolean };
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
@@ -145,8 +153,8 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   }
   const threads = Math.max(1, Math.floor(options.threads ?? 1));
   const choice = options.backend ?? "auto";
-  if (!["auto", "wasm", "cpu-reference"].includes(choice)) {
-    throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `backend '${choice}' is not available (use auto, wasm or cpu-reference)`, { backend: choice });
+  if (!["auto", "wasm", "cpu-reference", "webgpu"].includes(choice)) {
+    throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `backend '${choice}' is not available (use auto, webgpu, wasm or cpu-reference)`, { backend: choice });
   }
   let wasm: WasmBackend | undefined;
   if (choice !== "cpu-reference") {
@@ -164,7 +172,15 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     wasm?.dispose();
     throw e;
   }
-  const backends: Backend[] = wasm ? [wasm] : [];
+  const notes: string[] = [];
+  let gpu: Backend | undefined;
+  try {
+    gpu = await webGpuBackend(choice, plan, options.webgpu, notes);
+  } catch (e) {
+    wasm?.dispose();
+    throw e;
+  }
+  const backends: Backend[] = [...(gpu ? [gpu] : []), ...(wasm ? [wasm] : [])];
   const bound = bindSteps(plan, backends);
   const metadata: Record<string, unknown> = opq
     ? { ...opq.metadata }
@@ -179,11 +195,41 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     bytes: bytes?.byteLength ?? (opq ? weightBytes(opq.model, opq) : weightBytes(model!)),
     metadata,
     layers,
+    notes,
     loadMs: performance.now() - t0,
     backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
     residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
   };
   return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined);
+}
+
+/**
+ * The webgpu backend for a session, loaded only when asked for or when "auto" sees `navigator.gpu`
+ * (so engines without WebGPU never load it). "webgpu" throws BACKEND_UNAVAILABLE where no adapter
+ * passes the self-check; "auto" notes why it did not use one. Control flow (If/Loop/Scan reading
+ * outer values lazily) stays on the CPU.
+ */
+async function webGpuBackend(choice: BackendChoice, plan: Plan, options: SessionOptions["webgpu"], notes: string[]): Promise<Backend | undefined> {
+  const injected = options?.adapter || options?.device || options?.gpu;
+  if (choice !== "webgpu" && (choice !== "auto" || (!injected && !(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu))) return undefined;
+  if (plan.steps.some((s) => s.subplans)) {
+    if (choice === "webgpu") throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, "webgpu: models with control flow (If/Loop/Scan) run on the CPU only", { backend: "webgpu" });
+    return undefined;
+  }
+  const { createWebGpuBackend } = await import("./webgpu/backend.ts");
+  try {
+    const b = await createWebGpuBackend({ ...options, graphOutputs: plan.outputs.map((o) => o.name) });
+    if (choice === "auto" && b.adapter.isFallbackAdapter && !options?.allowFallbackAdapter) {
+      b.dispose();
+      notes.push(`auto: webgpu adapter '${b.adapter.description || b.adapter.vendor}' is a software fallback; running on the CPU`);
+      return undefined;
+    }
+    return b;
+  } catch (e) {
+    if (choice === "webgpu" || !(e instanceof OpqRuntimeError)) throw e;
+    notes.push(`auto: ${e.message}; running on the CPU`);
+    return undefined;
+  }
 }
 
 /**
@@ -437,9 +483,12 @@ class PlannedSession implements Session {
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const step = plan.steps[i]!, { node } = step;
-        const ins = node.inputs.map(read);
+        let ins = node.inputs.map(read);
         let outs: Tensor[];
         try {
+          // A CPU step reads device values (webgpu outputs) back first.
+          const host = this.bound[i]?.backend !== "webgpu" ? toHost(ins) : undefined;
+          if (host) ins = await host;
           const r = step.subplans ? step.kernel(ins, step.attrs, withSubgraphs(step, read)) : this.bound[i]!.run(ins, rc);
           outs = r instanceof Promise ? await r : r;
         } catch (e) {
@@ -475,6 +524,7 @@ class PlannedSession implements Session {
           since = performance.now();
         }
       }
+      await downloadOutputs(plan, env);
       return collectOutputs(plan, read, (d) => (heap ? heap.owns(d) : d instanceof Float32Array && pool.isView(d)));
     } finally {
       if (heap) heap.clear();
@@ -488,6 +538,14 @@ class PlannedSession implements Session {
     for (const b of this.bound) b.dispose?.();
     for (const b of this.backends) b.dispose();
   }
+}
+
+/** Replace graph outputs held on a device by host copies (one read-back batch). */
+async function downloadOutputs(plan: Plan, env: Map<string, Tensor>): Promise<void> {
+  const names = plan.outputs.map((o) => o.name).filter((n) => isDeviceTensor(env.get(n)));
+  if (!names.length) return;
+  const host = (await toHost(names.map((n) => env.get(n))))!;
+  names.forEach((n, k) => env.set(n, host[k]!));
 }
 
 /**
