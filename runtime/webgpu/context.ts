@@ -25,9 +25,8 @@ const DEBUG_SHADERS = (globalThis as { process?: { env?: Record<string, string |
 
 /** Shared WGSL: the parameter block, its readers and the flat invocation index. */
 export const WGSL_PRELUDE = /* wgsl */ `
-struct Params { v: array<vec4<u32>, ${PARAM_WORDS / 4}> }
-@group(0) @binding(0) var<uniform> P: Params;
-fn pu(i: u32) -> u32 { return P.v[i >> 2u][i & 3u]; }
+@group(0) @binding(0) var<storage, read> P: array<u32, ${PARAM_WORDS}>;
+fn pu(i: u32) -> u32 { return P[i]; }
 fn pi(i: u32) -> i32 { return bitcast<i32>(pu(i)); }
 fn pf(i: u32) -> f32 { return bitcast<f32>(pu(i)); }
 `;
@@ -199,7 +198,7 @@ export class GpuContext {
 
   /** A uniform buffer for `slots` dispatches' parameters. */
   paramBuffer(slots: number): GPUBuffer {
-    return this.createBuffer(slots * PARAM_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, "params");
+    return this.createBuffer(slots * PARAM_BYTES, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "params");
   }
 
   /** Write one dispatch's parameters unless `last` (the slot's previous contents) already equals them. */
