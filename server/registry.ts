@@ -9,6 +9,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { decodeOpq, type Graph, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { createSession } from "../runtime/mod.ts";
+import type { BackendChoice } from "../runtime/session.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
 
@@ -183,6 +184,8 @@ export interface LoadOptions {
   threads?: number;
   /** Queue limits per model. */
   limits?: QueueLimits;
+  /** Runtime backend of every session (default auto). */
+  backend?: BackendChoice;
 }
 
 /** The model name of a file: its base name without `.opq`. */
@@ -203,7 +206,7 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
   } catch {
     // Not a valid .opq: createSession reads it as ONNX or throws the runtime's typed error.
   }
-  const session = await createSession(opq ?? bytes, options.threads !== undefined ? { threads: options.threads } : undefined);
+  const session = await createSession(opq ?? bytes, { ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.backend ? { backend: options.backend } : {}) });
   // Built from a decoded model, the session measures its weights; the file size is what we serve.
   const info = { ...session.info, bytes: bytes.length, loadMs: performance.now() - t0 };
   return serveModel(modelName(path), session, info, options.limits, opq ? describeLayers(opq) : undefined);

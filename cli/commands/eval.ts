@@ -8,7 +8,8 @@
 import { closeSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename } from "node:path";
 import { decodeOpq, isOpqBytes, toDenseModel, writeOnnx } from "../../format/mod.ts";
-import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { backendOption, type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import type { BackendChoice } from "../../runtime/session.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
 import { createOrtSession, type InferenceRunner } from "../ort.ts";
@@ -44,11 +45,11 @@ export async function onnxBytesFor(path: string, bytes = new Uint8Array(readFile
 }
 
 /** Open a model file with the named runtime, as an InferenceRunner. */
-export async function openRunner(path: string, runtime: RuntimeName, options: { threads?: number } = {}): Promise<InferenceRunner> {
+export async function openRunner(path: string, runtime: RuntimeName, options: { threads?: number; backend?: BackendChoice } = {}): Promise<InferenceRunner> {
   // A view of the file, not `new Uint8Array(buffer)` (a copy): the bench's peak RSS would count the file twice.
   const file = readFileSync(path);
   const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
-  if (runtime === "ort") return createOrtSession(await onnxBytesFor(path, bytes), options);
+  if (runtime === "ort") return createOrtSession(await onnxBytesFor(path, bytes), { threads: options.threads });
   const { createSession } = await import("../../runtime/mod.ts");
   return createSession(bytes, options);
 }
@@ -98,12 +99,13 @@ export async function evaluate(
 export const command: Command = {
   name: "eval",
   summary: "top-1/top-5 accuracy on the Fashion-MNIST test set (10k images)",
-  usage: "eval [model.(opq|onnx)] [--data DIR] [--limit N] [--batch B] [--runtime opq|ort] [--threads T]",
+  usage: "eval [model.(opq|onnx)] [--data DIR] [--limit N] [--batch B] [--runtime opq|ort] [--backend auto|webgpu|wasm|cpu-reference] [--threads T]",
   options: {
     data: { type: "string" },
     limit: { type: "string" },
     batch: { type: "string" },
     runtime: { type: "string" },
+    backend: { type: "string" },
     threads: { type: "string" },
   },
   async run(args) {
@@ -116,9 +118,10 @@ export const command: Command = {
     const threads = Math.floor(numberOption(args, "threads", 1, 1, 64));
     const json = wantsJson(args);
     const set = loadFashionMnist({ dir: stringOption(args, "data"), limit: Number.isFinite(limit) ? Math.floor(limit) : undefined });
-    const runner = await openRunner(model, runtime, { threads });
+    const backend = backendOption(args);
+    const runner = await openRunner(model, runtime, { threads, backend });
     try {
-      const bar = progress(`eval ${basename(model)} (${runtime})`, set.count, json);
+      const bar = progress(`eval ${basename(model)} (${runtime}${runtime === "opq" ? `, ${backend}` : ""})`, set.count, json);
       const r = await evaluate(runner, set, { batch, onBatch: (n) => bar.tick(n) });
       bar.done();
       const result = { model, runtime, images: r.images, top1: r.top1, top5: r.top5, ms: Math.round(r.ms) };

@@ -8,7 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
+import { backendOption, type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
 import { PROJECT_ROOT } from "../shared.ts";
 
 /** Where `opq compress` with no arguments writes (relative to the working directory), and so what `opq serve` serves by default. */
@@ -31,12 +31,13 @@ async function ensureDefaultModel(): Promise<void> {
 export const command: Command = {
   name: "serve",
   summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
-  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
+  usage: "serve [--models DIR] [--port N] [--host H] [--threads N] [--backend auto|webgpu|wasm|cpu-reference] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE]",
   options: {
     models: { type: "string" },
     port: { type: "string" },
     host: { type: "string" },
     threads: { type: "string" },
+    backend: { type: "string" },
     concurrency: { type: "string" },
     queue: { type: "string" },
     "max-batch": { type: "string" },
@@ -58,7 +59,7 @@ export const command: Command = {
     if (dir === undefined) await ensureDefaultModel();
 
     const { createApp, listen, loadModelDir, loadSampleBundle } = await import("../../server/mod.ts");
-    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits });
+    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits, backend: backendOption(args) });
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
     const opq = createApp({ registry, samples, limits: { maxBodyBytes, requestTimeoutMs, maxInFlight } });
