@@ -135,26 +135,27 @@ export function layoutParams(l: WeightLayout, u: Uint32Array, f: Float32Array, s
 
 /**
  * WGSL to read a packed weight (`w: array<u32>`, parameters at `at` as `layoutParams` wrote):
- * `wDense(k)` reads dense value k; `wRowBegin(r)`/`wRowEnd(r)` bound row r's nonzeros; `wCol(j)`
- * and `wVal(j)` read nonzero j's column and value.
+ * `wDense(k)` reads dense value k; `wRowBegin(r)`/`wRowEnd(r)` bound row r's nonzeros; `wLayout()`
+ * reads the layout parameters once (call it before the loop: storage loads are not hoisted for
+ * us), then `wCol(L, j)` and `wVal(L, j)` read nonzero j's column and value.
  */
 export function weightWgsl(at: number, kind: WeightLayout["kind"]): string {
-  const value = kind === "sparse-table"
-    ? `bitcast<f32>(w[pu(${at + 3}u) + field])`
-    : `pf(${at + 9}u) * f32(i32(field) + pi(${at + 8}u))`;
+  const value = kind === "sparse-table" ? "bitcast<f32>(w[L.table + field])" : "L.step * f32(i32(field) + L.cmin)";
   return /* wgsl */ `
+struct WL { cols: u32, codes: u32, table: u32, shift: u32, bits: u32, mask: u32, colShift: u32, cmin: i32, step: f32 }
+fn wLayout() -> WL {
+  return WL(pu(${at + 1}u), pu(${at + 2}u), pu(${at + 3}u), pu(${at + 4}u), pu(${at + 5}u), pu(${at + 6}u), pu(${at + 7}u), pi(${at + 8}u), pf(${at + 9}u));
+}
 fn wDense(k: u32) -> f32 { return bitcast<f32>(w[pu(${at}u) + k]); }
 fn wRowBegin(r: u32) -> u32 { return w[pu(${at}u) + r]; }
 fn wRowEnd(r: u32) -> u32 { return w[pu(${at}u) + r + 1u]; }
-fn wCol(j: u32) -> u32 {
-  if (pu(${at + 7}u) == 1u) { return (w[pu(${at + 1}u) + (j >> 1u)] >> ((j & 1u) * 16u)) & 0xffffu; }
-  return w[pu(${at + 1}u) + j];
+fn wCol(L: WL, j: u32) -> u32 {
+  if (L.colShift == 1u) { return (w[L.cols + (j >> 1u)] >> ((j & 1u) * 16u)) & 0xffffu; }
+  return w[L.cols + j];
 }
-fn wVal(j: u32) -> f32 {
-  let shift = pu(${at + 4}u);
-  let per = 1u << shift;
-  let word = w[pu(${at + 2}u) + (j >> shift)];
-  let field = (word >> ((j & (per - 1u)) * pu(${at + 5}u))) & pu(${at + 6}u);
+fn wVal(L: WL, j: u32) -> f32 {
+  let word = w[L.codes + (j >> L.shift)];
+  let field = (word >> ((j & ((1u << L.shift) - 1u)) * L.bits)) & L.mask;
   return ${value};
 }
 fn wExtra(off: u32, k: u32) -> f32 { return bitcast<f32>(w[off + k]); }

@@ -67,14 +67,15 @@ function convShader(kind: "dense" | "sparse-uniform" | "sparse-table"): string {
   }`
     : /* wgsl */ `
   let taps = KH * KW;
+  let L = wLayout();
   let end = wRowEnd(m);
   for (var j = wRowBegin(m); j < end; j++) {
-    let col = wCol(j);
+    let col = wCol(L, j);
     let c = col / taps; let r = col % taps;
     let iy = iy0 + i32((r / KW) * dh);
     if (iy < 0 || iy >= i32(H)) { continue; }
     let ix = ix0 + i32((r % KW) * dw);
-    let xc = (n * C + g * ICg + c) * H;${tap("wVal(j)")}
+    let xc = (n * C + g * ICg + c) * H;${tap("wVal(L, j)")}
   }`;
   return `${WGSL_PRELUDE}
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -19,8 +19,8 @@ const W_AT = 24;
 function gemmShader(kind: "dense" | "sparse-uniform" | "sparse-table"): string {
   const accumulate = kind === "dense"
     ? `for (var k = 0u; k < K; k++) { acc += a[m * sa_m + k * sa_k] * wDense(k * pu(6u) + n * pu(7u)); }`
-    : `let end = wRowEnd(n);
-  for (var j = wRowBegin(n); j < end; j++) { acc += a[m * sa_m + wCol(j) * sa_k] * wVal(j); }`;
+    : `let L = wLayout(); let end = wRowEnd(n);
+  for (var j = wRowBegin(n); j < end; j++) { acc += a[m * sa_m + wCol(L, j) * sa_k] * wVal(L, j); }`;
   return `${WGSL_PRELUDE}
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<u32>;
