@@ -74,6 +74,8 @@ export const OP_CASES: readonly OpCase[] = [
   { name: "conv 1-D", op: "Conv", attrs: { pads: ints([1, 1]) }, inputs: [feed(2, 3, 12), constant(4, 3, 3), constant(4)], tolerance: T.reduction },
   { name: "conv 5x5 compressed uniform", op: "Conv", attrs: { pads: ints([2, 2, 2, 2]) }, inputs: [feed(2, 6, 8, 8), { dims: [7, 6, 5, 5], kind: "uniform" }, constant(7)], tolerance: T.reduction },
   { name: "conv 3x3 compressed uniform 74% zeros", op: "Conv", attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, inputs: [feed(1, 16, 9, 9), { dims: [16, 16, 3, 3], kind: "uniform", sparsity: 0.74 }], tolerance: T.reduction },
+  { name: "conv compressed, filter rows over two workgroup chunks", op: "Conv", attrs: { pads: ints([1, 1, 1, 1]) }, inputs: [feed(1, 160, 6, 6), { dims: [8, 160, 3, 3], kind: "uniform" }, constant(8)], tolerance: T.reduction },
+  { name: "conv compressed groups 2 stride 2", op: "Conv", attrs: { group: int(2), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }, inputs: [feed(2, 8, 9, 9), { dims: [10, 4, 3, 3], kind: "table" }, constant(10)], tolerance: T.reduction },
   { name: "conv depthwise compressed table", op: "Conv", attrs: { group: int(6), pads: ints([1, 1, 1, 1]) }, inputs: [feed(1, 6, 7, 7), { dims: [6, 1, 3, 3], kind: "table" }, constant(6)], tolerance: T.reduction },
   { name: "conv 1x1 compressed table", op: "Conv", inputs: [feed(2, 12, 4, 4), { dims: [10, 12, 1, 1], kind: "table" }], tolerance: T.reduction },
   { name: "gemm transB bias", op: "Gemm", attrs: { transB: int(1) }, inputs: [feed(3, 20), constant(7, 20), constant(7)], tolerance: T.reduction },
