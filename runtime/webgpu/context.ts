@@ -4,8 +4,10 @@
  * run whose nodes all run on the GPU is one submit), the value slots planned at bind, uploads,
  * read-back, and the counters (GpuStats).
  *
- * Kernel conventions (WGSL_PRELUDE): binding 0 is a 256-byte uniform block of u32 parameters
- * (`pu(i)`, floats by bitcast `pf(i)`), parameter 0 is the number of invocations; bindings 1.. are
+ * Kernel conventions (WGSL_PRELUDE): binding 0 is a 256-byte read-only storage block of u32
+ * parameters (`pu(i)`, floats by bitcast `pf(i)`; a storage array of u32 is read with a plain index,
+ * where a uniform array would need 16-byte elements), parameter 0 is the number
+ * of invocations; bindings 1.. are
  * storage buffers in the order the kernel passes them, the last one written. Workgroups of 64 on
  * a 2-D grid (x up to 65535) so large outputs fit the dispatch limits.
  * @module
@@ -16,7 +18,7 @@ import type { GpuStats } from "./device.ts";
 
 /** Invocations per workgroup of every kernel. */
 export const WORKGROUP = 64;
-/** u32 parameters per dispatch (the uniform block is 256 bytes, the offset alignment WebGPU guarantees). */
+/** u32 parameters per dispatch (the block is 256 bytes, the storage offset alignment WebGPU guarantees). */
 export const PARAM_WORDS = 64;
 const PARAM_BYTES = PARAM_WORDS * 4;
 const MAX_GROUPS_X = 65535;
@@ -196,7 +198,7 @@ export class GpuContext {
     this.stats.dispatches++;
   }
 
-  /** A uniform buffer for `slots` dispatches' parameters. */
+  /** A parameter buffer for `slots` dispatches. */
   paramBuffer(slots: number): GPUBuffer {
     return this.createBuffer(slots * PARAM_BYTES, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, "params");
   }
