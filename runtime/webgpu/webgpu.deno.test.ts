@@ -168,3 +168,30 @@ gpuTest(`conformance: ${conformance.length} ONNX node cases of the backend's ops
   console.log(`webgpu conformance: ${conformance.length - failures.length}/${conformance.length} right, ${onGpu} on the GPU`);
   assertEquals(failures, []);
 });
+
+gpuTest("webgpu: a node without a GPU kernel runs on the CPU between GPU nodes, values moved both ways, and is reported", async () => {
+  const node = (opType: string, inputs: string[], outputs: string[]) => ({ opType, domain: "", name: `${opType}_n`, inputs, outputs, attrs: {} });
+  const model = {
+    irVersion: 8, opsetImports: [{ domain: "", version: 13 }], producerName: "t",
+    graph: {
+      name: "g",
+      nodes: [node("Relu", ["x"], ["r"]), node("Exp", ["r"], ["e"]), node("Add", ["e", "b"], ["s"]), node("Exp", ["s"], ["y"])],
+      inputs: [{ name: "x", dtype: "float32" as const, shape: ["n", 3] }],
+      outputs: [{ name: "y", dtype: "float32" as const, shape: null }],
+      initializers: { b: { dtype: "float32" as const, dims: [3], data: Float32Array.of(-1, 0, 0.5) } },
+    },
+  };
+  const x = { dtype: "float32" as const, dims: [2, 3], data: Float32Array.of(-1, 0.5, 1, 2, -3, 0.25) };
+  const s = await createSession(model, { backend: "webgpu" });
+  const ref = await createSession(model, { backend: "cpu-reference" });
+  assertEquals(s.info.layers.map((l) => l.backend === "webgpu"), [true, false, true, false]);
+  const fallbacks = (s.info.backends.webgpu as { fallbacks: { opType: string; reason: string }[] }).fallbacks;
+  assertEquals(fallbacks.map((f) => f.opType), ["Exp", "Exp"]);
+  assert(fallbacks.every((f) => /no WGSL kernel/.test(f.reason)));
+  for (let run = 0; run < 2; run++) {
+    const got = (await s.run({ x })).y!.data as Float32Array, want = (await ref.run({ x })).y!.data as Float32Array;
+    for (let i = 0; i < want.length; i++) assert(Math.abs(got[i]! - want[i]!) <= 1e-6 * Math.abs(want[i]!), `run ${run} element ${i}: ${got[i]} vs ${want[i]}`);
+  }
+  s.dispose();
+  ref.dispose();
+});
