@@ -16,7 +16,7 @@ import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts"
 import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
 import { kernelSupport } from "./wasm/module.ts";
-import type { WebGpuOptions } from "./webgpu/device.ts";
+import { chooseWebGpu, type WebGpuChoiceOptions } from "./webgpu/choose.ts";
 
 /** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
@@ -81,7 +81,7 @@ export interface SessionOptions {
    */
   backend?: BackendChoice;
   /** How the webgpu backend finds its adapter (tests inject adapters and devices). */
-  webgpu?: WebGpuOptions & { allowFallbackAdapter?: boolean };
+  webgpu?: WebGpuChoiceOptions;
   /** Op table override (tests). */
   ops?: Readonly<Record<string, OpVersion[]>>;
 }
@@ -175,7 +175,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   const notes: string[] = [];
   let gpu: Backend | undefined;
   try {
-    gpu = await webGpuBackend(choice, plan, options.webgpu, notes);
+    gpu = await chooseWebGpu(choice, plan, options.webgpu, notes);
   } catch (e) {
     wasm?.dispose();
     throw e;
@@ -201,35 +201,6 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     residentWeightBytes: layers.reduce((n, l) => n + l.residentBytes, 0),
   };
   return new PlannedSession(plan, info, bound, backends, wasm ? new ValueHeap(wasm.env.kernels) : undefined);
-}
-
-/**
- * The webgpu backend for a session, loaded only when asked for or when "auto" sees `navigator.gpu`
- * (so engines without WebGPU never load it). "webgpu" throws BACKEND_UNAVAILABLE where no adapter
- * passes the self-check; "auto" notes why it did not use one. Control flow (If/Loop/Scan reading
- * outer values lazily) stays on the CPU.
- */
-async function webGpuBackend(choice: BackendChoice, plan: Plan, options: SessionOptions["webgpu"], notes: string[]): Promise<Backend | undefined> {
-  const injected = options?.adapter || options?.device || options?.gpu;
-  if (choice !== "webgpu" && (choice !== "auto" || (!injected && !(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu))) return undefined;
-  if (plan.steps.some((s) => s.subplans)) {
-    if (choice === "webgpu") throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, "webgpu: models with control flow (If/Loop/Scan) run on the CPU only", { backend: "webgpu" });
-    return undefined;
-  }
-  const { createWebGpuBackend } = await import("./webgpu/backend.ts");
-  try {
-    const b = await createWebGpuBackend({ ...options, graphOutputs: plan.outputs.map((o) => o.name) });
-    if (choice === "auto" && b.adapter.isFallbackAdapter && !options?.allowFallbackAdapter) {
-      b.dispose();
-      notes.push(`auto: webgpu adapter '${b.adapter.description || b.adapter.vendor}' is a software fallback; running on the CPU`);
-      return undefined;
-    }
-    return b;
-  } catch (e) {
-    if (choice === "webgpu" || !(e instanceof OpqRuntimeError)) throw e;
-    notes.push(`auto: ${e.message}; running on the CPU`);
-    return undefined;
-  }
 }
 
 /**
