@@ -1,8 +1,8 @@
 /**
  * The server on the webgpu backend under Deno (what `opq serve --backend webgpu` loads): the
  * same fixture model served twice, once on webgpu and once on the CPU backend, must answer the
- * routes alike and predict the same for the bundled sample images, over JSON and raw float32
- * (two images) and one batched request of all of them (logits within 1e-4 of the largest |logit|, identical top-k indices).
+ * routes alike and predict the same for bundled sample images, over JSON and raw float32
+ * (one image) and one batched request of three (logits within 1e-4 of the largest |logit|, identical top-k indices).
  * @module
  */
 import { createApp } from "./app.ts";
@@ -54,16 +54,15 @@ Deno.test({
         return (await res.json()) as InferBody;
       };
       const samples = fixture.samples.samples;
-      // Two samples one by one over each encoding (ResNet-20 .opq takes ~1 s per run on lavapipe), then all in one batch.
-      for (const s of samples.slice(0, 2)) {
+      // One sample over each encoding, then three in one batch (ResNet-20 .opq takes 1-2 s per image on lavapipe here).
+      for (const s of samples.slice(0, 1)) {
         const x = sampleInput(fixture.samples, s);
         const json = { headers: { "content-type": "application/json" }, body: JSON.stringify({ inputs: { input: { shape: x.shape, data: Array.from(x.data) } } }) };
         compare(await post(gpu, json), await post(cpu, json), `sample ${s.index ?? ""} (json)`);
         const raw = () => ({ headers: { "content-type": "application/octet-stream", "x-shape": x.shape.join(",") }, body: floatBytes(x.data) });
         compare(await post(gpu, raw()), await post(cpu, raw()), `sample (raw float32)`);
       }
-      // One batched request of every sample.
-      const xs = samples.map((s) => sampleInput(fixture.samples, s));
+      const xs = samples.slice(1, 4).map((s) => sampleInput(fixture.samples, s));
       const batch = new Float32Array(xs.reduce((n, x) => n + x.data.length, 0));
       let at = 0;
       for (const x of xs) { batch.set(x.data, at); at += x.data.length; }

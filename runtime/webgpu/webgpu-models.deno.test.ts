@@ -19,7 +19,7 @@ const CASES = [
   { model: "lenet5-fmnist", setting: undefined, images: 64 },
   { model: "lenet5-fmnist", setting: { sparsity: 0.5, bits: 4 }, images: 64 },
   { model: "lenet5-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 64 },
-  { model: "resnet20-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 4 },
+  { model: "resnet20-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 2 },
 ];
 const fmnist = loadFashionMnist({ limit: 64 });
 
