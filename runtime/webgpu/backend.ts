@@ -15,7 +15,7 @@ import type { Tensor } from "../../format/mod.ts";
 import type { Backend, BoundKernel, NodeSpec } from "../backend.ts";
 import { KernelError } from "../ops/types.ts";
 import { GpuContext, type GpuTensor, isGpuTensor, PARAM_WORDS, Params } from "./context.ts";
-import { acquireDevice, type AdapterReport, type GpuStats, type WebGpuOptions } from "./device.ts";
+import { acquireDevice, type AdapterReport, type WebGpuOptions } from "./device.ts";
 import { GPU_OPS } from "./ops/index.ts";
 
 export type { WebGpuOptions } from "./device.ts";
@@ -225,9 +225,4 @@ export class WebGpuBackend implements Backend {
 export async function createWebGpuBackend(options: WebGpuOptions = {}): Promise<WebGpuBackend> {
   const d = await acquireDevice(options);
   return new WebGpuBackend(d.device, d.adapter, d.f16, options.graphOutputs);
-}
-
-/** The GPU counters of a backend (a snapshot copy). */
-export function gpuStats(b: WebGpuBackend): GpuStats {
-  return { ...b.ctx.stats };
 }
