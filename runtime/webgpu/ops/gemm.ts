@@ -8,7 +8,7 @@
 import { KernelError } from "../../ops/types.ts";
 import type { Tensor } from "../../../format/mod.ts";
 import type { NodeSpec } from "../../backend.ts";
-import type { GpuOpImpl } from "../backend.ts";
+import type { GpuOpImpl, StepIO } from "../backend.ts";
 import type { GpuContext } from "../context.ts";
 import { F32_MAX, Params, WGSL_MAIN, WGSL_PRELUDE } from "../context.ts";
 import { layoutParams, packCompressed, packDense, weightWgsl } from "../weights.ts";
@@ -64,7 +64,7 @@ function bindProduct(spec: NodeSpec, ctx: GpuContext, plan: GemmPlan, transB: bo
     path: bc ? "webgpu-gemm-sparse-q" : "webgpu-gemm-direct",
     weightForm: packed.form,
     residentBytes: packed.words.byteLength,
-    run([a]: readonly (Tensor | undefined)[], io: import("../backend.ts").StepIO) {
+    run([a]: readonly (Tensor | undefined)[], io: StepIO) {
       const { M, dims } = outDims(a!);
       const ab = io.input(0, a);
       const y = io.output(0, dims);
