@@ -127,7 +127,7 @@ export const command: Command = {
       const result = { model, runtime, images: r.images, top1: r.top1, top5: r.top5, ms: Math.round(r.ms) };
       if (json) printJson(result);
       else {
-        say(`${basename(model)} on ${runtime}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  ` +
+        say(`${basename(model)} on ${runtime === "opq" ? `opq (${backend})` : runtime}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  ` +
           `(${r.images} images, ${(r.ms / 1000).toFixed(1)} s, ${(r.ms / r.images).toFixed(2)} ms/image)`);
       }
     } finally {
