@@ -105,6 +105,16 @@ export function chooseOutput(args: ParsedArgs, fallback: string, inputs: readonl
   return output;
 }
 
+/** The runtime backends `--backend` accepts (the session's BackendChoice). */
+export const BACKEND_CHOICES = ["auto", "webgpu", "wasm", "cpu-reference"] as const;
+
+/** `--backend`: one of BACKEND_CHOICES (default auto). */
+export function backendOption(args: ParsedArgs): (typeof BACKEND_CHOICES)[number] {
+  const v = stringOption(args, "backend", "auto")!;
+  if (!(BACKEND_CHOICES as readonly string[]).includes(v)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(", ")}, got ${JSON.stringify(v)}`);
+  return v as (typeof BACKEND_CHOICES)[number];
+}
+
 /** True when the command should print one JSON object and nothing else on stdout. */
 export function wantsJson(args: ParsedArgs): boolean {
   return args.values.json === true;

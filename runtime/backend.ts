@@ -87,12 +87,41 @@ export interface Backend {
   readonly name: BackendName;
   /** Bind `spec` if this backend runs it (undefined: let the next backend try). */
   bind(spec: NodeSpec): BoundKernel | undefined;
+  /** True if `bind` understands fused specs (NodeSpec.epilogue); others are never offered one. */
+  readonly fuses?: boolean;
   /** Called once after every step is bound (e.g. plan transfers, size scratch). */
   finish?(): void;
   /** What the session reports about the backend (adapter, features, threads). */
   describe(): Record<string, unknown>;
   /** Release everything the backend holds. */
   dispose(): void;
+}
+
+/**
+ * A float32 value held in a device's memory (the webgpu backend's outputs): `data` is an empty
+ * Float32Array, `gpu` reads the values back. Only the backend that made it reads it in place;
+ * every other consumer gets `toHost(t)` first (the session does this before a CPU step and for
+ * the graph outputs).
+ */
+export interface DeviceTensor extends Tensor {
+  gpu: DeviceValue;
+}
+
+/** The device side of a DeviceTensor. */
+export interface DeviceValue {
+  /** The values, copied to the host. */
+  read(): Promise<Float32Array>;
+}
+
+/** True if `t` lives in device memory (its `data` is empty). */
+export function isDeviceTensor(t: Tensor | undefined): t is DeviceTensor {
+  return t !== undefined && typeof (t as Partial<DeviceTensor>).gpu?.read === "function";
+}
+
+/** Host copies of the device tensors among `ts` (others unchanged); reads issued together share one transfer batch. */
+export function toHost(ts: readonly (Tensor | undefined)[]): Promise<(Tensor | undefined)[]> | undefined {
+  if (!ts.some(isDeviceTensor)) return undefined;
+  return Promise.all(ts.map(async (t) => (isDeviceTensor(t) ? { dtype: t.dtype, dims: t.dims.slice(), data: await t.gpu.read() } : t)));
 }
 
 /** Bytes of a dense tensor's data. */

@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
-import { type Backend, type BackendName, bindReference, type BoundKernel, type NodeSpec, type RunContext } from "./backend.ts";
+import { type Backend, type BackendName, bindReference, type BoundKernel, isDeviceTensor, type NodeSpec, type RunContext, toHost } from "./backend.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
 import { applyFusions, type FusionCandidate, findFusions } from "./fusion.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
@@ -18,6 +18,7 @@ import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts"
 import { WasmBackend } from "./wasm/backend.ts";
 import { ValueHeap } from "./wasm/value-heap.ts";
 import { kernelSupport } from "./wasm/module.ts";
+import { chooseWebGpu, type WebGpuChoiceOptions } from "./webgpu/choose.ts";
 import { type MemoryPlan, planMemory } from "./memory-plan.ts";
 import { batchSymbol, imageOf } from "./batch-split.ts";
 
@@ -42,6 +43,8 @@ export interface SessionInfo {
   bytes: number;
   metadata: Record<string, unknown>;
   layers: LayerInfo[];
+  /** Why the session runs where it does when that is not what was asked (e.g. auto refused an adapter). */
+  notes: string[];
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
   /** The run budgets (SessionOptions.memoryBudget / maxLoopSteps, or their defaults), and the planned per-sample peak they are sized from. */
@@ -95,9 +98,14 @@ export interface SessionOptions {
   /**
    * "auto" (default): WebAssembly SIMD kernels where the engine has them, the reference for the
    * rest. "wasm": the same, but fail with BACKEND_UNAVAILABLE where WASM SIMD is missing.
-   * "cpu-reference": the op table's kernels only.
+   * "cpu-reference": the op table's kernels only. "webgpu": WGSL kernels on a self-checked GPU
+   * adapter (BACKEND_UNAVAILABLE if there is none), the CPU for the nodes it cannot run; "auto"
+   * tries it first when `navigator.gpu` has a hardware adapter (a software one, e.g. lavapipe,
+   * only with `webgpu.allowFallbackAdapter`).
    */
   backend?: BackendChoice;
+  /** How the webgpu backend finds its adapter (tests inject adapters and devices). */
+  webgpu?: WebGpuChoiceOptions;
   /** Count calls and time per layer, and record the paths kernels report taking (`session.profile()`). */
   profile?: boolean;
   /**
@@ -189,8 +197,8 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   }
   const threads = Math.max(1, Math.floor(options.threads ?? 1));
   const choice = options.backend ?? "auto";
-  if (!["auto", "wasm", "cpu-reference"].includes(choice)) {
-    throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `backend '${choice}' is not available (use auto, wasm or cpu-reference)`, { backend: choice });
+  if (!["auto", "wasm", "cpu-reference", "webgpu"].includes(choice)) {
+    throw new OpqRuntimeError(RUNTIME_ERROR_CODES.BACKEND_UNAVAILABLE, `backend '${choice}' is not available (use auto, webgpu, wasm or cpu-reference)`, { backend: choice });
   }
   let wasm: WasmBackend | undefined;
   if (choice !== "cpu-reference") {
@@ -213,9 +221,17 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
     perSampleBytes: perSamplePeakBytes(plan),
   };
-  const backends: Backend[] = wasm ? [wasm] : [];
-  // Decided on the plan as the model wrote it (fusion rewrites nodes).
-  const batchSplit = options.splitBatch !== false && batchSymbol(plan) !== undefined;
+  const notes: string[] = [];
+  let gpu: Backend | undefined;
+  try {
+    gpu = await chooseWebGpu(choice, plan, options.webgpu, notes);
+  } catch (e) {
+    wasm?.dispose();
+    throw e;
+  }
+  const backends: Backend[] = [...(gpu ? [gpu] : []), ...(wasm ? [wasm] : [])];
+  // Decided on the plan as the model wrote it (fusion rewrites nodes); a GPU wants the whole batch.
+  const batchSplit = options.splitBatch !== false && !gpu && batchSymbol(plan) !== undefined;
   let bound: BoundKernel[];
   try {
     bound = bindSteps(plan, backends);
@@ -241,6 +257,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     bytes: bytes?.byteLength ?? (opq ? weightBytes(opq.model, opq) : weightBytes(model!)),
     metadata,
     layers,
+    notes,
     loadMs: performance.now() - t0,
     limits,
     backends: Object.fromEntries([...backends.filter((b) => used.has(b.name)).map((b) => [b.name, b.describe()] as const), ...(used.has("cpu-reference") ? [["cpu-reference", { threads }] as const] : [])]),
@@ -322,13 +339,16 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
     return undefined;
   };
   const pre = new Map<PlannedStep, BoundKernel>();
-  if (backends.length) {
+  // Fused nodes go to the first-choice backend only, and only if it applies epilogues.
+  if (backends[0]?.fuses) {
     const taken = new Set<number>();
     const claimed: FusionCandidate[] = [];
     for (const c of findFusions(plan)) {
       if (c.absorbed.some((k) => taken.has(k)) || taken.has(c.head)) continue;
       const head = plan.steps[c.head]!;
-      const k = claim(specOf(head, c.node, c.epilogue));
+      const spec = specOf(head, c.node, c.epilogue);
+      const k = backends[0].bind(spec);
+      for (const t of spec.compressed) if (t) format.releaseDecoded(t);
       if (!k) continue;
       claimed.push(c);
       pre.set(head, k);
@@ -639,10 +659,13 @@ class PlannedSession implements Session {
     try {
       for (let i = 0; i < plan.steps.length; i++) {
         const step = plan.steps[i]!, { node } = step;
-        const ins = node.inputs.map(read);
+        let ins = node.inputs.map(read);
         if (memory) { planned = memory.plan.stepOutputs[i]!; next = 0; }
         let outs: Tensor[];
         try {
+          // A CPU step reads device values (webgpu outputs) back first.
+          const host = this.bound[i]?.backend !== "webgpu" ? toHost(ins) : undefined;
+          if (host) ins = await host;
           meter.before(step, ins);
           const r = step.subplans ? step.kernel(ins, step.attrs, { ...withSubgraphs(step, read, budget), budget }) : this.bound[i]!.run(ins, rc);
           outs = r instanceof Promise ? await r : r;
@@ -684,6 +707,7 @@ class PlannedSession implements Session {
           since = performance.now();
         }
       }
+      await downloadOutputs(plan, env);
       return collectOutputs(plan, read, (d) => (heap ? heap.owns(d) : d instanceof Float32Array && pool.isView(d)));
     } finally {
       if (heap) heap.clear();
@@ -701,6 +725,14 @@ class PlannedSession implements Session {
     for (const b of this.bound) b.dispose?.();
     for (const b of this.backends) b.dispose();
   }
+}
+
+/** Replace graph outputs held on a device by host copies (one read-back batch). */
+async function downloadOutputs(plan: Plan, env: Map<string, Tensor>): Promise<void> {
+  const names = plan.outputs.map((o) => o.name).filter((n) => isDeviceTensor(env.get(n)));
+  if (!names.length) return;
+  const host = (await toHost(names.map((n) => env.get(n))))!;
+  names.forEach((n, k) => env.set(n, host[k]!));
 }
 
 /**

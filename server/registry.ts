@@ -9,6 +9,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { decodeOpq, type Graph, sizeRatio, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import { createSession } from "../runtime/mod.ts";
+import type { BackendChoice } from "../runtime/session.ts";
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 import { type QueueLimits, WorkQueue } from "./queue.ts";
 import type { RequestCaps } from "./schema.ts";
@@ -231,6 +232,8 @@ export interface LoadOptions {
    * runtime has workers, Bun and Deno). False runs on the calling thread, as on Node.
    */
   isolate?: boolean;
+  /** Runtime backend of every session (default auto). */
+  backend?: BackendChoice;
 }
 
 /** The model name of a file: its base name without `.opq`. */
@@ -251,7 +254,7 @@ export async function loadModelFile(path: string, options: LoadOptions = {}): Pr
   } catch {
     // Not a valid .opq: createSession reads it as ONNX or throws the runtime's typed error.
   }
-  const sessionOptions = options.threads !== undefined ? { threads: options.threads } : {};
+  const sessionOptions = { ...(options.threads !== undefined ? { threads: options.threads } : {}), ...(options.backend ? { backend: options.backend } : {}) };
   const session = (options.isolate ?? workersAvailable())
     ? await WorkerRunner.create(path, sessionOptions)
     : await createSession(opq ?? bytes, sessionOptions);

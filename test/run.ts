@@ -5,15 +5,17 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../cli/shared.ts";
 import { ensurePrerequisites } from "./preflight.ts";
 
 const bin = (name: string) => join(PROJECT_ROOT, "node_modules", ".bin", name);
 
-function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
   return new Promise((done) => {
-    const child = spawn(cmd, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "pipe"], env });
     let out = "";
     const tee = (stream: NodeJS.ReadableStream, sink: NodeJS.WriteStream) =>
       stream.on("data", (b: Buffer) => { out += b.toString(); sink.write(b); });
@@ -33,7 +35,9 @@ const bunPass = count(bun.out, /^\s*(\d+) pass$/gm);
 const bunFail = count(bun.out, /^\s*(\d+) fail$/gm);
 let denoPass = 0, denoFail = 0, denoCode = 0;
 if (extra.length === 0) {
-  const deno = await run(bin("deno"), ["test", "-A", "--no-check"]);
+  // Deno's WebGPU (the webgpu suites, on Mesa's lavapipe without a GPU) wants a runtime dir.
+  const xdg = process.env.XDG_RUNTIME_DIR ?? mkdtempSync(join(tmpdir(), "opq-xdg-"));
+  const deno = await run(bin("deno"), ["test", "-A", "--no-check"], { ...process.env, XDG_RUNTIME_DIR: xdg });
   denoPass = count(deno.out, /(\d+) passed/g);
   denoFail = count(deno.out, /(\d+) failed/g);
   denoCode = deno.code;

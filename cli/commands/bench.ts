@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { mulberry32, type Tensor } from "../../format/mod.ts";
-import { type Command, fmtBytes, formatTable, numberOption, percentile, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { backendOption, type Command, fmtBytes, formatTable, numberOption, percentile, printJson, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import type { BackendChoice } from "../../runtime/session.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { isOpqFile, onnxBytesFor, openRunner, type RuntimeName } from "./eval.ts";
 
@@ -41,10 +42,34 @@ export interface RuntimeMeasurement {
   baseRssBytes: number;
   peakRssBytes: number;
   rssMethod: "VmHWM" | "sampled";
+  /** Our session's backend choice ("auto" unless --backend); absent for ort. */
+  backend?: string;
+  /** GPU work of the webgpu backend per batch-1 run, and its GPU memory (webgpu only). */
+  gpu?: GpuRunFigures;
   /** Our session's layer report (which kernel path each layer took); absent for ort. */
   layers?: unknown[];
   info?: Record<string, unknown>;
 }
+
+/** What the webgpu backend did per batch-1 run (counter differences over the timed runs / runs). */
+export interface GpuRunFigures {
+  dispatchesPerRun: number;
+  submitsPerRun: number;
+  uploadBytesPerRun: number;
+  downloadBytesPerRun: number;
+  /** Pipeline cache over the whole process life: hits and misses (misses = pipelines built). */
+  pipelineHits: number;
+  pipelineMisses: number;
+  /** GPU buffers held after the runs, and their high-water mark. */
+  gpuBytes: number;
+  peakGpuBytes: number;
+  /** Nodes on the GPU and on the CPU (fallbacks). */
+  gpuNodes: number;
+  cpuNodes: number;
+  adapter: string;
+}
+
+type GpuCounters = { dispatches: number; submits: number; uploadBytes: number; downloadBytes: number; pipelineHits: number; pipelineMisses: number; gpuBytes: number; peakGpuBytes: number };
 
 /** Batch sizes measured. */
 const BATCHES = [1, 8] as const;
@@ -68,7 +93,7 @@ function vmHwm(): number | undefined {
 }
 
 /** Measure one runtime on one model in this process. Called in the child process. */
-export async function measureRuntime(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number): Promise<RuntimeMeasurement> {
+export async function measureRuntime(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number, backend?: BackendChoice): Promise<RuntimeMeasurement> {
   let sampled = process.memoryUsage().rss;
   const sample = () => { sampled = Math.max(sampled, process.memoryUsage().rss); };
   // Import the runtime before the baseline so the baseline holds its code, not the model.
@@ -78,8 +103,11 @@ export async function measureRuntime(runtime: RuntimeName, model: string, thread
   const timer = setInterval(sample, 2);
   try {
     const start = performance.now();
-    const runner = await openRunner(model, runtime, { threads });
+    const runner = await openRunner(model, runtime, { threads, backend });
     const loadMs = performance.now() - start;
+    const webgpu = (runner as { info?: { backends?: Record<string, Record<string, unknown>> } }).info?.backends?.webgpu;
+    const counters = webgpu?.stats as GpuCounters | undefined;
+    let gpu: GpuRunFigures | undefined;
     sample();
     const input = runner.inputs[0]!;
     const shape = input.shape ?? [];
@@ -102,7 +130,17 @@ export async function measureRuntime(runtime: RuntimeName, model: string, thread
       const x = seededInput(dimsFor(batch), 1000 + batch);
       for (let i = 0; i < warmup; i++) await timeRun(x);
       const times: number[] = [];
+      const before = counters ? { ...counters } : undefined;
       for (let i = 0; i < iterations; i++) times.push(await timeRun(x));
+      if (counters && before && batch === 1) {
+        const per = (k: keyof GpuCounters) => (counters[k] - before[k]) / iterations;
+        const a = webgpu!.adapter as { description?: string; vendor?: string; isFallbackAdapter?: boolean };
+        gpu = {
+          dispatchesPerRun: per("dispatches"), submitsPerRun: per("submits"), uploadBytesPerRun: per("uploadBytes"), downloadBytesPerRun: per("downloadBytes"),
+          pipelineHits: counters.pipelineHits, pipelineMisses: counters.pipelineMisses, gpuBytes: counters.gpuBytes, peakGpuBytes: counters.peakGpuBytes,
+          gpuNodes: Number(webgpu!.gpuNodes), cpuNodes: Number(webgpu!.cpuNodes), adapter: `${a.description || a.vendor}${a.isFallbackAdapter ? " (software fallback)" : ""}`,
+        };
+      }
       times.sort((a, b) => a - b);
       latency.push({ batch, p50: percentile(times, 0.5), p90: percentile(times, 0.9), mean: times.reduce((a, b) => a + b, 0) / times.length });
     }
@@ -113,11 +151,12 @@ export async function measureRuntime(runtime: RuntimeName, model: string, thread
     await runner.dispose();
     // A second load in the same process: what loading costs once the runtime itself is initialised.
     const again = performance.now();
-    await (await openRunner(model, runtime, { threads })).dispose();
+    await (await openRunner(model, runtime, { threads, backend })).dispose();
     const warmLoadMs = performance.now() - again;
     return {
       runtime, model, threads, loadMs, warmLoadMs, firstRunMs, latency, baseRssBytes,
       peakRssBytes, rssMethod: hwm !== undefined ? "VmHWM" : "sampled",
+      ...(runtime === "opq" ? { backend: backend ?? "auto" } : {}), ...(gpu ? { gpu } : {}),
       layers: session.info?.layers, info,
     };
   } finally {
@@ -128,9 +167,9 @@ export async function measureRuntime(runtime: RuntimeName, model: string, thread
 declare const Deno: { execPath(): string } | undefined;
 
 /** Run measureRuntime in a fresh process of the same JS runtime (bun or deno) and parse its JSON. */
-function measureInChild(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number): Promise<RuntimeMeasurement> {
+function measureInChild(runtime: RuntimeName, model: string, threads: number, iterations: number, warmup: number, backend: BackendChoice = "auto"): Promise<RuntimeMeasurement> {
   const self = fileURLToPath(import.meta.url);
-  const args = ["--child", runtime, model, String(threads), String(iterations), String(warmup)];
+  const args = ["--child", runtime, model, String(threads), String(iterations), String(warmup), backend];
   const [cmd, ...pre] = typeof Deno !== "undefined" ? [Deno.execPath(), "run", "-A", "--no-check"] : [process.execPath];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd!, [...pre, self, ...args], { stdio: ["ignore", "pipe", "inherit"] });
@@ -168,6 +207,8 @@ export interface BenchOptions {
   threads?: number;
   iterations?: number;
   warmup?: number;
+  /** Our backend (default auto); with "webgpu" the CPU backend (wasm) is measured too, in the same run. */
+  backend?: BackendChoice;
 }
 
 /** Result of benchPair: both measurements and ratios ours/ort. */
@@ -178,6 +219,8 @@ export interface BenchResult {
   iterations: number;
   warmup: number;
   opq: RuntimeMeasurement;
+  /** Our CPU backend, when `opq` ran on webgpu. */
+  cpu?: RuntimeMeasurement;
   ort: RuntimeMeasurement;
   ratios: Record<string, number>;
 }
@@ -194,9 +237,10 @@ export async function benchPair(model: string, options: BenchOptions = {}): Prom
     writeFileSync(peer, await onnxBytesFor(model));
   }
   try {
-    const ours = await measureInChild("opq", model, threads, iterations, warmup);
+    const ours = await measureInChild("opq", model, threads, iterations, warmup, options.backend);
+    const cpu = options.backend === "webgpu" ? await measureInChild("opq", model, threads, iterations, warmup, "wasm") : undefined;
     const ort = await measureInChild("ort", peer, threads, iterations, warmup);
-    return { model, peer: { path: options.onnx ?? model, source }, threads, iterations, warmup, opq: ours, ort, ratios: ratios(ours, ort) };
+    return { model, peer: { path: options.onnx ?? model, source }, threads, iterations, warmup, opq: ours, ...(cpu ? { cpu } : {}), ort, ratios: ratios(ours, ort) };
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
@@ -217,7 +261,8 @@ export function formatBench(r: BenchResult): string {
   }
   rows.push([`peak RSS (${ours.rssMethod})`, fmtBytes(ours.peakRssBytes), fmtBytes(ort.peakRssBytes), ratio.peakRssBytes!]);
   rows.push(["peak RSS above runtime baseline", fmtBytes(ours.peakRssBytes - ours.baseRssBytes), fmtBytes(ort.peakRssBytes - ort.baseRssBytes), ratio.modelRssBytes!]);
-  const lines = [formatTable(["", "opq", "ort", "opq/ort"], rows)];
+  const lines = [formatTable(["", `opq (${ours.backend ?? "auto"})`, "ort", "opq/ort"], rows)];
+  if (r.cpu) lines.push(formatGpuBeside(ours, r.cpu));
   if (ours.layers) {
     const paths = new Map<string, number>();
     for (const l of ours.layers as { backend?: string; path?: string }[]) {
@@ -234,13 +279,41 @@ export function formatBench(r: BenchResult): string {
   return lines.join("\n");
 }
 
+/** The webgpu measurement beside the CPU backend's (same run), with the GPU work per run. */
+function formatGpuBeside(gpu: RuntimeMeasurement, cpu: RuntimeMeasurement): string {
+  const rows: (string | number)[][] = [
+    ["load ms (cold)", gpu.loadMs, cpu.loadMs, gpu.loadMs / cpu.loadMs],
+    ["first run ms (batch 1)", gpu.firstRunMs, cpu.firstRunMs, gpu.firstRunMs / cpu.firstRunMs],
+  ];
+  for (const l of gpu.latency) {
+    const c = cpu.latency.find((x) => x.batch === l.batch)!;
+    rows.push([`batch ${l.batch} p50 ms`, l.p50, c.p50, l.p50 / c.p50]);
+  }
+  const g = gpu.gpu;
+  const lines = [`\nwebgpu beside the CPU backend (wasm), same run:`, formatTable(["", "webgpu", "cpu (wasm)", "webgpu/cpu"], rows)];
+  if (g) {
+    lines.push(formatTable(["GPU work (batch 1)", "value"], [
+      ["adapter", g.adapter],
+      ["nodes on GPU / CPU fallback", `${g.gpuNodes} / ${g.cpuNodes}`],
+      ["dispatches per run", g.dispatchesPerRun],
+      ["submits per run", g.submitsPerRun],
+      ["bytes uploaded per run", fmtBytes(g.uploadBytesPerRun)],
+      ["bytes read back per run", fmtBytes(g.downloadBytesPerRun)],
+      ["pipeline cache hits / builds", `${g.pipelineHits} / ${g.pipelineMisses}`],
+      ["GPU memory held / peak", `${fmtBytes(g.gpuBytes)} / ${fmtBytes(g.peakGpuBytes)}`],
+    ]));
+  }
+  return lines.join("\n");
+}
+
 /** The `opq bench` subcommand. */
 export const command: Command = {
   name: "bench",
   summary: "latency, load time and peak RSS of our runtime vs onnxruntime-web (same run, same threads)",
-  usage: "bench [model.(opq|onnx)] [--onnx fp32.onnx] [--threads T] [--iterations N] [--warmup W]",
+  usage: "bench [model.(opq|onnx)] [--onnx fp32.onnx] [--backend auto|webgpu|wasm|cpu-reference] [--threads T] [--iterations N] [--warmup W]",
   options: {
     onnx: { type: "string" },
+    backend: { type: "string" },
     threads: { type: "string" },
     iterations: { type: "string" },
     warmup: { type: "string" },
@@ -259,6 +332,7 @@ export const command: Command = {
       threads: Math.floor(numberOption(args, "threads", 1, 1, 64)),
       iterations: Math.floor(numberOption(args, "iterations", 20, 1, 100000)),
       warmup: Math.floor(numberOption(args, "warmup", 2, 0, 1000)),
+      backend: backendOption(args),
     };
     const peerSource = options.onnx ? options.onnx : isOpqFile(model) ? "the dense ONNX export of the .opq" : "the same ONNX file";
     say(`bench: ours on ${model}; onnxruntime-web (wasm) on ${peerSource}; ${options.threads} thread(s), ` +
@@ -270,14 +344,14 @@ export const command: Command = {
   },
 };
 
-/** The measuring child `measureInChild` starts: `--child opq|ort MODEL THREADS ITERATIONS WARMUP`; returns the exit code. */
+/** The measuring child `measureInChild` starts: `--child opq|ort MODEL THREADS ITERATIONS WARMUP [BACKEND]`; returns the exit code. */
 export async function runBenchChild(argv: string[]): Promise<number> {
-  const [flag, runtime, model, threads, iterations, warmup] = argv;
+  const [flag, runtime, model, threads, iterations, warmup, backend] = argv;
   if (flag !== "--child" || (runtime !== "opq" && runtime !== "ort") || !model) {
     process.stderr.write("usage: bench.ts --child opq|ort MODEL THREADS ITERATIONS WARMUP (internal; use `opq bench`)\n");
     return 2;
   }
-  const m = await measureRuntime(runtime, model, Number(threads), Number(iterations), Number(warmup));
+  const m = await measureRuntime(runtime, model, Number(threads), Number(iterations), Number(warmup), (backend ?? "auto") as BackendChoice);
   process.stdout.write(JSON.stringify(m) + "\n");
   return 0;
 }

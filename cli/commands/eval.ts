@@ -8,7 +8,8 @@
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename, join } from "node:path";
 import { decodeOpq, isOpqBytes, type OpqModel, parsePreprocess, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
-import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import { backendOption, type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
+import type { BackendChoice } from "../../runtime/session.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, fashionMnistBatch, loadFashionMnist } from "../fashion-mnist.ts";
 import { createOrtSession, type InferenceRunner } from "../ort.ts";
@@ -44,11 +45,11 @@ export async function onnxBytesFor(path: string, bytes = new Uint8Array(readFile
 }
 
 /** Open a model file with the named runtime, as an InferenceRunner. */
-export async function openRunner(path: string, runtime: RuntimeName, options: { threads?: number } = {}): Promise<InferenceRunner> {
+export async function openRunner(path: string, runtime: RuntimeName, options: { threads?: number; backend?: BackendChoice } = {}): Promise<InferenceRunner> {
   // A view of the file, not `new Uint8Array(buffer)` (a copy): the bench's peak RSS would count the file twice.
   const file = readFileSync(path);
   const bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
-  if (runtime === "ort") return createOrtSession(await onnxBytesFor(path, bytes), options);
+  if (runtime === "ort") return createOrtSession(await onnxBytesFor(path, bytes), { threads: options.threads });
   const { createSession } = await import("../../runtime/mod.ts");
   return createSession(bytes, options);
 }
@@ -162,7 +163,7 @@ export const command: Command = {
   name: "eval",
   summary: "top-1/top-5 accuracy on the Fashion-MNIST test set (10k images)",
   usage: [
-    "eval [model.(opq|onnx)] [--data D] [--labels L.npy] [--preprocess JSON] [--limit N] [--batch B] [--runtime opq|ort] [--threads T]",
+    "eval [model.(opq|onnx)] [--data D] [--labels L.npy] [--preprocess JSON] [--limit N] [--batch B] [--runtime opq|ort] [--backend auto|webgpu|wasm|cpu-reference] [--threads T]",
     "--data: a Fashion-MNIST IDX folder (default: the shared test set), a folder of class subfolders of PNG/JPEG images, or an .npy array with --labels;",
     "images get the .opq's stored preprocessing (what calibration used), else --preprocess, else the model's default (see compress --help)",
   ].join("\n"),
@@ -171,6 +172,7 @@ export const command: Command = {
     limit: { type: "string" },
     batch: { type: "string" },
     runtime: { type: "string" },
+    backend: { type: "string" },
     threads: { type: "string" },
     labels: { type: "string" },
     preprocess: { type: "string" },
@@ -191,16 +193,17 @@ export const command: Command = {
     const batch = Math.floor(numberOption(args, "batch", 64, 1, 4096));
     const threads = Math.floor(numberOption(args, "threads", 1, 1, 64));
     const json = wantsJson(args);
-    const runner = await openRunner(model, runtime, { threads });
+    const backend = backendOption(args);
+    const runner = await openRunner(model, runtime, { threads, backend });
     try {
       const set = await evalData(model, runner, stringOption(args, "data"), stringOption(args, "labels"), stringOption(args, "preprocess"), Number.isFinite(limit) ? Math.floor(limit) : undefined);
-      const bar = progress(`eval ${basename(model)} (${runtime})`, "input" in set ? set.input.dims[0]! : set.count, json);
+      const bar = progress(`eval ${basename(model)} (${runtime}${runtime === "opq" ? `, ${backend}` : ""})`, "input" in set ? set.input.dims[0]! : set.count, json);
       const r = await evaluate(runner, set, { batch, onBatch: (n) => bar.tick(n) });
       bar.done();
       const result = { model, runtime, images: r.images, top1: r.top1, top5: r.top5, ms: Math.round(r.ms) };
       if (json) printJson(result);
       else {
-        say(`${basename(model)} on ${runtime}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  ` +
+        say(`${basename(model)} on ${runtime === "opq" ? `opq (${backend})` : runtime}: top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  ` +
           `(${r.images} images, ${(r.ms / 1000).toFixed(1)} s, ${(r.ms / r.images).toFixed(2)} ms/image)`);
       }
     } finally {

@@ -8,7 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
+import { backendOption, type Command, numberOption, parseCommandArgs, printJson, say, stringOption, wantsJson } from "../common.ts";
 import { bundledFile } from "../shared.ts";
 
 /** Where `opq compress` with no arguments writes (relative to the working directory), and so what `opq serve` serves by default. */
@@ -32,7 +32,7 @@ export const command: Command = {
   name: "serve",
   summary: "serve every .opq in a folder over HTTP (JSON, msgpack, raw float32), with a page, /metrics and /healthz",
   usage: [
-    "serve [--models DIR] [--port N] [--host H] [--threads N] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE] [--cors ORIGINS]",
+    "serve [--models DIR] [--port N] [--host H] [--threads N] [--backend auto|webgpu|wasm|cpu-reference] [--concurrency N] [--queue N] [--max-batch N] [--max-body BYTES] [--timeout MS] [--max-inflight N] [--samples FILE] [--cors ORIGINS]",
     "      [--max-request-batch N] [--max-elements N] [--max-connections N] [--idle-timeout MS] [--body-timeout MS]",
     "(request caps default to what each model's memory budget holds, at most 1024 images; 413 past them)",
   ].join("\n"),
@@ -41,6 +41,7 @@ export const command: Command = {
     port: { type: "string" },
     host: { type: "string" },
     threads: { type: "string" },
+    backend: { type: "string" },
     concurrency: { type: "string" },
     queue: { type: "string" },
     "max-batch": { type: "string" },
@@ -97,7 +98,7 @@ export const command: Command = {
     if (dir === undefined) await ensureDefaultModel();
 
     const { createApp, listen, loadModelDir, loadSampleBundle } = await import("../../server/mod.ts");
-    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits, caps });
+    const registry = await loadModelDir(dir ?? DEFAULT_MODELS_DIR, { threads, limits, caps, backend: backendOption(args) });
     const samplesPath = stringOption(args, "samples", DEFAULT_SAMPLES)!;
     const samples = existsSync(samplesPath) ? await loadSampleBundle(samplesPath) : null;
     const corsOrigins = stringOption(args, "cors")?.split(",").map((o) => o.trim()).filter(Boolean);

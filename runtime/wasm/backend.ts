@@ -55,6 +55,7 @@ export interface WasmBound {
 /** The wasm backend of one session. */
 export class WasmBackend implements Backend {
   readonly name = "wasm" as const;
+  readonly fuses = true;
   private constructor(readonly env: WasmEnv, private readonly denseCopies: boolean) {}
 
   /**
