@@ -14,6 +14,8 @@ export const COMPRESS_ERROR_CODES = {
   NO_WEIGHTS: "NO_WEIGHTS",
   /** A numerical solver failed to converge or produced a non-finite value. */
   NUMERIC: "NUMERIC",
+  /** A training checkpoint is unreadable or belongs to a different run. */
+  CHECKPOINT: "CHECKPOINT",
 } as const;
 
 /** A compressor error code. */

@@ -11,4 +11,7 @@ export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
-export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";
+export { layerConstraints, type LayerConstraint, maskWeights, opqFinetuneMethod, quantizeFixed, requantize } from "./finetune.ts";
+export { epochOrder, learningRate, type LrSchedule, type StepContext, type StepStats, stepsPerEpoch, type TrainData, type TrainGraph, trainLoop, type TrainMethod, type TrainOptions } from "./train.ts";
+export { type BatchLoss, classificationLoss, DISTILL_DEFAULTS, type DistillOptions } from "./losses.ts";
+export { type Checkpoint, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
