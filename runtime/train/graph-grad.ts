@@ -10,11 +10,12 @@ import type { Model, Node, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
 import { Attrs, KernelError } from "../ops/types.ts";
-import { type Backward, GRAD_OPS } from "./grad-ops.ts";
+import { type Backward, GRAD_OPS, type GradOp } from "./grad-ops.ts";
+import { OPQ_DOMAIN, OPQ_DOMAIN_GRAD_OPS } from "../ops/quantize.ts";
 
 /** A model prepared for training: forward with a tape, backward to the parameters. */
 export interface TrainableGraph {
-  /** Float32 initializers read as Conv/Gemm/MatMul weights or biases: what `backward` differentiates. */
+  /** Float32 initializers read as Conv/Gemm/MatMul weights or biases, or as an ApotQuantize α: what `backward` differentiates. */
   params: string[];
   /** The graph input fed to `forward` and the output it returns. */
   inputName: string;
@@ -32,7 +33,7 @@ export interface TrainableGraph {
 }
 
 /** Which inputs of each op are trainable parameters (when they are float32 initializers). */
-const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1] };
+const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1], ApotQuantize: [1] };
 
 /** A fresh `a + b` (neither operand is modified). */
 function sum(a: Float32Array, b: Float32Array): Float32Array {
@@ -42,6 +43,10 @@ function sum(a: Float32Array, b: Float32Array): Float32Array {
 }
 
 const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
+/** The differentiable op of a node: GRAD_OPS for the default domain, the ai.opq table for opq's own ops. */
+const gradOpOf = (n: Node): GradOp | undefined =>
+  isDefaultDomain(n) ? (Object.hasOwn(GRAD_OPS, n.opType) ? GRAD_OPS[n.opType] : undefined)
+  : n.domain === OPQ_DOMAIN && Object.hasOwn(OPQ_DOMAIN_GRAD_OPS, n.opType) ? OPQ_DOMAIN_GRAD_OPS[n.opType] : undefined;
 
 /**
  * Prepare `model` for training on the CPU. Throws OpqRuntimeError UNSUPPORTED_OPS naming every
@@ -50,7 +55,7 @@ const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
 export function createTrainableGraph(model: Model): TrainableGraph {
   const graph = model.graph;
   const inits = graph.initializers;
-  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && (!isDefaultDomain(n) || !GRAD_OPS[n.opType])).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
+  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && !gradOpOf(n)).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
   if (unsupported.length) {
     throw new OpqRuntimeError(E.UNSUPPORTED_OPS, `training does not support op(s): ${unsupported.join(", ")}`, { ops: unsupported });
   }
@@ -62,7 +67,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
 
   const params: string[] = [];
   for (const node of graph.nodes) {
-    for (const slot of PARAM_SLOTS[node.opType] ?? []) {
+    for (const slot of (gradOpOf(node) && Object.hasOwn(PARAM_SLOTS, node.opType) ? PARAM_SLOTS[node.opType] : undefined) ?? []) {
       const name = node.inputs[slot];
       if (name && Object.hasOwn(inits, name) && inits[name]!.dtype === "float32" && !params.includes(name)) params.push(name);
     }
@@ -83,6 +88,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
     if (n.some(Boolean)) for (const o of node.outputs) live.add(o);
   }
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
+  const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n)]));
 
   let tape: { node: Node; backward: Backward }[] = [];
   let outputDims: number[] = [];
@@ -103,7 +109,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
         if (node.opType === "Constant") continue;
         let r;
         try {
-          r = GRAD_OPS[node.opType]!(node.inputs.map(value), attrs.get(node)!);
+          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!);
         } catch (e) {
           if (!(e instanceof KernelError)) throw e;
           throw new OpqRuntimeError(E.KERNEL_FAILED, `${node.opType} ${node.name}: ${e.message}`, { node: node.name, opType: node.opType }, { cause: e });
