@@ -45,6 +45,7 @@ for _ in range(2): step()  # warm-up
 t0 = time.perf_counter()
 for _ in range(steps): step()
 dt = time.perf_counter() - t0
-import resource
+# VmHWM, not getrusage: ru_maxrss survives fork + exec, so it would report the parent's peak.
+hwm = next((int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")), 0)
 print(json.dumps({"imagesPerSecond": batch * steps / dt, "seconds": dt, "threads": torch.get_num_threads(),
-                  "torch": torch.__version__, "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "torch": torch.__version__, "peakRssMB": hwm / 1024}))

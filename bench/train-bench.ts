@@ -97,7 +97,7 @@ if (!values["no-peer"]) {
     };
     const specPath = join(tmp, "graph.json");
     writeFileSync(specPath, JSON.stringify(spec, (_k, v) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v)));
-    const r = spawnSync(python, [join(import.meta.dirname, "train-bench.py"), specPath, String(batch), String(steps), String(threads)], { encoding: "utf8" });
+    const r = spawnSync(python, [join(import.meta.dirname ?? "bench", "train-bench.py"), specPath, String(batch), String(steps), String(threads)], { encoding: "utf8" });
     if (r.status === 0) peer = JSON.parse(r.stdout.trim().split("\n").pop()!);
     else peerNote = /No module named 'torch'/.test(r.stderr ?? "") ? `PyTorch is not installed for ${python} (apt-get install python3-torch): no peer` : `the PyTorch peer failed: ${(r.stderr || r.error?.message || "").slice(-400)}`;
   } finally {

@@ -10,6 +10,7 @@ import { type Command, parseCommandArgs, printJson, say, UsageError } from "./co
 const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   compress: () => import("./commands/compress.ts"),
   finetune: () => import("./commands/finetune.ts"),
+  train: () => import("./commands/train.ts"),
   inspect: () => import("./commands/inspect.ts"),
   export: () => import("./commands/export.ts"),
   eval: () => import("./commands/eval.ts"),

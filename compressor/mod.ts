@@ -14,4 +14,9 @@ export { fpgmScores, pruneFilters } from "./fpgm.ts";
 export { layerConstraints, type LayerConstraint, maskWeights, opqFinetuneMethod, quantizeFixed, requantize } from "./finetune.ts";
 export { epochOrder, learningRate, type LrSchedule, type StepContext, type StepStats, stepsPerEpoch, type TrainData, type TrainGraph, trainLoop, type TrainMethod, type TrainOptions } from "./train.ts";
 export { type BatchLoss, classificationLoss, DISTILL_DEFAULTS, type DistillOptions } from "./losses.ts";
-export { type Checkpoint, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+export { type Checkpoint, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint, writeFileAtomic } from "./checkpoint.ts";
+export { type ChannelSpace, channelSpaces, countMacs, removeChannels, selectSpaceChannels } from "./channel-groups.ts";
+export {
+  activationAlphaName, APOT_ACTIVATION_LEVELS_4, APOT_TRAIN_DEFAULTS, type ApotLayerReport, type ApotMethod, type ApotPlan, type ApotTrainOptions, apotTrainMethod,
+  finishApot, fitActivationAlpha, insertActivationQuantizers, planApot, TRAINED_METHODS, type TrainedMethod, weightAlphaKey,
+} from "./spq.ts";
