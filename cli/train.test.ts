@@ -116,6 +116,18 @@ describe("opq train --method spq|ppq", () => {
     }, 60_000);
   }
 
+  test("post-training gm-apot warns (and points at opq train) for filter removal or 3-bit, not for 4-bit APoT alone or OPQ", async () => {
+    const { gmApotWarning } = await import("./commands/compress.ts");
+    expect(gmApotWarning({ method: "gm-apot" })).toMatch(/removes 30% of the filters.*opq train --method spq/);
+    expect(gmApotWarning({ method: "gm-apot", filterRate: 0, bits: 3 })).toMatch(/3-bit APoT/);
+    expect(gmApotWarning({ method: "gm-apot", filterRate: 0, bits: 4 })).toBeUndefined();
+    expect(gmApotWarning({ method: "opq" })).toBeUndefined();
+    const p = Bun.spawnSync([process.execPath, join(ROOT, "cli", "main.ts"), "compress", sharedPath("models", "lenet5-fmnist.onnx"), "--method", "gm-apot", "-o", join(TMP, "g.opq"), "--json"], { cwd: TMP });
+    expect(p.exitCode).toBe(0);
+    expect(p.stderr.toString()).toMatch(/warning: post-training gm-apot/);
+    expect(JSON.parse(p.stdout.toString()).warnings[0]).toMatch(/opq train/);
+  }, 30_000);
+
   test("usage errors", () => {
     for (const args of [["--method", "xyz"], ["--method", "spq", "--sparsity", "0.5"], ["--method", "spq", "--stages", "2"], ["--method", "opq", "--filter-rate", "0.3"], ["--method", "ppq", "--bits", "5"]]) {
       const p = Bun.spawnSync([process.execPath, join(ROOT, "cli", "main.ts"), "train", ...args, "--json"], { cwd: TMP });
