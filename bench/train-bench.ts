@@ -3,9 +3,10 @@
  * momentum and weight decay) of ResNet-20 at batch 256 in our autograd, and PyTorch's on the same
  * graph (bench/train-bench.py, python3-torch if installed: the bench installs nothing and says so
  * when it is missing) at the same thread count, in the same run, with the ratio; peak RSS of both.
- * `--profile` adds our time per op type, forward and backward. Our training step runs on one
- * thread (the autograd does not split work across workers yet), so the peer runs on one too.
- * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--sparse 0.74] [--profile] [--no-peer] [--json]
+ * `--profile` adds our time per op type, forward and backward (of the calling thread's shard).
+ * `--threads T`: ours splits the batch over T threads (data-parallel, runtime/train/parallel.ts),
+ * PyTorch gets torch.set_num_threads(T).
+ * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--threads 1] [--sparse 0.74] [--profile] [--no-peer] [--json]
  * `--sparse P` trains the OPQ-compressed model at sparsity P as finetune does (masked weights).
  * @module
  */
@@ -16,17 +17,17 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { mulberry32, readOnnx, type Tensor } from "../format/mod.ts";
 import { compressModel, layerConstraints, opqFinetuneMethod, trainLoop, type TrainMethod } from "../compressor/mod.ts";
-import { createTrainableGraph, GRAD_OPS, type GradOp } from "../runtime/mod.ts";
+import { createParallelTrainableGraph, GRAD_OPS, type GradOp } from "../runtime/mod.ts";
 import { formatTable, printJson, say } from "../cli/common.ts";
 import { sharedPath } from "../cli/shared.ts";
 
 const { values } = parseArgs({
   options: {
-    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, profile: { type: "boolean" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
+    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, threads: { type: "string" }, profile: { type: "boolean" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
   },
 });
 const file = values.model ?? "resnet20-fmnist.onnx";
-const batch = Number(values.batch ?? 256), steps = Number(values.steps ?? 3), threads = 1;
+const batch = Number(values.batch ?? 256), steps = Number(values.steps ?? 3), threads = Number(values.threads ?? 1);
 const model = readOnnx(new Uint8Array(readFileSync(sharedPath("models", file))));
 const inputInfo = model.graph.inputs.find((i) => !Object.hasOwn(model.graph.initializers, i.name))!;
 const inputDims = [batch, ...inputInfo.shape!.slice(1).map(Number)];
@@ -48,7 +49,7 @@ if (values.profile) {
 }
 
 const inits = { ...model.graph.initializers };
-const graph = createTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } });
+const graph = await createParallelTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, threads, batch, inputDims.slice(1));
 const master = new Map<string, Float32Array>();
 let method: TrainMethod = {};
 const constraints = values.sparse ? layerConstraints(compressModel(model, { sparsity: Number(values.sparse), bits: 3 }).opq) : new Map();
@@ -73,6 +74,7 @@ profile.clear();
 const t0 = performance.now();
 trainLoop(graph, master, source, { ...opts, steps }, method);
 const seconds = (performance.now() - t0) / 1000;
+graph.dispose();
 const ours = { imagesPerSecond: batch * steps / seconds, seconds, threads, peakRssMB: peakRss() / 2 ** 20 };
 say(`ours: ${file} batch ${batch}, ${steps} steps${values.sparse ? ` (OPQ masks at ${values.sparse})` : ""}, ${threads} thread(s): ${ours.imagesPerSecond.toFixed(1)} images/s, RSS ${ours.peakRssMB.toFixed(0)} MB`);
 if (values.profile) {

@@ -47,15 +47,16 @@ async function calibrateAlphas(model: Model, set: FashionMnist, relus: string[])
 
 /** SPQ/PPQ on `model`: returns the finished OpqModel, the per-step figures and what the plan did. */
 export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<typeof finetuneOptions> & { apot: ApotTrainOptions }, onStep?: (s: StepStats) => void) {
-  const { createTrainableGraph } = await import("../../runtime/mod.ts");
+  const { createParallelTrainableGraph } = await import("../../runtime/mod.ts");
   const c = await import("../../compressor/mod.ts");
+  const threads = o.threads ?? 1, batch = Math.min(o.batch, set.count), sampleDims = [1, 28, 28];
   const relus = model.graph.nodes.filter((n) => n.opType === "Relu" && !model.graph.outputs.some((g) => g.name === n.outputs[0])).map((n) => n.outputs[0]!);
   const alphas = await calibrateAlphas(model, set, relus);
   const q = c.insertActivationQuantizers(model, alphas);
   const plan = c.planApot(q.model.graph);
   const inits: Record<string, Tensor> = { ...q.model.graph.initializers };
-  const gq = createTrainableGraph({ ...q.model, graph: { ...q.model.graph, initializers: inits } });
-  const gfp = createTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } });
+  const gq = await createParallelTrainableGraph({ ...q.model, graph: { ...q.model.graph, initializers: inits } }, threads, batch, sampleDims);
+  const gfp = o.apot.method === "ppq" ? await createParallelTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, threads, batch, sampleDims) : gq;
   const master = new Map<string, Float32Array>(), hats = new Map<string, Float32Array>();
   const masked = new Set([...plan.weights.map((w) => w.name), ...plan.biases]);
   for (const name of gq.params) {
@@ -71,18 +72,27 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
     forward: (x: Tensor) => { used = method.quantizing() ? gq : gfp; return used.forward(x); },
     backward: (d: Float32Array) => used.backward(d),
   };
-  const teacher = o.distill ? createTrainableGraph(model) : undefined;
+  const teacher = o.distill ? await createParallelTrainableGraph(model, threads, batch, sampleDims) : undefined;
   const history: StepStats[] = [];
-  const { resumedFrom } = c.trainLoop(graph, master, trainData(set), {
+  const dispose = () => { gq.dispose(); if (gfp !== gq) gfp.dispose(); teacher?.dispose(); };
+  let resumedFrom: number;
+  try {
+    ({ resumedFrom } = c.trainLoop(graph, master, trainData(set), {
     ...o, runId: `${o.apot.method} ${model.graph.name} ${JSON.stringify(o.apot)} ${JSON.stringify(o.distill ?? null)}`,
     distill: teacher && o.distill ? { teacher: (x) => teacher.forward(x), options: o.distill } : undefined,
-  }, method, (s) => { history.push(s); onStep?.(s); });
+  }, method, (s) => { history.push(s); onStep?.(s); }));
+  } catch (e) {
+    dispose();
+    throw e;
+  }
   const done = c.finishApot(q.model, plan, master, method.selection(), o.apot.bits);
   /** The training graph's forward with the final weights, as the next step would see them (tests compare it with the written file). */
   const trainedForward = (x: Tensor) => {
     method.prepare!(master, { step: o.steps, epoch: Math.floor(o.steps / c.stepsPerEpoch(set.count, o.batch)), steps: o.steps, stepsPerEpoch: c.stepsPerEpoch(set.count, o.batch), lr: 0 });
     return gq.forward(x);
   };
+  // The training graphs stay alive for trainedForward; their workers are stopped here (trainedForward then runs on one thread).
+  dispose();
   return { ...done, history, resumedFrom, plan, selection: method.selection(), quantizedActivations: q.quantized.length, trainedForward };
 }
 
