@@ -134,7 +134,7 @@ export const command: Command = {
     };
     if (!Number.isInteger(apot.stages)) throw new UsageError(`--stages must be an integer, got ${apot.stages}`);
     const given = (k: string) => args.values[k] !== undefined;
-    const o = { ...finetuneOptions(args), lr: numberOption(args, "lr", TRAIN_DEFAULTS.lr, 0, 10), apot };
+    const o = { ...finetuneOptions(args, "cosine"), lr: numberOption(args, "lr", TRAIN_DEFAULTS.lr, 0, 10), apot };
     const limit = numberOption(args, "limit", Infinity, 1), evalLimit = numberOption(args, "eval-limit", Infinity, 1);
     const dir = stringOption(args, "data");
     const json = wantsJson(args);
