@@ -15,6 +15,8 @@ export interface ExportResult {
   bytes: number;
   /** Compressed tensors dequantized into float32 initializers. */
   tensors: number;
+  /** Nodes of opq's own ai.opq domain (SPQ/PPQ activation quantizers) kept as they are: other runtimes do not know them. */
+  opqDomainNodes: number;
 }
 
 /** Where the dense model goes when `-o` is not given: beside the input, `.opq` → `.onnx`. */
@@ -30,7 +32,8 @@ export async function exportDense(input: string, output: string): Promise<Export
   const opq = decodeOpq(new Uint8Array(readFileSync(input)));
   const bytes = writeOnnx(toDenseModel(opq));
   writeFileSync(output, bytes);
-  return { output, bytes: bytes.length, tensors: opq.compressed.length };
+  const opqDomainNodes = opq.model.graph.nodes.filter((n) => n.domain === "ai.opq").length;
+  return { output, bytes: bytes.length, tensors: opq.compressed.length, opqDomainNodes };
 }
 
 /** The `opq export` subcommand. */
@@ -47,6 +50,7 @@ export const command: Command = {
     if (resolve(output) === resolve(input)) throw new UsageError(`the output would overwrite the input ${input}`);
     const result = await exportDense(input, output);
     if (wantsJson(args)) printJson(result);
-    else say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);
+    if (result.opqDomainNodes) say(`warning: ${result.opqDomainNodes} ai.opq node(s) (the activation quantizers of opq train --method spq|ppq) are kept as they are; runtimes other than opq's will refuse the file`);
+    if (!wantsJson(args)) say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);
   },
 };
