@@ -10,7 +10,7 @@ import type { Model, Node, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
 import { Attrs, KernelError } from "../ops/types.ts";
-import { type Backward, GRAD_OPS, type GradOp } from "./grad-ops.ts";
+import { type Alloc, type Backward, GRAD_OPS, type GradOp } from "./grad-ops.ts";
 import { OPQ_DOMAIN, OPQ_DOMAIN_GRAD_OPS } from "../ops/quantize.ts";
 
 /** A model prepared for training: forward with a tape, backward to the parameters. */
@@ -89,6 +89,21 @@ export function createTrainableGraph(model: Model): TrainableGraph {
   }
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
   const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n)]));
+  // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
+  // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
+  // graph's output, whose producer allocates fresh arrays (a caller may keep the logits).
+  const pools = new Map<Node, { bufs: Float32Array[]; next: number; alloc: Alloc }>();
+  for (const node of graph.nodes) {
+    if (node.outputs.includes(outputName)) continue;
+    const pool = { bufs: [] as Float32Array[], next: 0, alloc: (n: number) => {
+      const b = pool.bufs[pool.next];
+      if (b && b.length === n) { pool.next++; return b.fill(0); }
+      const fresh = new Float32Array(n);
+      pool.bufs[pool.next++] = fresh;
+      return fresh;
+    } };
+    pools.set(node, pool);
+  }
 
   let tape: { node: Node; backward: Backward }[] = [];
   let outputDims: number[] = [];
@@ -109,7 +124,9 @@ export function createTrainableGraph(model: Model): TrainableGraph {
         if (node.opType === "Constant") continue;
         let r;
         try {
-          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!);
+          const pool = pools.get(node);
+          if (pool) pool.next = 0;
+          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!, pool?.alloc);
         } catch (e) {
           if (!(e instanceof KernelError)) throw e;
           throw new OpqRuntimeError(E.KERNEL_FAILED, `${node.opType} ${node.name}: ${e.message}`, { node: node.name, opType: node.opType }, { cause: e });
