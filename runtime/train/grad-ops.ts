@@ -13,7 +13,7 @@ import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
 import { type MatrixView, matrixView, sgemm } from "../cpu/sgemm.ts";
-import { convGeometry } from "../ops/conv.ts";
+import { conv2dFast, convGeometry, convPath, isWinogradShape } from "../ops/conv.ts";
 import { broadcastShape, broadcastOffsets, intList, numbers } from "../ops/elementwise.ts";
 import { gemmShape } from "../ops/gemm.ts";
 import { poolGeometry } from "../ops/pool.ts";
@@ -82,8 +82,11 @@ const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
   };
   const k = cg * win.kH * win.kW, p = win.outH * win.outW, planeIn = win.inH * win.inW;
   const col = alloc(k * p);
-  const y = alloc(batch * outChannels * p);
-  for (let n = 0; n < batch; n++) {
+  // Forward through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned
+  // weights, im2col + GEMM otherwise): the same numbers a session computes.
+  const path = convPath(g, wd);
+  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc }).data as Float32Array : alloc(batch * outChannels * p);
+  for (let n = 0; n < batch && !path; n++) {
     for (let gi = 0; gi < group; gi++) {
       im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
       sgemm(mg, p, k, 1, matrixView(wd, gi * mg * k, k), matrixView(col, 0, p), y, (n * outChannels + gi * mg) * p, p, false);
@@ -95,11 +98,22 @@ const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
       }
     }
   }
+  // dX of a 3×3, stride-1, pad-1 conv is the same conv of dY with the filters flipped and in/out
+  // swapped (the adjoint of a correlation), so it runs on the forward kernels too.
+  const transposedDx = group === 1 && isWinogradShape(g) && g.pads.every((q) => q === 1);
   const backward: Backward = ([dy], needs) => {
     if (!dy) return [];
-    const dx = needs[0] ? alloc(xd.length) : undefined;
+    const dxGemm = needs[0] && !transposedDx ? alloc(xd.length) : undefined;
+    let dx = dxGemm;
     const dw = needs[1] ? alloc(wd.length) : undefined;
-    const dcol = dx ? alloc(k * p) : undefined;
+    const dcol = dxGemm ? alloc(k * p) : undefined;
+    if (needs[0] && transposedDx) {
+      const wt = alloc(wd.length);
+      for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
+      const wT: Tensor = tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = tensor([batch, outChannels, win.outH, win.outW], dy);
+      const gt = convGeometry(dyT.dims, wT.dims, attrs);
+      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc }).data as Float32Array;
+    }
     for (let n = 0; n < batch; n++) {
       for (let gi = 0; gi < group; gi++) {
         const yOff = (n * outChannels + gi * mg) * p, xOff = (n * inChannels + gi * cg) * planeIn;
@@ -108,9 +122,9 @@ const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
           im2col(xd, xOff, win, col);
           sgemm(mg, k, p, 1, dyView, matrixView(col, 0, p, true), dw, gi * mg * k, k, true);
         }
-        if (dx) {
+        if (dxGemm) {
           sgemm(k, p, mg, 1, matrixView(wd, gi * mg * k, k, true), dyView, dcol!, 0, p, false);
-          col2imAdd(dcol!, win, dx, xOff);
+          col2imAdd(dcol!, win, dxGemm, xOff);
         }
       }
     }
