@@ -11,8 +11,10 @@
  * - Weights: APoT (`bits`, sign + magnitude levels of apot.ts) scaled by a learned α per layer,
  *   Ŵ = α·q(clamp(W/α, −1, 1)); the first and last layers 8-bit uniform with step max|W|/127.
  *   Straight-through: ∂L/∂W = ∂L/∂Ŵ·[|W/α| ≤ 1]; ∂L/∂α = Σ ∂L/∂Ŵ·(sign(t)·[|t| > 1] + (q − t)·[|t| ≤ 1]).
- * - SPQ: quantized from the first step; the GM-closest filters are re-selected at every epoch end
- *   from the full-precision weights (soft: masked filters keep their gradients and may return).
+ * - SPQ: quantized from the first step; at every epoch end the GM-closest filters are selected
+ *   from the full-precision weights and masked in the forward during the next epoch (soft: they
+ *   keep their gradients and may return), as the paper's Algorithm 1; `finish` selects once more
+ *   when the run did not end on an epoch boundary, so the final model is always pruned.
  * - PPQ: a full-precision phase pruning in `stages` hard steps (r/S more channels each, their
  *   gradients zeroed), then quantization-aware training (APoT weights and activations).
  * @module
@@ -129,6 +131,8 @@ export interface ApotMethod extends TrainMethod {
   quantizing(): boolean;
   /** Removed channels per prunable space (the current selection). */
   selection(): number[][];
+  /** After the last step: SPQ selects the final channels (a no-op right after an epoch end); PPQ has them. */
+  finish(master: ReadonlyMap<string, Float32Array>): void;
 }
 
 /**
@@ -178,9 +182,7 @@ export function apotTrainMethod(plan: ApotPlan, o: ApotTrainOptions, master: Map
     quantizing: () => quant,
     selection: () => selected.map((s) => [...s]),
     prepare(m, ctx: StepContext) {
-      if (o.method === "spq") {
-        if (ctx.step === 0 && selected.every((s) => !s.length)) select(o.filterRate, false);
-      } else {
+      if (o.method === "ppq") {
         quant = ctx.step >= pruneSteps;
         const stage = quant ? o.stages : stageOf(ctx.step);
         if (stage !== selectedFrom) { select(o.filterRate * stage / o.stages, true); selectedFrom = stage; }
@@ -224,9 +226,12 @@ export function apotTrainMethod(plan: ApotPlan, o: ApotTrainOptions, master: Map
     // PPQ prunes hard: removed filters get no update; SPQ's stay trainable (soft).
     trainable: (name) => (o.method === "ppq" ? keepMasks.get(name) : undefined),
     decays: (name) => !name.endsWith(".apot_alpha"),
-    endEpoch(m) {
+    endEpoch() {
       if (o.method === "spq") select(o.filterRate, false);
-      void m;
+    },
+    finish() {
+      if (o.method === "spq") select(o.filterRate, false);
+      else if (selectedFrom !== o.stages) { select(o.filterRate, true); selectedFrom = o.stages; }
     },
     saveState: () => new Map([
       ...selected.map((s, i) => [`selected.${i}`, Float32Array.from(s)] as [string, Float32Array]),

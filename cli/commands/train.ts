@@ -85,6 +85,7 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
     dispose();
     throw e;
   }
+  method.finish(master);
   const done = c.finishApot(q.model, plan, master, method.selection(), o.apot.bits);
   /** The training graph's forward with the final weights, as the next step would see them (tests compare it with the written file). */
   const trainedForward = (x: Tensor) => {
