@@ -36,9 +36,9 @@ export interface GradResult {
  * training graph hands each node the same buffers every step (train/graph-grad.ts), so a step
  * allocates nothing once the first has run; an op must not keep a buffer past the next step.
  */
-export type Alloc = (length: number) => Float32Array;
+export type Alloc = (length: number, zeroed?: boolean) => Float32Array;
 
-/** Fresh zeroed arrays (ops called outside a training graph). */
+/** Fresh zeroed arrays (ops called outside a training graph). `zeroed: false` lets a reused buffer skip the fill (the op writes every element). */
 export const freshAlloc: Alloc = (length) => new Float32Array(length);
 
 /** A differentiable op: float32 inputs in node order (`undefined` for an omitted one), attributes, where its buffers come from. */
@@ -85,7 +85,7 @@ const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
   // Forward through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned
   // weights, im2col + GEMM otherwise): the same numbers a session computes.
   const path = convPath(g, wd);
-  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc }).data as Float32Array : alloc(batch * outChannels * p);
+  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false);
   for (let n = 0; n < batch && !path; n++) {
     for (let gi = 0; gi < group; gi++) {
       im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
@@ -108,11 +108,11 @@ const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
     const dw = needs[1] ? alloc(wd.length) : undefined;
     const dcol = dxGemm ? alloc(k * p) : undefined;
     if (needs[0] && transposedDx) {
-      const wt = alloc(wd.length);
+      const wt = alloc(wd.length, false);
       for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
       const wT: Tensor = tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = tensor([batch, outChannels, win.outH, win.outW], dy);
       const gt = convGeometry(dyT.dims, wT.dims, attrs);
-      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc }).data as Float32Array;
+      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
     }
     for (let n = 0; n < batch; n++) {
       for (let gi = 0; gi < group; gi++) {
@@ -198,12 +198,12 @@ const matMul: GradOp = ([a, b]) => {
 /** An elementwise clamp to [lo, hi]; the gradient passes where lo < x < hi (0 at the kinks, as PyTorch). */
 function clamp(x: Tensor, lo: number, hi: number, alloc: Alloc): GradResult {
   const xd = f32(x, "X");
-  const y = alloc(xd.length);
+  const y = alloc(xd.length, false);
   for (let i = 0; i < y.length; i++) { const v = xd[i]!; y[i] = v < lo ? lo : v > hi ? hi : v; }
   const backward: Backward = ([dy], needs) => {
     if (!dy || !needs[0]) return [];
-    const dx = alloc(dy.length);
-    for (let i = 0; i < dx.length; i++) { const v = xd[i]!; if (v > lo && v < hi) dx[i] = dy[i]!; }
+    const dx = alloc(dy.length, false);
+    for (let i = 0; i < dx.length; i++) { const v = xd[i]!; dx[i] = v > lo && v < hi ? dy[i]! : 0; }
     return [dx];
   };
   return { outputs: [tensor([...x.dims], y)], backward };
@@ -218,7 +218,7 @@ const clip: GradOp = ([x, lo, hi], attrs, alloc = freshAlloc) =>
 const add: GradOp = ([a, b], _attrs, alloc = freshAlloc) => {
   const ad = f32(a, "Add A"), bd = f32(b, "Add B");
   const dims = broadcastShape([a!.dims, b!.dims], "Add");
-  const y = alloc(sizeOf(dims));
+  const y = alloc(sizeOf(dims), false);
   if (ad.length === y.length && bd.length === y.length) {
     for (let i = 0; i < y.length; i++) y[i] = ad[i]! + bd[i]!;
   } else {

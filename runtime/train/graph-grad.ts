@@ -95,9 +95,9 @@ export function createTrainableGraph(model: Model): TrainableGraph {
   const pools = new Map<Node, { bufs: Float32Array[]; next: number; alloc: Alloc }>();
   for (const node of graph.nodes) {
     if (node.outputs.includes(outputName)) continue;
-    const pool = { bufs: [] as Float32Array[], next: 0, alloc: (n: number) => {
+    const pool = { bufs: [] as Float32Array[], next: 0, alloc: (n: number, zeroed = true) => {
       const b = pool.bufs[pool.next];
-      if (b && b.length === n) { pool.next++; return b.fill(0); }
+      if (b && b.length === n) { pool.next++; return zeroed ? b.fill(0) : b; }
       const fresh = new Float32Array(n);
       pool.bufs[pool.next++] = fresh;
       return fresh;
