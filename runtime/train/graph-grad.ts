@@ -35,9 +35,9 @@ export interface TrainableGraph {
 /** Which inputs of each op are trainable parameters (when they are float32 initializers). */
 const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1], ApotQuantize: [1] };
 
-/** A fresh `a + b` (neither operand is modified). */
-function sum(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
+/** A new `a + b` (neither operand is modified). */
+function sum(a: Float32Array, b: Float32Array, alloc: Alloc): Float32Array {
+  const out = alloc(a.length, false);
   for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
   return out;
 }
@@ -92,10 +92,33 @@ export function createTrainableGraph(model: Model): TrainableGraph {
   // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
   // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
   // graph's output, whose producer allocates fresh arrays (a caller may keep the logits).
+  // Backward buffers come from one free list shared by all nodes, by length: a gradient returns
+  // to it once no stored gradient refers to it, an op's scratch right after its backward, the
+  // parameters' gradients at the start of the next backward (the caller has used them by then).
+  let inBackward = false;
+  const free = new Map<number, Float32Array[]>();
+  const owned = new WeakSet<Float32Array>();
+  let handedOut: Float32Array[] = [];
+  let lastParamGrads: Float32Array[] = [];
+  const isFree = new WeakSet<Float32Array>();
+  const release = (b: Float32Array) => {
+    if (isFree.has(b)) return; // released once already (a buffer dropped and swept in the same node)
+    isFree.add(b);
+    (free.get(b.length) ?? free.set(b.length, []).get(b.length)!).push(b);
+  };
+  const backAlloc: Alloc = (n, zeroed = true) => {
+    const b = free.get(n)?.pop();
+    if (b) isFree.delete(b);
+    const out = b ? (zeroed ? b.fill(0) : b) : new Float32Array(n);
+    owned.add(out);
+    handedOut.push(out);
+    return out;
+  };
   const pools = new Map<Node, { bufs: Float32Array[]; next: number; alloc: Alloc }>();
   for (const node of graph.nodes) {
     if (node.outputs.includes(outputName)) continue;
     const pool = { bufs: [] as Float32Array[], next: 0, alloc: (n: number, zeroed = true) => {
+      if (inBackward) return backAlloc(n, zeroed);
       const b = pool.bufs[pool.next];
       if (b && b.length === n) { pool.next++; return zeroed ? b.fill(0) : b; }
       const fresh = new Float32Array(n);
@@ -143,24 +166,53 @@ export function createTrainableGraph(model: Model): TrainableGraph {
       if (dOutput.length !== sizeOf(outputDims)) {
         throw new OpqRuntimeError(E.INPUT_INVALID, `dOutput has ${dOutput.length} values, the output [${outputDims}] has ${sizeOf(outputDims)}`);
       }
+      for (const b of lastParamGrads) if (owned.has(b)) release(b);
+      lastParamGrads = [];
       const grads = new Map<string, Float32Array>([[outputName, dOutput]]);
-      for (let t = tape.length - 1; t >= 0; t--) {
-        const { node, backward } = tape[t]!;
-        const dOut = node.outputs.map((o) => grads.get(o));
-        if (dOut.every((d) => d === undefined)) continue;
-        const n = needs.get(node)!;
-        const dIn = backward(dOut, n);
-        for (const o of node.outputs) if (!params.includes(o)) grads.delete(o);
-        node.inputs.forEach((name, i) => {
-          const d = dIn[i];
-          if (!n[i] || !d) return;
-          const prev = grads.get(name);
-          // Sum, never add in place: a stored gradient may be another op's dY (pass-through ops).
-          grads.set(name, prev ? sum(prev, d) : d);
-        });
+      const refs = new Map<Float32Array, number>([[dOutput, 1]]);
+      const put = (name: string, d: Float32Array) => {
+        const prev = grads.get(name);
+        grads.set(name, d);
+        refs.set(d, (refs.get(d) ?? 0) + 1);
+        if (prev) drop(prev);
+      };
+      const drop = (b: Float32Array) => {
+        const r = (refs.get(b) ?? 0) - 1;
+        if (r > 0) { refs.set(b, r); return; }
+        refs.delete(b);
+        if (owned.has(b)) release(b);
+      };
+      inBackward = true;
+      try {
+        for (let t = tape.length - 1; t >= 0; t--) {
+          const { node, backward } = tape[t]!;
+          const dOut = node.outputs.map((o) => grads.get(o));
+          if (dOut.every((d) => d === undefined)) continue;
+          const n = needs.get(node)!;
+          handedOut = [];
+          const dIn = backward(dOut, n);
+          node.inputs.forEach((name, i) => {
+            const d = dIn[i];
+            if (!n[i] || !d) return;
+            const prev = grads.get(name);
+            // Sum, never add in place: a stored gradient may be another op's dY (pass-through ops).
+            put(name, prev ? sum(prev, d, backAlloc) : d);
+          });
+          // Only now (an op may pass its dY through as an input's gradient) the outputs' gradients go.
+          for (const o of node.outputs) {
+            const d = grads.get(o);
+            if (d && !params.includes(o)) { grads.delete(o); drop(d); }
+          }
+          for (const b of handedOut) if (!refs.has(b)) release(b);
+        }
+      } finally {
+        inBackward = false;
+        handedOut = [];
       }
       tape = [];
-      return new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
+      const out = new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
+      lastParamGrads = [...out.values()];
+      return out;
     },
   };
 }
