@@ -169,3 +169,18 @@ describe("classificationLoss", () => {
     expect(() => classificationLoss(logits, labels, classes, teacher, { temperature: 0, weight: 0.5 })).toThrow(CompressError);
   });
 });
+
+describe("divergence", () => {
+  test("a non-finite loss stops the run with NUMERIC before the weights are updated", () => {
+    const { master, graph } = fresh();
+    const data = toyData(), bad: TrainData = { count: data.count, gather: (o, s, n) => { const b = data.gather(o, s, n); b.data[0] = NaN; return b; } };
+    const before = Float32Array.from(master.get("w")!);
+    try {
+      trainLoop(graph, master, bad, OPTIONS);
+      throw new Error("no error");
+    } catch (e) {
+      expect((e as CompressError).code).toBe("NUMERIC");
+    }
+    expect(Array.from(master.get("w")!)).toEqual(Array.from(before));
+  });
+});

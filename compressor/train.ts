@@ -168,6 +168,8 @@ export function trainLoop(
     const classes = logits.length / n;
     const teacher = o.distill?.teacher(input);
     const l = classificationLoss(logits, batch.labels, classes, teacher, o.distill?.options);
+    // A diverged run stops here (before its weights are overwritten with NaN and checkpointed).
+    ensure(Number.isFinite(l.loss), E.NUMERIC, `the training loss is ${l.loss} at step ${step + 1}: the run diverged; start again with a lower --lr (now ${o.lr})`);
     const grads = graph.backward(l.dLogits);
     method.gradients?.(grads, master, ctx);
     for (const [k, w] of master) {

@@ -102,7 +102,7 @@ export const command: Command = {
   name: "train",
   summary: "trained compression on Fashion-MNIST: SPQ/PPQ (GM filter pruning + APoT weights and activations) or OPQ finetuning, written as .opq",
   usage: [
-    "train [in.onnx] --method spq|ppq [-o out.opq] [--filter-rate R] [--bits 3|4] [--stages S] [--prune-fraction F] [--epochs E | --steps N] [--batch N] [--lr L] [--schedule constant|cosine|step] [--checkpoint FILE] [--distill [--temperature T] [--distill-weight W]] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--json]",
+    "train [in.onnx] --method spq|ppq [-o out.opq] [--filter-rate R] [--bits 3|4] [--stages S] [--prune-fraction F] [--epochs E | --steps N] [--batch N] [--lr L] [--schedule constant|cosine|step] [--checkpoint FILE] [--distill [--temperature T] [--distill-weight W]] [--threads T] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--json]",
     "train [in.onnx] --method opq …: the same as `opq finetune` (its options)",
     `defaults: --method ${TRAIN_DEFAULTS.method} --filter-rate ${TRAIN_DEFAULTS.filterRate} --bits ${TRAIN_DEFAULTS.bits} --epochs ${TRAIN_DEFAULTS.epochs} --lr ${TRAIN_DEFAULTS.lr} --schedule cosine --batch 256; PPQ: --stages ${TRAIN_DEFAULTS.stages} hard pruning stages over the first --prune-fraction ${TRAIN_DEFAULTS.pruneFraction} of the steps in full precision, then APoT quantization-aware training`,
     "activations: a 4-bit APoT quantizer (learned α) after every ReLU, executed by the runtime; first and last layers' weights 8-bit uniform",
