@@ -9,6 +9,7 @@ import { createSession } from "../runtime/mod.ts";
 import { sharedPath } from "./shared.ts";
 import { loadFashionMnist } from "./fashion-mnist.ts";
 import { evaluate } from "./commands/eval.ts";
+import { FINETUNE_DEFAULTS, finetuneOpq, type FinetuneOptions } from "./commands/finetune.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const TMP = mkdtempSync(join(tmpdir(), "opq-finetune-"));
@@ -55,8 +56,28 @@ describe("opq finetune", () => {
     expect(r2.top1).toBe(j.after.top1);
   }, 60_000);
 
+  test("LeNet-5: a run interrupted after its first epoch and resumed from the checkpoint = the uninterrupted run (same seed), with --distill", async () => {
+    const lenet = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "lenet5-fmnist.onnx"))));
+    const oneShot = compressModel(lenet, { sparsity: 0.74, bits: 3 }).opq;
+    const train = loadFashionMnist({ split: "train", limit: 48 });
+    const o: FinetuneOptions = { ...FINETUNE_DEFAULTS, schedule: { kind: "cosine" }, steps: 5, batch: 16, lr: 0.01, distill: { temperature: 4, weight: 0.5 } }; // 3 steps an epoch
+    const whole = await finetuneOpq(lenet, oneShot, train, o);
+    const checkpoint = join(TMP, "lenet.ckpt");
+    const cut = await finetuneOpq(lenet, oneShot, train, { ...o, checkpoint, stopAt: 4 });
+    expect(cut.history).toHaveLength(4);
+    const resumed = await finetuneOpq(lenet, oneShot, train, { ...o, checkpoint });
+    expect([resumed.resumedFrom, resumed.history.map((s) => s.step)]).toEqual([3, [3, 4]]);
+    expect(resumed.history.map((s) => s.loss)).toEqual(whole.history.slice(3).map((s) => s.loss));
+    for (const [i, t] of resumed.opq.compressed.entries()) {
+      expect(Array.from(t.codes)).toEqual(Array.from(whole.opq.compressed[i]!.codes));
+      expect(Array.from(t.indices)).toEqual(Array.from(whole.opq.compressed[i]!.indices));
+    }
+    const inits = (r: typeof whole) => r.opq.model.graph.initializers;
+    for (const name of Object.keys(inits(whole))) expect(Array.from(inits(resumed)[name]!.data as Float32Array)).toEqual(Array.from(inits(whole)[name]!.data as Float32Array));
+  }, 60_000);
+
   test("bad arguments are usage errors (exit 2)", () => {
-    for (const args of [["--steps", "3", "--epochs", "1"], ["--batch", "0"], ["--steps", "1.5"], ["--stage1-fraction", "2"], ["--lr", "x"], ["--limit", "0"], ["a.onnx", "b.onnx"]]) {
+    for (const args of [["--steps", "3", "--epochs", "1"], ["--batch", "0"], ["--steps", "1.5"], ["--stage1-fraction", "2"], ["--lr", "x"], ["--limit", "0"], ["a.onnx", "b.onnx"], ["--schedule", "linear"], ["--temperature", "2"], ["--distill", "--distill-weight", "2"]]) {
       const r = opq(...args, "--json");
       expect(r.code).toBe(2);
       expect(JSON.parse(r.stdout).error.code).toBe("USAGE");

@@ -13,6 +13,7 @@ const COMMANDS: Record<string, () => Promise<{ command: Command }>> = {
   compress: () => import("./commands/compress.ts"),
   finetune: () => import("./commands/finetune.ts"),
   plan: () => import("./commands/plan.ts"),
+  train: () => import("./commands/train.ts"),
   inspect: () => import("./commands/inspect.ts"),
   export: () => import("./commands/export.ts"),
   eval: () => import("./commands/eval.ts"),

@@ -22,6 +22,8 @@ export const COMPRESS_ERROR_CODES = {
   DATA_INVALID: "DATA_INVALID",
   /** The data's shape does not match the model's input (the message names both). */
   DATA_SHAPE: "DATA_SHAPE",
+  /** A training checkpoint is unreadable or belongs to a different run. */
+  CHECKPOINT: "CHECKPOINT",
 } as const;
 
 /** A compressor error code. */

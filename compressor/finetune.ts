@@ -2,11 +2,12 @@
  * The fixed parts of OPQ finetuning (paper Algorithm 1, ALGORITHMS.md §3): the masks M_i and
  * steps Δ_i of a compressed model stay as one-shot OPQ chose them, training updates the
  * full-precision weights W, and the network runs with Ŵ = M ∘ Q(W), Q(x) = Δ·round(x/Δ)
- * (Eq. 10 with the fixed Δ). Pure functions over format types; the training loop is the CLI's.
+ * (Eq. 10 with the fixed Δ). Pure functions over format types; the loop is train.ts's.
  * @module
  */
 import { type OpqModel, sizeOf, type Tensor } from "../format/mod.ts";
 import { COMPRESS_ERROR_CODES as E, ensure } from "./errors.ts";
+import type { TrainMethod } from "./train.ts";
 
 /** What finetuning keeps fixed for one compressed layer. */
 export interface LayerConstraint {
@@ -85,4 +86,23 @@ export function requantize(opq: OpqModel, master: ReadonlyMap<string, Float32Arr
     Object.defineProperty(initializers, name, { value: { dtype: "float32", dims: [...t.dims], data: Float32Array.from(w) }, enumerable: true, writable: true, configurable: true });
   }
   return { ...opq, model: { ...opq.model, graph: { ...opq.model.graph, initializers } }, compressed };
+}
+
+/**
+ * OPQ finetuning (Algorithm 1) as a training method: steps [0, stage1Steps) train Ŵ = M ∘ W
+ * (stage 1, pruned only), the rest Ŵ = M ∘ Q(W) (stage 2); `hats` are the arrays the graph reads
+ * for each compressed tensor, rewritten from the master W before every step. Straight-through
+ * estimator: ∂L/∂W = M ∘ ∂L/∂Ŵ, so pruned weights get neither gradient nor decay.
+ */
+export function opqFinetuneMethod(constraints: ReadonlyMap<string, LayerConstraint>, hats: ReadonlyMap<string, Float32Array>, stage1Steps: number): TrainMethod {
+  return {
+    prepare(master, ctx) {
+      for (const [name, c] of constraints) {
+        const w = master.get(name)!, hat = hats.get(name)!;
+        if (ctx.step < stage1Steps) maskWeights(w, c.mask, hat);
+        else quantizeFixed(w, c.mask, c.step, hat);
+      }
+    },
+    trainable: (name) => constraints.get(name)?.mask,
+  };
 }

@@ -12,6 +12,14 @@ export { laplaceFit, type LaplaceFit } from "./laplace.ts";
 export { opqCompress, type OpqLayer, type OpqOptions, type OpqResult, solveSteps, solveThreshold, type WeightLayer } from "./opq.ts";
 export { APOT_MAGNITUDES, quantizeApot } from "./apot.ts";
 export { fpgmScores, pruneFilters } from "./fpgm.ts";
-export { layerConstraints, type LayerConstraint, maskWeights, quantizeFixed, requantize } from "./finetune.ts";
+export { layerConstraints, type LayerConstraint, maskWeights, opqFinetuneMethod, quantizeFixed, requantize } from "./finetune.ts";
 export { compressWithPlan, decodePlan, encodePlan, makePlan, type Plan, type PlanCompressResult, type PlanLayer, type PlanLayerReport, type PlanProvenance } from "./plan.ts";
 export { checkInputShape, decodeImage, type LabelledImages, loadImageFolder, MAX_MEGAPIXELS, parseNpy } from "./data/images.ts";
+export { epochOrder, learningRate, type LrSchedule, type StepContext, type StepStats, stepsPerEpoch, type TrainData, type TrainGraph, trainLoop, type TrainMethod, type TrainOptions } from "./train.ts";
+export { type BatchLoss, classificationLoss, DISTILL_DEFAULTS, type DistillOptions } from "./losses.ts";
+export { type Checkpoint, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+export { type ChannelSpace, channelSpaces, countMacs, removeChannels, selectSpaceChannels } from "./channel-groups.ts";
+export {
+  activationAlphaName, APOT_ACTIVATION_LEVELS_4, APOT_TRAIN_DEFAULTS, type ApotLayerReport, type ApotMethod, type ApotPlan, type ApotTrainOptions, apotTrainMethod,
+  finishApot, fitActivationAlpha, insertActivationQuantizers, planApot, TRAINED_METHODS, type TrainedMethod, weightAlphaKey,
+} from "./spq.ts";

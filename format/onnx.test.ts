@@ -403,7 +403,7 @@ describe("opq export", () => {
       const run = cli(input, "-o", join(dir, "dense.onnx"), "--json");
       expect(run.status).toBe(0);
       const result = JSON.parse(run.stdout);
-      expect(result).toEqual({ output: join(dir, "dense.onnx"), bytes: statSync(join(dir, "dense.onnx")).size, tensors: 2 });
+      expect(result).toEqual({ output: join(dir, "dense.onnx"), bytes: statSync(join(dir, "dense.onnx")).size, tensors: 2, opqDomainNodes: 0 });
       expect(readOnnx(new Uint8Array(readFileSync(result.output)))).toEqual(toDenseModel(decodeOpq(bytes)));
       // Without -o the ONNX goes beside the input as .dense.onnx (never over an FP32 tiny.onnx).
       expect(cli(input).status).toBe(0);

@@ -19,4 +19,5 @@ export { type OuterScope, runPlan, type StepObserver, validateFeeds } from "./se
 export { stopCpuWorkers } from "./cpu/worker-pool.ts";
 export { type Backward, GRAD_OPS, type GradOp, type GradResult } from "./train/grad-ops.ts";
 export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
+export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";
 export { type CrossEntropy, softmaxCrossEntropy } from "./train/loss.ts";

@@ -12,6 +12,7 @@ import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { convGeometry, convPath, geometryInt, type PreparedConv, windowOutputSize } from "./ops/conv.ts";
 import { sliceRange } from "./ops/shape.ts";
 import { OPS, resolveOp } from "./ops/registry.ts";
+import { OPQ_DOMAIN, OPQ_DOMAIN_OPS } from "./ops/quantize.ts";
 import { Attrs, type Kernel, type KernelContext, KernelError, type OpVersion } from "./ops/types.ts";
 
 /** One node ready to run. */
@@ -183,6 +184,13 @@ function resolveInto(model: Model, table: Readonly<Record<string, OpVersion[]>>,
     for (const [, sub] of graphAttrs(node)) resolveInto(model, table, sub, missing);
     const name = node.name || `${node.opType}_${i}`;
     const opset = opsetFor(model, node.domain);
+    if (node.domain === OPQ_DOMAIN) {
+      // opq's own operators (ops/quantize.ts), versioned by the model's ai.opq opset.
+      const v = opset === undefined ? undefined : resolveOp(node.opType, opset, OPQ_DOMAIN_OPS);
+      if (v) found.push(v);
+      else missing.push({ opType: node.opType, domain: node.domain, node: name, opset: opset ?? 0, reason: opset === undefined ? `the model imports no opset for ${OPQ_DOMAIN}` : "no kernel" });
+      return;
+    }
     if (!DEFAULT_DOMAINS.has(node.domain)) {
       missing.push({ opType: node.opType, domain: node.domain, node: name, opset: opset ?? 0, reason: `domain '${node.domain}' is not supported` });
       return;

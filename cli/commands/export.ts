@@ -14,6 +14,8 @@ export interface ExportResult {
   bytes: number;
   /** Compressed tensors dequantized into float32 initializers. */
   tensors: number;
+  /** Nodes of opq's own ai.opq domain (SPQ/PPQ activation quantizers) kept as they are: other runtimes do not know them. */
+  opqDomainNodes: number;
 }
 
 /**
@@ -33,7 +35,8 @@ export async function exportDense(input: string, output: string): Promise<Export
   const opq = decodeOpq(new Uint8Array(readFileSync(input)));
   const bytes = writeOnnx(toDenseModel(opq));
   writeFileAtomic(output, bytes, { inputs: [input] });
-  return { output, bytes: bytes.length, tensors: opq.compressed.length };
+  const opqDomainNodes = opq.model.graph.nodes.filter((n) => n.domain === "ai.opq").length;
+  return { output, bytes: bytes.length, tensors: opq.compressed.length, opqDomainNodes };
 }
 
 /** The `opq export` subcommand. */
@@ -53,6 +56,7 @@ export const command: Command = {
     const output = chooseOutput(args, defaultOutput(input), [input]);
     const result = await exportDense(input, output);
     if (wantsJson(args)) printJson(result);
-    else say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);
+    if (result.opqDomainNodes) say(`warning: ${result.opqDomainNodes} ai.opq node(s) (the activation quantizers of opq train --method spq|ppq) are kept as they are; runtimes other than opq's will refuse the file`);
+    if (!wantsJson(args)) say(`wrote ${result.output} (${fmtBytes(result.bytes)}, ${result.tensors} tensor${result.tensors === 1 ? "" : "s"} dequantized)`);
   },
 };

@@ -124,4 +124,12 @@ describe("GRAD_OPS backward = finite differences", () => {
     expect(Array.from(reduceToShape(d, [2, 2, 3], [2, 1, 1]))).toEqual([0 + 1 + 2 + 3 + 4 + 5, 6 + 7 + 8 + 9 + 10 + 11]);
     expect(Array.from(reduceToShape(d, [2, 2, 3], [3]))).toEqual([0 + 3 + 6 + 9, 1 + 4 + 7 + 10, 2 + 5 + 8 + 11]);
   });
+
+  test("Conv 3×3/1 pad 1 on the inference paths (Winograd; CSR for pruned weights), dX as the flipped conv of dY", () => {
+    const pads = { pads: ints([1, 1, 1, 1]) };
+    expect(gradCheck("Conv", [gridTensor([2, 16, 8, 8]), gridTensor([16, 16, 3, 3]), gridTensor([16])], pads, [0, 1, 2])).toBeLessThan(1e-3);
+    const w = gridTensor([12, 16, 3, 3]);
+    (w.data as Float32Array).forEach((_, i, d) => { if (i % 5) d[i] = 0; }); // 80% zeros
+    expect(gradCheck("Conv", [gridTensor([1, 16, 8, 8]), w, undefined], pads, [0, 1])).toBeLessThan(1e-3);
+  });
 });

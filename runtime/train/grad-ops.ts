@@ -13,7 +13,7 @@ import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
 import { type MatrixView, matrixView, sgemm } from "../cpu/sgemm.ts";
-import { convGeometry } from "../ops/conv.ts";
+import { conv2dFast, convGeometry, convPath, isWinogradShape } from "../ops/conv.ts";
 import { broadcastShape, broadcastOffsets, intList, numbers } from "../ops/elementwise.ts";
 import { gemmShape } from "../ops/gemm.ts";
 import { poolGeometry } from "../ops/pool.ts";
@@ -31,8 +31,18 @@ export interface GradResult {
   backward: Backward;
 }
 
-/** A differentiable op: float32 inputs in node order (`undefined` for an omitted one), attributes. */
-export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs) => GradResult;
+/**
+ * Buffers for an op's outputs and gradients: zero-filled float32 arrays of the given length. The
+ * training graph hands each node the same buffers every step (train/graph-grad.ts), so a step
+ * allocates nothing once the first has run; an op must not keep a buffer past the next step.
+ */
+export type Alloc = (length: number, zeroed?: boolean) => Float32Array;
+
+/** Fresh zeroed arrays (ops called outside a training graph). `zeroed: false` lets a reused buffer skip the fill (the op writes every element). */
+export const freshAlloc: Alloc = (length) => new Float32Array(length);
+
+/** A differentiable op: float32 inputs in node order (`undefined` for an omitted one), attributes, where its buffers come from. */
+export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, alloc?: Alloc) => GradResult;
 
 const f32 = (t: Tensor | undefined, what: string): Float32Array => {
   if (!t || !(t.data instanceof Float32Array)) throw new KernelError(`${what} must be a float32 tensor`);
@@ -58,7 +68,7 @@ export function reduceToShape(d: Float32Array, outDims: readonly number[], dims:
  * backward `dW_g += dY_g·col(X_g)ᵀ`, `dX_g = col2im(W_gᵀ·dY_g)`, `dB = Σ dY` (the usual GEMM
  * adjoints; col2imAdd is im2col's adjoint).
  */
-const conv: GradOp = (inputs, attrs) => {
+const conv: GradOp = (inputs, attrs, alloc = freshAlloc) => {
   const [x, w, b] = inputs;
   const xd = f32(x, "Conv X"), wd = f32(w, "Conv W"), bd = b ? f32(b, "Conv B") : undefined;
   const g = convGeometry(x!.dims, w!.dims, attrs);
@@ -71,9 +81,12 @@ const conv: GradOp = (inputs, attrs) => {
     padTop: g.pads[0]!, padLeft: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
   };
   const k = cg * win.kH * win.kW, p = win.outH * win.outW, planeIn = win.inH * win.inW;
-  const col = new Float32Array(k * p);
-  const y = new Float32Array(batch * outChannels * p);
-  for (let n = 0; n < batch; n++) {
+  const col = alloc(k * p);
+  // Forward through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned
+  // weights, im2col + GEMM otherwise): the same numbers a session computes.
+  const path = convPath(g, wd);
+  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false);
+  for (let n = 0; n < batch && !path; n++) {
     for (let gi = 0; gi < group; gi++) {
       im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
       sgemm(mg, p, k, 1, matrixView(wd, gi * mg * k, k), matrixView(col, 0, p), y, (n * outChannels + gi * mg) * p, p, false);
@@ -85,11 +98,22 @@ const conv: GradOp = (inputs, attrs) => {
       }
     }
   }
+  // dX of a 3×3, stride-1, pad-1 conv is the same conv of dY with the filters flipped and in/out
+  // swapped (the adjoint of a correlation), so it runs on the forward kernels too.
+  const transposedDx = group === 1 && isWinogradShape(g) && g.pads.every((q) => q === 1);
   const backward: Backward = ([dy], needs) => {
     if (!dy) return [];
-    const dx = needs[0] ? new Float32Array(xd.length) : undefined;
-    const dw = needs[1] ? new Float32Array(wd.length) : undefined;
-    const dcol = dx ? new Float32Array(k * p) : undefined;
+    const dxGemm = needs[0] && !transposedDx ? alloc(xd.length) : undefined;
+    let dx = dxGemm;
+    const dw = needs[1] ? alloc(wd.length) : undefined;
+    const dcol = dxGemm ? alloc(k * p) : undefined;
+    if (needs[0] && transposedDx) {
+      const wt = alloc(wd.length, false);
+      for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
+      const wT: Tensor = tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = tensor([batch, outChannels, win.outH, win.outW], dy);
+      const gt = convGeometry(dyT.dims, wT.dims, attrs);
+      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
+    }
     for (let n = 0; n < batch; n++) {
       for (let gi = 0; gi < group; gi++) {
         const yOff = (n * outChannels + gi * mg) * p, xOff = (n * inChannels + gi * cg) * planeIn;
@@ -98,9 +122,9 @@ const conv: GradOp = (inputs, attrs) => {
           im2col(xd, xOff, win, col);
           sgemm(mg, k, p, 1, dyView, matrixView(col, 0, p, true), dw, gi * mg * k, k, true);
         }
-        if (dx) {
+        if (dxGemm) {
           sgemm(k, p, mg, 1, matrixView(wd, gi * mg * k, k, true), dyView, dcol!, 0, p, false);
-          col2imAdd(dcol!, win, dx, xOff);
+          col2imAdd(dcol!, win, dxGemm, xOff);
         }
       }
     }
@@ -172,29 +196,29 @@ const matMul: GradOp = ([a, b]) => {
 };
 
 /** An elementwise clamp to [lo, hi]; the gradient passes where lo < x < hi (0 at the kinks, as PyTorch). */
-function clamp(x: Tensor, lo: number, hi: number): GradResult {
+function clamp(x: Tensor, lo: number, hi: number, alloc: Alloc): GradResult {
   const xd = f32(x, "X");
-  const y = new Float32Array(xd.length);
+  const y = alloc(xd.length, false);
   for (let i = 0; i < y.length; i++) { const v = xd[i]!; y[i] = v < lo ? lo : v > hi ? hi : v; }
   const backward: Backward = ([dy], needs) => {
     if (!dy || !needs[0]) return [];
-    const dx = new Float32Array(dy.length);
-    for (let i = 0; i < dx.length; i++) { const v = xd[i]!; if (v > lo && v < hi) dx[i] = dy[i]!; }
+    const dx = alloc(dy.length, false);
+    for (let i = 0; i < dx.length; i++) { const v = xd[i]!; dx[i] = v > lo && v < hi ? dy[i]! : 0; }
     return [dx];
   };
   return { outputs: [tensor([...x.dims], y)], backward };
 }
 
-const relu: GradOp = ([x]) => clamp(x!, 0, Infinity);
+const relu: GradOp = ([x], _attrs, alloc = freshAlloc) => clamp(x!, 0, Infinity, alloc);
 
 /** Clip: bounds are attributes before opset 11 and optional inputs from 11 on; a node carries one or the other. */
-const clip: GradOp = ([x, lo, hi], attrs) =>
-  clamp(x!, lo ? numbers(lo)[0]! : attrs.float("min", -Infinity), hi ? numbers(hi)[0]! : attrs.float("max", Infinity));
+const clip: GradOp = ([x, lo, hi], attrs, alloc = freshAlloc) =>
+  clamp(x!, lo ? numbers(lo)[0]! : attrs.float("min", -Infinity), hi ? numbers(hi)[0]! : attrs.float("max", Infinity), alloc);
 
-const add: GradOp = ([a, b]) => {
+const add: GradOp = ([a, b], _attrs, alloc = freshAlloc) => {
   const ad = f32(a, "Add A"), bd = f32(b, "Add B");
   const dims = broadcastShape([a!.dims, b!.dims], "Add");
-  const y = new Float32Array(sizeOf(dims));
+  const y = alloc(sizeOf(dims), false);
   if (ad.length === y.length && bd.length === y.length) {
     for (let i = 0; i < y.length; i++) y[i] = ad[i]! + bd[i]!;
   } else {
@@ -214,13 +238,13 @@ function pool2d(x: Tensor, attrs: Attrs) {
 }
 
 /** MaxPool (2-D): remembers each output's argmax; backward routes dY there (ties: first in the window). */
-const maxPool: GradOp = ([x], attrs) => {
+const maxPool: GradOp = ([x], attrs, alloc = freshAlloc) => {
   const xd = f32(x, "MaxPool X");
   const g = pool2d(x!, attrs);
   const [inH, inW] = g.inSpatial as [number, number], [outH, outW] = g.outSpatial as [number, number];
   const [kH, kW] = g.kernel as [number, number], [sH, sW] = g.strides as [number, number], [dH, dW] = g.dilations as [number, number];
   const planes = g.batch * g.channels, planeIn = inH * inW, planeOut = outH * outW;
-  const y = new Float32Array(planes * planeOut), arg = new Int32Array(y.length).fill(-1);
+  const y = alloc(planes * planeOut), arg = new Int32Array(y.length).fill(-1);
   for (let c = 0; c < planes; c++) {
     for (let oy = 0; oy < outH; oy++) {
       for (let ox = 0; ox < outW; ox++) {
@@ -243,7 +267,7 @@ const maxPool: GradOp = ([x], attrs) => {
   }
   const backward: Backward = ([dy], needs) => {
     if (!dy || !needs[0]) return [];
-    const dx = new Float32Array(xd.length);
+    const dx = alloc(xd.length);
     for (let o = 0; o < dy.length; o++) if (arg[o]! >= 0) dx[arg[o]!] += dy[o]!;
     return [dx];
   };
@@ -255,7 +279,7 @@ const maxPool: GradOp = ([x], attrs) => {
  * with count_include_pad the divisor counts the padding too (not the ceil_mode overhang, as
  * onnxruntime). Backward spreads dY / divisor over the same window.
  */
-const averagePool: GradOp = ([x], attrs) => {
+const averagePool: GradOp = ([x], attrs, alloc = freshAlloc) => {
   const xd = f32(x, "AveragePool X");
   const g = pool2d(x!, attrs);
   if (g.dilations.some((d) => d !== 1)) throw new KernelError("AveragePool: training supports dilation 1 only");
@@ -271,7 +295,7 @@ const averagePool: GradOp = ([x], attrs) => {
     });
   const rows = windows(outH, g.strides[0]!, g.kernel[0]!, g.pads[0]!, g.pads[2]!, inH);
   const cols = windows(outW, g.strides[1]!, g.kernel[1]!, g.pads[1]!, g.pads[3]!, inW);
-  const y = new Float32Array(planes * planeOut);
+  const y = alloc(planes * planeOut);
   for (let c = 0; c < planes; c++) {
     for (let oy = 0; oy < outH; oy++) {
       const r = rows[oy]!;
@@ -285,7 +309,7 @@ const averagePool: GradOp = ([x], attrs) => {
   }
   const backward: Backward = ([dy], needs) => {
     if (!dy || !needs[0]) return [];
-    const dx = new Float32Array(xd.length);
+    const dx = alloc(xd.length);
     for (let c = 0; c < planes; c++) {
       for (let oy = 0; oy < outH; oy++) {
         const r = rows[oy]!;
@@ -301,11 +325,11 @@ const averagePool: GradOp = ([x], attrs) => {
   return { outputs: [tensor([g.batch, g.channels, outH, outW], y)], backward };
 };
 
-const globalAveragePool: GradOp = ([x]) => {
+const globalAveragePool: GradOp = ([x], _attrs, alloc = freshAlloc) => {
   const xd = f32(x, "GlobalAveragePool X");
   const [batch, channels] = x!.dims as [number, number];
   const plane = sizeOf(x!.dims.slice(2)), planes = batch * channels;
-  const y = new Float32Array(planes);
+  const y = alloc(planes);
   for (let c = 0; c < planes; c++) {
     let s = 0;
     for (let i = 0; i < plane; i++) s += xd[c * plane + i]!;
@@ -313,7 +337,7 @@ const globalAveragePool: GradOp = ([x]) => {
   }
   const backward: Backward = ([dy], needs) => {
     if (!dy || !needs[0]) return [];
-    const dx = new Float32Array(xd.length);
+    const dx = alloc(xd.length);
     for (let c = 0; c < planes; c++) dx.fill(dy[c]! / plane, c * plane, (c + 1) * plane);
     return [dx];
   };

@@ -115,3 +115,35 @@ describe("softmaxCrossEntropy", () => {
     expect(() => softmaxCrossEntropy(Float32Array.of(1, 2), [2], 2)).toThrow(RangeError);
   });
 });
+
+describe("training buffers", () => {
+  test("steps reuse their buffers and give the same gradients as a fresh graph; a value read twice (Add(x, x)) sums correctly", () => {
+    const model = load("resnet20-fmnist.onnx");
+    const input = randomInput(2, 21);
+    const g = createTrainableGraph(model);
+    const first = new Map([...g.backward((g.forward(input), Float32Array.from({ length: 20 }, (_, i) => (i % 3) - 1)))].map(([k, v]) => [k, Float32Array.from(v)]));
+    for (let step = 0; step < 2; step++) {
+      g.forward(input);
+      const again = g.backward(Float32Array.from({ length: 20 }, (_, i) => (i % 3) - 1));
+      for (const [k, v] of first) expect(Array.from(again.get(k)!)).toEqual(Array.from(v));
+    }
+    const twice: Model = {
+      irVersion: 8, opsetImports: [{ domain: "", version: 13 }], producerName: "t",
+      graph: {
+        name: "g", inputs: [{ name: "x", dtype: "float32", shape: [1, 2] }], outputs: [{ name: "z", dtype: "float32", shape: [1, 2] }],
+        nodes: [
+          { opType: "Gemm", domain: "", name: "a", inputs: ["x", "w"], outputs: ["y"], attrs: {} },
+          { opType: "Relu", domain: "", name: "r", inputs: ["y"], outputs: ["ry"], attrs: {} },
+          { opType: "Add", domain: "", name: "s", inputs: ["ry", "ry"], outputs: ["z"], attrs: {} },
+        ],
+        initializers: { w: { dtype: "float32", dims: [2, 2], data: Float32Array.of(1, 2, 3, 4) } },
+      },
+    };
+    const t = createTrainableGraph(twice);
+    for (let step = 0; step < 3; step++) {
+      t.forward({ dtype: "float32", dims: [1, 2], data: Float32Array.of(1, 1) });
+      // z = 2·relu(x·W): ∂z/∂W[k][j] = 2·x[k] for the unit dz = [1, 0] → column 0 gets 2, column 1 0.
+      expect(Array.from(t.backward(Float32Array.of(1, 0)).get("w")!)).toEqual([2, 0, 2, 0]);
+    }
+  });
+});

@@ -10,11 +10,12 @@ import type { Model, Node, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
 import { Attrs, KernelError } from "../ops/types.ts";
-import { type Backward, GRAD_OPS } from "./grad-ops.ts";
+import { type Alloc, type Backward, GRAD_OPS, type GradOp } from "./grad-ops.ts";
+import { OPQ_DOMAIN, OPQ_DOMAIN_GRAD_OPS } from "../ops/quantize.ts";
 
 /** A model prepared for training: forward with a tape, backward to the parameters. */
 export interface TrainableGraph {
-  /** Float32 initializers read as Conv/Gemm/MatMul weights or biases: what `backward` differentiates. */
+  /** Float32 initializers read as Conv/Gemm/MatMul weights or biases, or as an ApotQuantize α: what `backward` differentiates. */
   params: string[];
   /** The graph input fed to `forward` and the output it returns. */
   inputName: string;
@@ -32,16 +33,20 @@ export interface TrainableGraph {
 }
 
 /** Which inputs of each op are trainable parameters (when they are float32 initializers). */
-const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1] };
+const PARAM_SLOTS: Readonly<Record<string, readonly number[]>> = { Conv: [1, 2], Gemm: [0, 1, 2], MatMul: [0, 1], ApotQuantize: [1] };
 
-/** A fresh `a + b` (neither operand is modified). */
-function sum(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length);
+/** A new `a + b` (neither operand is modified). */
+function sum(a: Float32Array, b: Float32Array, alloc: Alloc): Float32Array {
+  const out = alloc(a.length, false);
   for (let i = 0; i < out.length; i++) out[i] = a[i]! + b[i]!;
   return out;
 }
 
 const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
+/** The differentiable op of a node: GRAD_OPS for the default domain, the ai.opq table for opq's own ops. */
+const gradOpOf = (n: Node): GradOp | undefined =>
+  isDefaultDomain(n) ? (Object.hasOwn(GRAD_OPS, n.opType) ? GRAD_OPS[n.opType] : undefined)
+  : n.domain === OPQ_DOMAIN && Object.hasOwn(OPQ_DOMAIN_GRAD_OPS, n.opType) ? OPQ_DOMAIN_GRAD_OPS[n.opType] : undefined;
 
 /**
  * Prepare `model` for training on the CPU. Throws OpqRuntimeError UNSUPPORTED_OPS naming every
@@ -50,7 +55,7 @@ const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
 export function createTrainableGraph(model: Model): TrainableGraph {
   const graph = model.graph;
   const inits = graph.initializers;
-  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && (!isDefaultDomain(n) || !GRAD_OPS[n.opType])).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
+  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && !gradOpOf(n)).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
   if (unsupported.length) {
     throw new OpqRuntimeError(E.UNSUPPORTED_OPS, `training does not support op(s): ${unsupported.join(", ")}`, { ops: unsupported });
   }
@@ -62,7 +67,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
 
   const params: string[] = [];
   for (const node of graph.nodes) {
-    for (const slot of PARAM_SLOTS[node.opType] ?? []) {
+    for (const slot of (gradOpOf(node) && Object.hasOwn(PARAM_SLOTS, node.opType) ? PARAM_SLOTS[node.opType] : undefined) ?? []) {
       const name = node.inputs[slot];
       if (name && Object.hasOwn(inits, name) && inits[name]!.dtype === "float32" && !params.includes(name)) params.push(name);
     }
@@ -83,6 +88,45 @@ export function createTrainableGraph(model: Model): TrainableGraph {
     if (n.some(Boolean)) for (const o of node.outputs) live.add(o);
   }
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
+  const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n)]));
+  // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
+  // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
+  // graph's output, whose producer allocates fresh arrays (a caller may keep the logits).
+  // Backward buffers come from one free list shared by all nodes, by length: a gradient returns
+  // to it once no stored gradient refers to it, an op's scratch right after its backward, the
+  // parameters' gradients at the start of the next backward (the caller has used them by then).
+  let inBackward = false;
+  const free = new Map<number, Float32Array[]>();
+  const owned = new WeakSet<Float32Array>();
+  let handedOut: Float32Array[] = [];
+  let lastParamGrads: Float32Array[] = [];
+  const isFree = new WeakSet<Float32Array>();
+  const release = (b: Float32Array) => {
+    if (isFree.has(b)) return; // released once already (a buffer dropped and swept in the same node)
+    isFree.add(b);
+    (free.get(b.length) ?? free.set(b.length, []).get(b.length)!).push(b);
+  };
+  const backAlloc: Alloc = (n, zeroed = true) => {
+    const b = free.get(n)?.pop();
+    if (b) isFree.delete(b);
+    const out = b ? (zeroed ? b.fill(0) : b) : new Float32Array(n);
+    owned.add(out);
+    handedOut.push(out);
+    return out;
+  };
+  const pools = new Map<Node, { bufs: Float32Array[]; next: number; alloc: Alloc }>();
+  for (const node of graph.nodes) {
+    if (node.outputs.includes(outputName)) continue;
+    const pool = { bufs: [] as Float32Array[], next: 0, alloc: (n: number, zeroed = true) => {
+      if (inBackward) return backAlloc(n, zeroed);
+      const b = pool.bufs[pool.next];
+      if (b && b.length === n) { pool.next++; return zeroed ? b.fill(0) : b; }
+      const fresh = new Float32Array(n);
+      pool.bufs[pool.next++] = fresh;
+      return fresh;
+    } };
+    pools.set(node, pool);
+  }
 
   let tape: { node: Node; backward: Backward }[] = [];
   let outputDims: number[] = [];
@@ -103,7 +147,9 @@ export function createTrainableGraph(model: Model): TrainableGraph {
         if (node.opType === "Constant") continue;
         let r;
         try {
-          r = GRAD_OPS[node.opType]!(node.inputs.map(value), attrs.get(node)!);
+          const pool = pools.get(node);
+          if (pool) pool.next = 0;
+          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!, pool?.alloc);
         } catch (e) {
           if (!(e instanceof KernelError)) throw e;
           throw new OpqRuntimeError(E.KERNEL_FAILED, `${node.opType} ${node.name}: ${e.message}`, { node: node.name, opType: node.opType }, { cause: e });
@@ -120,24 +166,53 @@ export function createTrainableGraph(model: Model): TrainableGraph {
       if (dOutput.length !== sizeOf(outputDims)) {
         throw new OpqRuntimeError(E.INPUT_INVALID, `dOutput has ${dOutput.length} values, the output [${outputDims}] has ${sizeOf(outputDims)}`);
       }
+      for (const b of lastParamGrads) if (owned.has(b)) release(b);
+      lastParamGrads = [];
       const grads = new Map<string, Float32Array>([[outputName, dOutput]]);
-      for (let t = tape.length - 1; t >= 0; t--) {
-        const { node, backward } = tape[t]!;
-        const dOut = node.outputs.map((o) => grads.get(o));
-        if (dOut.every((d) => d === undefined)) continue;
-        const n = needs.get(node)!;
-        const dIn = backward(dOut, n);
-        for (const o of node.outputs) if (!params.includes(o)) grads.delete(o);
-        node.inputs.forEach((name, i) => {
-          const d = dIn[i];
-          if (!n[i] || !d) return;
-          const prev = grads.get(name);
-          // Sum, never add in place: a stored gradient may be another op's dY (pass-through ops).
-          grads.set(name, prev ? sum(prev, d) : d);
-        });
+      const refs = new Map<Float32Array, number>([[dOutput, 1]]);
+      const put = (name: string, d: Float32Array) => {
+        const prev = grads.get(name);
+        grads.set(name, d);
+        refs.set(d, (refs.get(d) ?? 0) + 1);
+        if (prev) drop(prev);
+      };
+      const drop = (b: Float32Array) => {
+        const r = (refs.get(b) ?? 0) - 1;
+        if (r > 0) { refs.set(b, r); return; }
+        refs.delete(b);
+        if (owned.has(b)) release(b);
+      };
+      inBackward = true;
+      try {
+        for (let t = tape.length - 1; t >= 0; t--) {
+          const { node, backward } = tape[t]!;
+          const dOut = node.outputs.map((o) => grads.get(o));
+          if (dOut.every((d) => d === undefined)) continue;
+          const n = needs.get(node)!;
+          handedOut = [];
+          const dIn = backward(dOut, n);
+          node.inputs.forEach((name, i) => {
+            const d = dIn[i];
+            if (!n[i] || !d) return;
+            const prev = grads.get(name);
+            // Sum, never add in place: a stored gradient may be another op's dY (pass-through ops).
+            put(name, prev ? sum(prev, d, backAlloc) : d);
+          });
+          // Only now (an op may pass its dY through as an input's gradient) the outputs' gradients go.
+          for (const o of node.outputs) {
+            const d = grads.get(o);
+            if (d && !params.includes(o)) { grads.delete(o); drop(d); }
+          }
+          for (const b of handedOut) if (!refs.has(b)) release(b);
+        }
+      } finally {
+        inBackward = false;
+        handedOut = [];
       }
       tape = [];
-      return new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
+      const out = new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
+      lastParamGrads = [...out.values()];
+      return out;
     },
   };
 }

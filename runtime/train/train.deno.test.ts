@@ -32,3 +32,34 @@ Deno.test("train: lenet5 forward matches the session; SGD on one batch lowers th
   }
   assert(losses[2]! < losses[0]!, `loss did not fall: ${losses}`);
 });
+
+Deno.test("train: 2-thread data-parallel graph = 1 thread; the compressor's loop trains with it; ai.opq ApotQuantize runs in a session", async () => {
+  const { createParallelTrainableGraph } = await import("../mod.ts");
+  const { trainLoop } = await import("../../compressor/mod.ts");
+  const model = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "lenet5-fmnist.onnx"))));
+  const rnd = mulberry32(5), n = 6;
+  const input = { dtype: "float32" as const, dims: [n, 1, 28, 28], data: Float32Array.from({ length: n * 784 }, () => rnd() * 2 - 0.5) };
+  const one = createTrainableGraph(model), two = await createParallelTrainableGraph(model, 2, 8, [1, 28, 28]);
+  try {
+    assert(two.threads === 2, `threads ${two.threads}`);
+    const a = one.forward(input), b = two.forward(input);
+    for (let i = 0; i < a.length; i++) assert(Math.abs(a[i]! - b[i]!) < 1e-5, `logit ${i}: ${a[i]} vs ${b[i]}`);
+    const master = new Map(two.params.map((p) => [p, model.graph.initializers[p]!.data as Float32Array]));
+    const labels = Uint8Array.from({ length: n }, (_, i) => i % 10);
+    const { history } = trainLoop(two, master, { count: n, gather: () => ({ data: input.data, dims: input.dims, labels }) },
+      { steps: 4, batch: n, lr: 0.01, momentum: 0.9, weightDecay: 0, schedule: { kind: "constant" }, seed: 1 });
+    assert(history[3]!.loss < history[0]!.loss, `loss did not fall: ${history.map((h) => h.loss)}`);
+  } finally {
+    two.dispose();
+  }
+  const q = {
+    irVersion: 8, opsetImports: [{ domain: "", version: 13 }, { domain: "ai.opq", version: 1 }], producerName: "t",
+    graph: {
+      name: "g", inputs: [{ name: "x", dtype: "float32" as const, shape: [4] }], outputs: [{ name: "y", dtype: "float32" as const, shape: [4] }],
+      nodes: [{ opType: "ApotQuantize", domain: "ai.opq", name: "q", inputs: ["x", "a"], outputs: ["y"], attrs: { levels: { type: "floats" as const, value: [0, 0.25, 0.5, 1] } } }],
+      initializers: { a: { dtype: "float32" as const, dims: [], data: Float32Array.of(2) } },
+    },
+  };
+  const y = (await (await createSession(q)).run({ x: { dtype: "float32", dims: [4], data: Float32Array.of(-1, 0.3, 0.8, 5) } })).y!.data;
+  assert(Array.from(y as Float32Array).join() === "0,0.5,1,2", `ApotQuantize gave ${Array.from(y as Float32Array)}`);
+});
