@@ -13,5 +13,5 @@ export { type EntropyBound, entropyBound } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";
 export { mulberry32 } from "./prng.ts";
 export { readSafetensors, type SafetensorsDType, type SafetensorsFile, type SafeTensor, type SafeTensorInput, safeTensorFloat32, writeSafetensors } from "./safetensors.ts";
-export { FASHION_MNIST_PREPROCESS, CLASSES_KEY, parsePreprocess, type Preprocess, PREPROCESS_KEY, preprocessedShape, preprocessImage } from "./preprocess.ts";
+export { CLASSES_KEY, defaultPreprocess, FASHION_MNIST_PREPROCESS, parsePreprocess, type Preprocess, PREPROCESS_KEY, preprocessedShape, preprocessImage } from "./preprocess.ts";
 export { assertNotInput, type AtomicWriteOptions, writeFileAtomic, type WriteStep } from "./atomic-write.ts";

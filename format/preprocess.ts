@@ -98,3 +98,15 @@ export function preprocessImage(pixels: Uint8Array, width: number, height: numbe
     }
   }
 }
+
+/**
+ * The preprocessing a model gets when none is stored or given, from its input shape [N, C, H, W]:
+ * for one channel Fashion-MNIST's (what the bundled models were trained with), for three
+ * ImageNet's (resize the short side to 256/224 of the input, centre crop, RGB, torchvision's
+ * mean and std); either resized and cropped to the input's H×W when it is known.
+ */
+export function defaultPreprocess(shape: readonly (number | string | null)[] | null | undefined): Preprocess {
+  const [c, h, w] = [shape?.[1], shape?.[2], shape?.[3]].map((d) => (typeof d === "number" ? d : undefined));
+  if (c === 1) return { ...FASHION_MNIST_PREPROCESS, ...(h && w ? { resize: Math.min(h, w), crop: [h, w] as [number, number] } : {}) };
+  return { channels: "rgb", mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], ...(h && w ? { resize: Math.round((Math.min(h, w) * 256) / 224), crop: [h, w] as [number, number] } : {}) };
+}

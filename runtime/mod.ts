@@ -12,6 +12,7 @@ export type { Tensor, ValueInfo } from "../format/mod.ts";
 export { OpqRuntimeError, RUNTIME_ERROR_CODES, type RuntimeErrorCode } from "./errors.ts";
 export { type BackendChoice, createSession, type LayerInfo, type LayerProfile, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
 export type { BackendName } from "./backend.ts";
+export { type ClassScore, classify, type ImageData8, tensor } from "./classify.ts";
 export { OPS, resolveOp } from "./ops/registry.ts";
 export type { Kernel, OpVersion } from "./ops/types.ts";
 export { type Plan, planModel, resolveKernels } from "./planner.ts";

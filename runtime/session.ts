@@ -21,6 +21,7 @@ import { kernelSupport } from "./wasm/module.ts";
 import { chooseWebGpu, type WebGpuChoiceOptions } from "./webgpu/choose.ts";
 import { type MemoryPlan, planMemory } from "./memory-plan.ts";
 import { batchSymbol, imageOf } from "./batch-split.ts";
+import { normalizeFeed } from "./classify.ts";
 
 /** One planned layer, as reported in SessionInfo: the implementation bound to it, which is what runs. */
 export interface LayerInfo {
@@ -68,7 +69,11 @@ export interface Session {
   inputNames: string[];
   outputNames: string[];
   info: SessionInfo;
-  /** Run the model. Throws OpqRuntimeError (INPUT_MISSING, INPUT_SHAPE, INPUT_DTYPE, INPUT_INVALID, KERNEL_FAILED, DISPOSED). */
+  /**
+   * Run the model. A feed is `{ dtype, dims, data }`, onnxruntime-web's `{ type, dims, data }`, or
+   * a plain number array for an input of static shape. Throws OpqRuntimeError (INPUT_MISSING,
+   * INPUT_SHAPE, INPUT_DTYPE, INPUT_INVALID, KERNEL_FAILED, LIMIT_EXCEEDED, DISPOSED).
+   */
   run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>>;
   /** Release the weights; later `run()` calls fail with DISPOSED. */
   dispose(): void;
@@ -569,10 +574,18 @@ class PlannedSession implements Session {
     this.outputNames = this.outputs.map((v) => v.name);
   }
 
-  run(feeds: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+  run(given: Record<string, Tensor>): Promise<Record<string, Tensor>> {
+    let feeds = given;
     try {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
+      // onnxruntime-web's { type, dims, data } and plain number arrays are accepted too (runtime/classify.ts).
+      if (typeof given === "object" && given !== null) {
+        feeds = Object.fromEntries(Object.entries(given).map(([k, v]) => {
+          const info = plan.inputs.find((i) => i.name === k);
+          return [k, info ? normalizeFeed(v, info.dtype, info.shape) as Tensor : v];
+        }));
+      }
       validateFeeds(plan.inputs, feeds);
     } catch (e) {
       return Promise.reject(e);

@@ -117,16 +117,13 @@ export const FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "C
  * side to 256/224 of the input, center crop to it, RGB, the torchvision mean/std).
  */
 export async function preprocessFor(model: Model, json: string | undefined): Promise<Preprocess> {
-  const { parsePreprocess, FASHION_MNIST_PREPROCESS } = await import("../../format/mod.ts");
+  const { defaultPreprocess, parsePreprocess } = await import("../../format/mod.ts");
   if (json !== undefined) {
     let v: unknown;
     try { v = JSON.parse(json); } catch (e) { throw new UsageError(`--preprocess must be JSON: ${(e as Error).message}`); }
     return parsePreprocess(v);
   }
-  const shape = model.graph.inputs.find((i) => !Object.hasOwn(model.graph.initializers, i.name))?.shape;
-  const [c, h, w] = [shape?.[1], shape?.[2], shape?.[3]].map((d) => (typeof d === "number" ? d : undefined));
-  if (c === 1) return { ...FASHION_MNIST_PREPROCESS, ...(h && w ? { resize: Math.min(h, w), crop: [h, w] as [number, number] } : {}) };
-  return { channels: "rgb", mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], ...(h && w ? { resize: Math.round((Math.min(h, w) * 256) / 224), crop: [h, w] as [number, number] } : {}) };
+  return defaultPreprocess(model.graph.inputs.find((i) => !Object.hasOwn(model.graph.initializers, i.name))?.shape);
 }
 
 /**
