@@ -4,7 +4,6 @@
  * steps and drops each intermediate after its last reader.
  * @module
  */
-import { readFile } from "node:fs/promises";
 import * as format from "../format/mod.ts";
 import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
 import { type Backend, type BackendName, bindReference, type BoundKernel, isDeviceTensor, type NodeSpec, type RunContext, toHost } from "./backend.ts";
@@ -175,6 +174,9 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   if (typeof source === "string") {
     try {
       // A view, not `new Uint8Array(buffer)`: that copies, doubling the file in memory at load.
+      // Loaded only for a path, so hosts without node:fs (edge workers, browsers) never import it.
+      const NODE_FS = "node:fs/promises";
+      const { readFile } = await import(NODE_FS) as typeof import("node:fs/promises");
       const file = await readFile(source);
       bytes = new Uint8Array(file.buffer, file.byteOffset, file.byteLength);
     } catch (e) {
