@@ -19,9 +19,11 @@ interface WorkerLike {
   onmessage: ((e: MessageEvent<FromWorker>) => void) | null;
   onerror: ((e: ErrorEvent) => void) | null;
 }
-type WorkerCtor = new (url: string, options: { type: "module" }) => WorkerLike;
+type WorkerCtor = new (url: URL, options: { type: "module" }) => WorkerLike;
 
-const WORKER_URL = new URL("./model-worker.ts", import.meta.url).href;
+// A URL object, not its string: onnxruntime-web, once loaded, replaces globalThis.Worker with
+// node:worker_threads' Worker, which takes paths or URL objects only (web Workers take both).
+const WORKER_URL = new URL("./model-worker.ts", import.meta.url);
 
 /** True if this runtime has a global Worker (Bun and Deno do; Node does not). */
 export function workersAvailable(): boolean {

@@ -30,7 +30,8 @@ const count = (out: string, re: RegExp) => [...out.matchAll(re)].reduce((s, m) =
 const extra = process.argv.slice(2);
 const missing = ensurePrerequisites((line) => console.log(line));
 if (missing) console.log(missing);
-const bun = await run(bin("bun"), ["test", ...extra]);
+// bunfig.toml's [test] timeout is not applied by this bun: the per-test ceiling goes on the command line.
+const bun = await run(bin("bun"), ["test", "--timeout", "120000", ...extra]);
 const bunPass = count(bun.out, /^\s*(\d+) pass$/gm);
 const bunFail = count(bun.out, /^\s*(\d+) fail$/gm);
 let denoPass = 0, denoFail = 0, denoCode = 0;

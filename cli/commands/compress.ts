@@ -261,10 +261,9 @@ export const command: Command = {
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
-    const output = chooseOutput(args, defaultOutput(input), [input]);
-    const htmlPath = stringOption(args, "report");
     const planPath = stringOption(args, "plan");
-    if (planPath !== undefined) return (await import("./plan.ts")).compressWithPlanCommand(args, input, output, planPath);
+    const htmlPath = stringOption(args, "report");
+    if (planPath !== undefined) return (await import("./plan.ts")).compressWithPlanCommand(args, input, chooseOutput(args, defaultOutput(input), [input]), planPath);
     const opts = compressOptions(args);
     const json = wantsJson(args);
     const calibrate = args.values.calibrate !== undefined ? numberOption(args, "calibrate", 0, 1, 1e6) : undefined;
@@ -272,6 +271,8 @@ export const command: Command = {
     for (const k of ["seed", "preprocess"]) if (calibrate === undefined && args.values[k] !== undefined) throw new UsageError(`--${k} applies to --calibrate only`);
     if (calibrate === undefined && args.values.eval !== true && args.values.data !== undefined) throw new UsageError("--data applies to --calibrate and --eval only");
     const seed = numberOption(args, "seed", 1, 0, 2 ** 32 - 1);
+    // After the options: a bad argument is a usage error whether or not the output exists.
+    const output = chooseOutput(args, defaultOutput(input), [input]);
     const { assertNotInput, readOnnx, writeFileAtomic } = await import("../../format/mod.ts");
     // Through symlinks and hardlinks too, and before the work: a refusal costs nothing.
     assertNotInput(output, [input]);
