@@ -18,9 +18,9 @@ import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Con
 /** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
 const CONV_GEO = [
   "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
-  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise",
+  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise", "next",
 ] as const;
-const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes");
+const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes"), NEXT_WORD = CONV_GEO.indexOf("next");
 /** Words of the depthwise geometry block (as/depthwise.ts). */
 const DW_GEO = ["ch", "mult", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW"] as const;
 
@@ -128,12 +128,13 @@ const convGemm: WasmOpImpl = {
           const vals: Record<(typeof CONV_GEO)[number], number> = {
             cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
             dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0,
+            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0, next: 0,
           };
           CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
         });
         const view = k.i32(geoPtr, CONV_GEO.length);
         const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
+        view[NEXT_WORD] = 0; // the kernel's unit counter
         const p = g.outSpatial[0]! * g.outSpatial[1]!;
         const y = rc.alloc(g.batch * m * p);
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
@@ -200,8 +201,8 @@ const depthwise: WasmOpImpl = {
 };
 
 /** Words of the Winograd geometry block (as/winograd.ts). */
-const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes"] as const;
-const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes");
+const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes", "next"] as const;
+const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes"), WINO_NEXT = WINO_GEO.indexOf("next");
 /** Bytes of transformed input (16 × C × tiles) a unit keeps, so V stays in L2 (the tile count follows C). */
 const WINO_V_BYTES = 1 << 19;
 
@@ -279,12 +280,13 @@ const winograd: WasmOpImpl = {
           const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64;
           const vals: Record<(typeof WINO_GEO)[number], number> = {
             c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes,
+            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes, next: 0,
           };
           WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
         });
         const view = k.i32(geoPtr, WINO_GEO.length);
         const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
+        view[WINO_NEXT] = 0; // the kernel's unit counter
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
         const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
