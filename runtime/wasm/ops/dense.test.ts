@@ -7,7 +7,7 @@ import { CLAIMED_CASES, DENSE_TOLERANCE, REFUSED_CASES } from "./dense-cases.ts"
 import { attrValues, nodeSpec, referenceOutput, runBound, testBackend } from "./test-support.ts";
 import { seededInput } from "../../../cli/commands/bench.ts";
 
-const SHARED = process.env.OPQ_SHARED ?? join(import.meta.dir, "..", "..", "..", "..", "shared");
+const SHARED = process.env.OPQ_SHARED ?? new URL("../../../../shared", import.meta.url).pathname;
 /** Logits of a whole model against the reference backend, relative to max |logit|. */
 const MODEL_TOLERANCE = 1e-4;
 
