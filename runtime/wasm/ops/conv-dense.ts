@@ -13,7 +13,7 @@ import type { NodeSpec } from "../../backend.ts";
 import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
-import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
+import { allFloat32, CALL_NS, type DenseBound, epilogueArgs, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
 
 /** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
 const CONV_GEO = [
@@ -91,7 +91,7 @@ const convGemm: WasmOpImpl = {
     const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
     return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", weightForm: "dense-f32-packed-4x", cost: CALL_NS + flops / rate };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels, team = env.team;
     const wDims = constantDims(spec, 1)!;
     const [m, cg, kh, kw] = wDims as [number, number, number, number];
@@ -112,7 +112,7 @@ const convGemm: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run([x], rc, addr, epilogue) {
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           const p = g.outSpatial[0]! * g.outSpatial[1]!;
           const nc = Math.min(NC, Math.ceil(p / 8) * 8);
@@ -140,7 +140,7 @@ const convGemm: WasmOpImpl = {
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
         if (slices > 1) team.run("convGemmF32", slices, 1, args);
         else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];
@@ -168,7 +168,7 @@ const depthwise: WasmOpImpl = {
     const flops = 2 * w[0]! * kh * kw * p;
     return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", weightForm: "dense-f32", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels;
     const wDims = constantDims(spec, 1)!;
     const m = wDims[0]!;
@@ -177,7 +177,7 @@ const depthwise: WasmOpImpl = {
     const geo = new GeoCache(k, DW_GEO.length);
     return {
       residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run([x], rc, addr, epilogue) {
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
           const vals: Record<(typeof DW_GEO)[number], number> = {
@@ -190,7 +190,7 @@ const depthwise: WasmOpImpl = {
         const p = g.outSpatial[0]! * g.outSpatial[1]!;
         const planes = g.batch * m;
         const y = rc.alloc(planes * p);
-        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity];
+        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr)];
         if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
         else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
@@ -230,7 +230,7 @@ const winograd: WasmOpImpl = {
     const ns = (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
     return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: CALL_NS + ns };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels, team = env.team;
     const wDims = constantDims(spec, 1)!;
     const [m, c] = wDims as [number, number];
@@ -263,7 +263,7 @@ const winograd: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
-      run([x], rc, addr) {
+      run([x], rc, addr, epilogue) {
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
           const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
@@ -291,7 +291,7 @@ const winograd: WasmOpImpl = {
         const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, 0, -Infinity, Infinity, scratch];
+        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
         if (slices > 1) team.run("winogradF32", slices, 1, args);
         else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];
