@@ -268,10 +268,13 @@ const winograd: WasmOpImpl = {
           if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
           const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
           const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
-          const nt = Math.min(ntMax, Math.ceil(tiles / 8) * 8);
+          // Enough tile chunks for UNITS_PER_THREAD per thread where the tiles allow it.
+          const nt = Math.min(ntMax, Math.ceil(tiles / (threads > 1 ? UNITS_PER_THREAD * threads : 1) / 8) * 8);
           const nTc = Math.ceil(tiles / nt);
           const base = g.batch * nTc;
-          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          // Row chunks only when there are fewer tile chunks than threads: a row chunk claimed by
+          // another thread than its tile chunk's first recomputes the chunk's input transform.
+          const target = threads;
           let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
           const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
           nMc = Math.ceil(m / mc);
