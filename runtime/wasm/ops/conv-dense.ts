@@ -1,10 +1,12 @@
 /**
- * Dense float32 2-D Conv on wasm: every group through one GEMM kernel (as/gemm.ts convGemmF32:
- * 1×1 stride-1 unpadded layers read X directly, the rest pack im2col rows on the fly into the
- * micro-kernel's pixel panels), and depthwise layers (one input channel per group) through
- * as/depthwise.ts. Weights are packed once at bind into wasm memory (a compressed weight is
- * decoded straight into the packed form). Both take the epilogue (bias; residual and clamp
- * are there for the fusion the binder plans, unused until then).
+ * Dense float32 2-D Conv on wasm, three implementations the backend picks between by estimated
+ * cost: every group through one GEMM kernel (as/gemm.ts convGemmF32: 1×1 stride-1 unpadded
+ * layers copy rows of X, the rest pack im2col rows on the fly into the micro-kernel's pixel
+ * panels), 3×3 stride-1 single-group layers through Winograd F(2×2, 3×3) (as/winograd.ts), and
+ * depthwise layers (one input channel per group) through as/depthwise.ts. Weights are packed
+ * once at bind into wasm memory (a compressed weight is decoded block by block straight into the
+ * packed form). `run` takes the fused epilogue (residual, clamp) as its 4th argument; the
+ * session's binder does not pass one yet, so Conv → Add → Relu still runs as three steps.
  * 1-D and 3-D Conv, non-constant weights and other dtypes stay with the reference.
  * @module
  */
