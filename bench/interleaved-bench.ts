@@ -7,7 +7,9 @@
  *   bun bench/interleaved-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--batches 1,8] [--reps N]
  * @module
  */
+import { spawnSync } from "node:child_process";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { openRunner } from "../cli/commands/eval.ts";
 import { seededInput } from "../cli/commands/bench.ts";
 
@@ -21,7 +23,15 @@ const threadCounts = option("threads", "1,2").split(",").map(Number);
 const batches = option("batches", "1,8").split(",").map(Number);
 const reps = Number(option("reps", "9"));
 
+declare const Deno: { execPath(): string } | undefined;
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
+if (threadCounts.length > 1) {
+  // onnxruntime-web fixes its thread count per process: one child process per count.
+  const [cmd, ...pre] = typeof Deno !== "undefined" ? [Deno.execPath(), "run", "-A", "--no-check"] : [process.execPath];
+  const rest = process.argv.slice(2).filter((a, i, all) => a !== "--threads" && all[i - 1] !== "--threads");
+  for (const t of threadCounts) spawnSync(cmd!, [...pre, fileURLToPath(import.meta.url), ...rest, "--threads", String(t)], { stdio: "inherit" });
+  process.exit(0);
+}
 console.log(`interleaved runs, ${reps} of each after 2 warm-ups; p50 ms and ours ÷ ort`);
 for (const model of models) {
   for (const threads of threadCounts) {
