@@ -29,6 +29,21 @@ const PT = 10, PL = 11, OUT_H = 12, OUT_W = 13;
   return acc;
 }
 
+/** One border pixel of the 3×3 loop: the taps of rows r0..r2 (flags: inside) at columns ix .. ix + 2. */
+// @ts-ignore: decorator
+@inline function pixel3x3(row0: usize, row1: usize, row2: usize, r0: bool, r1: bool, r2: bool, ix: i32, inW: i32, wm: usize, b: f32): f32 {
+  let acc = b;
+  for (let kx = 0; kx < 3; kx++) {
+    const i = ix + kx;
+    if (i < 0 || i >= inW) continue;
+    const o = <usize>i << 2, wo = <usize>kx << 2;
+    if (r0) acc += load<f32>(row0 + o) * load<f32>(wm + wo);
+    if (r1) acc += load<f32>(row1 + o) * load<f32>(wm + wo, 12);
+    if (r2) acc += load<f32>(row2 + o) * load<f32>(wm + wo, 24);
+  }
+  return acc;
+}
+
 /**
  * Planes [begin, end) of batch × M output planes: plane (n, m) reads input plane (n, m / MULT)
  * and weights `w + m·kh·kw` (dense, row-major). `bias` (0 = none) per output channel;
@@ -72,14 +87,14 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
       const rrow = res != 0 ? res + (<usize>(oy * outW) << 2) : 0;
       let ox = 0;
       if (oxEnd > ox0) {
-        for (; ox < ox0; ox++) {
-          let v = pixel(src, wm, inH, inW, kh, kw, dh, dw, iy0, ox * sw - pl, b);
-          if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
-          store<f32>(drow + (<usize>ox << 2), min(max(v, lo), hi));
-        }
         const r0 = iy0 >= 0 && iy0 < inH, r1 = iy0 + 1 >= 0 && iy0 + 1 < inH, r2 = iy0 + 2 >= 0 && iy0 + 2 < inH;
         const row0 = src + (<usize>(iy0 * inW) << 2);
         const row1 = row0 + (<usize>inW << 2), row2 = row1 + (<usize>inW << 2);
+        for (; ox < ox0; ox++) {
+          let v = pixel3x3(row0, row1, row2, r0, r1, r2, ox * sw - pl, inW, wm, b);
+          if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
+          store<f32>(drow + (<usize>ox << 2), min(max(v, lo), hi));
+        }
         for (;;) {
           if (ox + 4 > oxEnd) {
             if (ox >= oxEnd) break;
@@ -116,6 +131,11 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
           if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow + (<usize>ox << 2)));
           v128.store(drow + (<usize>ox << 2), f32x4.min(f32x4.max(acc, vlo), vhi));
           ox += 4;
+        }
+        for (; ox < outW; ox++) {
+          let v = pixel3x3(row0, row1, row2, r0, r1, r2, ox * sw - pl, inW, wm, b);
+          if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
+          store<f32>(drow + (<usize>ox << 2), min(max(v, lo), hi));
         }
       }
       for (; ox < outW; ox++) {

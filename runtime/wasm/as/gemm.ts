@@ -14,7 +14,7 @@ export function gemmTile(): i32 {
 // Words (i32) of a conv geometry block, written by the binder (runtime/wasm/ops/conv.ts CONV_GEO).
 const CG = 0, IN_H = 1, IN_W = 2, KH = 3, KW = 4, SH = 5, SW = 6, DH = 7, DW = 8, PT = 9, PL = 10;
 const OUT_H = 11, OUT_W = 12, MG = 13, MG_PAD = 14, GROUPS = 15, BATCH = 16, NC = 17, MC = 18, KC = 19;
-const N_PC = 20, N_MC = 21, SLICES = 22, SLOT_BYTES = 23, POINTWISE = 24;
+const N_PC = 20, N_MC = 21, SLICES = 22, SLOT_BYTES = 23, POINTWISE = 24, NEXT = 25;
 
 // @ts-ignore: decorator
 @inline function geo(g: usize, word: i32): i32 {
@@ -101,8 +101,9 @@ function packIm2col(dst: usize, x: usize, g: usize, k0: i32, kb: i32, j0: i32, j
 
 /**
  * Convolution as GEMM, Y_g[mg × P] = W_g[mg × K] · col_g[K × P] (+ epilogue), per image and group.
- * The work is a grid of units (image, group, pixel chunk of NC, row chunk of MC) cut into SLICES
- * equal slices; this call runs slices [begin, end), slice s packing its pixels into scratch slot s
+ * The work is a grid of units (image, group, pixel chunk of NC, row chunk of MC); this call runs
+ * slices [begin, end) of SLICES, each claiming units from the counter in word NEXT (the binder
+ * zeroes it before the call) until none are left, slice s packing its pixels into scratch slot s
  * (`scratch + s · SLOT_BYTES`), so threads never share a slot. `aPack`: per group, mgPad/MR
  * panels of K × MR (k-major), zero-padded rows. K is blocked by KC (one B panel KC × NR in L1).
  */
@@ -112,7 +113,7 @@ export function convGemmF32(
 ): void {
   const cg = geo(g, CG), kh = geo(g, KH), kw = geo(g, KW), mg = geo(g, MG), mgPad = geo(g, MG_PAD);
   const groups = geo(g, GROUPS), batch = geo(g, BATCH), nc = geo(g, NC), mc = geo(g, MC), kcMax = geo(g, KC);
-  const nPc = geo(g, N_PC), nMc = geo(g, N_MC), slices = geo(g, SLICES);
+  const nPc = geo(g, N_PC), nMc = geo(g, N_MC);
   const slotBytes = <usize>geo(g, SLOT_BYTES);
   const p = geo(g, OUT_H) * geo(g, OUT_W);
   const k = cg * kh * kw;
@@ -121,9 +122,11 @@ export function convGemmF32(
   const ldc = <usize>p << 2;
   for (let s = begin; s < end; s++) {
     const slot = scratch + <usize>s * slotBytes;
-    const u0 = <i32>((<i64>s * units) / slices), u1 = <i32>((<i64>(s + 1) * units) / slices);
     let packed = -1; // the pixel chunk (u / nMc) the slot holds, when K is one block
-    for (let u = u0; u < u1; u++) {
+    for (;;) {
+      // Units are claimed one at a time from the shared counter, so a preempted thread takes fewer.
+      const u = atomic.add<i32>(g + (<usize>NEXT << 2), 1);
+      if (u >= units) break;
       // Unit order: row chunk fastest, so consecutive units of a slice reuse the packed pixels.
       const mi = u % nMc, rest = u / nMc, pc = rest % nPc, ng = rest / nPc, grp = ng % groups, n = ng / groups;
       const j0 = pc * nc, jn = min(nc, p - j0);

@@ -7,7 +7,7 @@ import { convTile, storeTileRow } from "./tile";
 
 // Words (i32) of a Winograd geometry block (runtime/wasm/ops/conv-dense.ts WINO_GEO).
 const C = 0, IN_H = 1, IN_W = 2, PT = 3, PL = 4, OUT_H = 5, OUT_W = 6, M = 7, M_PAD = 8, BATCH = 9;
-const NT = 10, N_TC = 11, N_MC = 12, MC = 13, SLICES = 14, SLOT_BYTES = 15;
+const NT = 10, N_TC = 11, N_MC = 12, MC = 13, SLOT_BYTES = 15, NEXT = 16;
 
 // @ts-ignore: decorator
 @inline function geo(g: usize, word: i32): i32 {
@@ -49,8 +49,8 @@ const NT = 10, N_TC = 11, N_MC = 12, MC = 13, SLICES = 14, SLOT_BYTES = 15;
 
 /**
  * Winograd convolution, stride 1, dilation 1, one group. Work units (image, tile chunk of NT
- * tiles, row chunk of MC outputs) cut into SLICES; this call runs slices [begin, end), slice s
- * using scratch slot s: V (16 × C × NT floats, 8-tile panels per ξ) then M (16 × MC × NT).
+ * tiles, row chunk of MC outputs) are claimed one at a time from the counter in word NEXT (zeroed
+ * by the binder) by the slices [begin, end) this call runs, slice s using scratch slot s: V (16 × C × NT floats, 8-tile panels per ξ) then M (16 × MC × NT).
  * `uPack`: 16 matrices U_ξ, each M_PAD/4 panels of C × 4 (k-major).
  */
 export function winogradF32(
@@ -59,7 +59,7 @@ export function winogradF32(
 ): void {
   const c = geo(g, C), inH = geo(g, IN_H), inW = geo(g, IN_W), pt = geo(g, PT), pl = geo(g, PL);
   const outH = geo(g, OUT_H), outW = geo(g, OUT_W), m = geo(g, M), mPad = geo(g, M_PAD), batch = geo(g, BATCH);
-  const nt = geo(g, NT), nTc = geo(g, N_TC), nMc = geo(g, N_MC), mc = geo(g, MC), slices = geo(g, SLICES);
+  const nt = geo(g, NT), nTc = geo(g, N_TC), nMc = geo(g, N_MC), mc = geo(g, MC);
   const slotBytes = <usize>geo(g, SLOT_BYTES);
   const tilesW = (outW + 1) >> 1, tilesH = (outH + 1) >> 1, tiles = tilesH * tilesW;
   const inPlane = <usize>(inH * inW) << 2, outPlane = <usize>(outH * outW) << 2;
@@ -71,9 +71,11 @@ export function winogradF32(
     // would share L1 sets (the transforms touch all 16 at once).
     const vXi = (<usize>c * <usize>nt << 2) + 64;
     const mBase = vBase + 16 * vXi;
-    const u0 = <i32>((<i64>s * units) / slices), u1 = <i32>((<i64>(s + 1) * units) / slices);
     let have = -1;
-    for (let u = u0; u < u1; u++) {
+    for (;;) {
+      // Units are claimed one at a time from the shared counter, so a preempted thread takes fewer.
+      const u = atomic.add<i32>(g + (<usize>NEXT << 2), 1);
+      if (u >= units) break;
       const mi = u % nMc, rest = u / nMc, tc = rest % nTc, n = rest / nTc;
       const t0 = tc * nt, tn = min(nt, tiles - t0);
       const tnPad = (tn + 7) & ~7;

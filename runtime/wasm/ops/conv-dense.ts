@@ -1,10 +1,12 @@
 /**
- * Dense float32 2-D Conv on wasm: every group through one GEMM kernel (as/gemm.ts convGemmF32:
- * 1×1 stride-1 unpadded layers read X directly, the rest pack im2col rows on the fly into the
- * micro-kernel's pixel panels), and depthwise layers (one input channel per group) through
- * as/depthwise.ts. Weights are packed once at bind into wasm memory (a compressed weight is
- * decoded straight into the packed form). Both take the epilogue (bias; residual and clamp
- * are there for the fusion the binder plans, unused until then).
+ * Dense float32 2-D Conv on wasm, three implementations the backend picks between by estimated
+ * cost: every group through one GEMM kernel (as/gemm.ts convGemmF32: 1×1 stride-1 unpadded
+ * layers copy rows of X, the rest pack im2col rows on the fly into the micro-kernel's pixel
+ * panels), 3×3 stride-1 single-group layers through Winograd F(2×2, 3×3) (as/winograd.ts), and
+ * depthwise layers (one input channel per group) through as/depthwise.ts. Weights are packed
+ * once at bind into wasm memory (a compressed weight is decoded block by block straight into the
+ * packed form). `run` takes the fused epilogue (residual, clamp) as its 4th argument; the
+ * session's binder does not pass one yet, so Conv → Add → Relu still runs as three steps.
  * 1-D and 3-D Conv, non-constant weights and other dtypes stay with the reference.
  * @module
  */
@@ -13,21 +15,20 @@ import type { NodeSpec } from "../../backend.ts";
 import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
-import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
+import { allFloat32, CALL_NS, type DenseBound, type Epilogue, epilogueArgs, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
 
-/** Residual address and clamp of a fused node (runtime/fusion.ts), or none. */
-function epilogueArgs(spec: NodeSpec, inputs: readonly (Tensor | undefined)[], addr: (t: Tensor) => number): [number, number, number] {
+/** The epilogue of a node the binder fused (runtime/fusion.ts: NodeSpec.epilogue), or none. */
+function fusedEpilogue(spec: NodeSpec, inputs: readonly (Tensor | undefined)[]): Epilogue | undefined {
   const f = spec.epilogue;
-  if (!f) return [0, -Infinity, Infinity];
-  return [f.residual === undefined ? 0 : addr(inputs[f.residual]!), f.lo, f.hi];
+  return f ? { residual: f.residual === undefined ? undefined : inputs[f.residual], lo: f.lo, hi: f.hi } : undefined;
 }
 
 /** Words of the conv geometry block (as/gemm.ts reads them by these indices). */
 const CONV_GEO = [
   "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
-  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise",
+  "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise", "next",
 ] as const;
-const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes");
+const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes"), NEXT_WORD = CONV_GEO.indexOf("next");
 /** Words of the depthwise geometry block (as/depthwise.ts). */
 const DW_GEO = ["ch", "mult", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW"] as const;
 
@@ -99,7 +100,7 @@ const convGemm: WasmOpImpl = {
     const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
     return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", weightForm: "dense-f32-packed-4x", cost: CALL_NS + flops / rate };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels, team = env.team;
     const wDims = constantDims(spec, 1)!;
     const [m, cg, kh, kw] = wDims as [number, number, number, number];
@@ -120,9 +121,9 @@ const convGemm: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr) {
+      run(inputs, rc, addr, epilogue) {
         const x = inputs[0];
-        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
+        epilogue ??= fusedEpilogue(spec, inputs);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           const p = g.outSpatial[0]! * g.outSpatial[1]!;
           const nc = Math.min(NC, Math.ceil(p / 8) * 8);
@@ -138,18 +139,19 @@ const convGemm: WasmOpImpl = {
           const vals: Record<(typeof CONV_GEO)[number], number> = {
             cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
             dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0,
+            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0, next: 0,
           };
           CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
         });
         const view = k.i32(geoPtr, CONV_GEO.length);
         const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
+        view[NEXT_WORD] = 0; // the kernel's unit counter
         const p = g.outSpatial[0]! * g.outSpatial[1]!;
         const y = rc.alloc(g.batch * m * p);
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, res, lo, hi, scratch];
+        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
         if (slices > 1) team.run("convGemmF32", slices, 1, args);
         else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];
@@ -178,7 +180,7 @@ const depthwise: WasmOpImpl = {
     const flops = 2 * w[0]! * kh * kw * p;
     return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", weightForm: "dense-f32", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels;
     const wDims = constantDims(spec, 1)!;
     const m = wDims[0]!;
@@ -187,9 +189,9 @@ const depthwise: WasmOpImpl = {
     const geo = new GeoCache(k, DW_GEO.length);
     return {
       residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr) {
+      run(inputs, rc, addr, epilogue) {
         const x = inputs[0];
-        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
+        epilogue ??= fusedEpilogue(spec, inputs);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
           const vals: Record<(typeof DW_GEO)[number], number> = {
@@ -202,7 +204,7 @@ const depthwise: WasmOpImpl = {
         const p = g.outSpatial[0]! * g.outSpatial[1]!;
         const planes = g.batch * m;
         const y = rc.alloc(planes * p);
-        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, res, lo, hi];
+        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr)];
         if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
         else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
@@ -213,8 +215,8 @@ const depthwise: WasmOpImpl = {
 };
 
 /** Words of the Winograd geometry block (as/winograd.ts). */
-const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes"] as const;
-const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes");
+const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes", "next"] as const;
+const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes"), WINO_NEXT = WINO_GEO.indexOf("next");
 /** Bytes of transformed input (16 × C × tiles) a unit keeps, so V stays in L2 (the tile count follows C). */
 const WINO_V_BYTES = 1 << 19;
 
@@ -243,7 +245,7 @@ const winograd: WasmOpImpl = {
     const ns = (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
     return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: CALL_NS + ns };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels, team = env.team;
     const wDims = constantDims(spec, 1)!;
     const [m, c] = wDims as [number, number];
@@ -276,17 +278,20 @@ const winograd: WasmOpImpl = {
     const threads = team.threads;
     return {
       residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr) {
+      run(inputs, rc, addr, epilogue) {
         const x = inputs[0];
-        const [res, lo, hi] = epilogueArgs(spec, inputs, addr);
+        epilogue ??= fusedEpilogue(spec, inputs);
         const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
           if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
           const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
           const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
-          const nt = Math.min(ntMax, Math.ceil(tiles / 8) * 8);
+          // Enough tile chunks for UNITS_PER_THREAD per thread where the tiles allow it.
+          const nt = Math.min(ntMax, Math.ceil(tiles / (threads > 1 ? UNITS_PER_THREAD * threads : 1) / 8) * 8);
           const nTc = Math.ceil(tiles / nt);
           const base = g.batch * nTc;
-          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+          // Row chunks only when there are fewer tile chunks than threads: a row chunk claimed by
+          // another thread than its tile chunk's first recomputes the chunk's input transform.
+          const target = threads;
           let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
           const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
           nMc = Math.ceil(m / mc);
@@ -295,17 +300,18 @@ const winograd: WasmOpImpl = {
           const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64;
           const vals: Record<(typeof WINO_GEO)[number], number> = {
             c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes,
+            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes, next: 0,
           };
           WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
         });
         const view = k.i32(geoPtr, WINO_GEO.length);
         const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
+        view[WINO_NEXT] = 0; // the kernel's unit counter
         const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
         const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
         if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
         const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, res, lo, hi, scratch];
+        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
         if (slices > 1) team.run("winogradF32", slices, 1, args);
         else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
         return [{ dtype: "float32", dims, data: y } as Tensor];

@@ -5,7 +5,9 @@
  * @module
  */
 import { codebookValue, sizeOf } from "../../../format/mod.ts";
-import type { NodeSpec } from "../../backend.ts";
+import type { Tensor } from "../../../format/mod.ts";
+import type { NodeSpec, RunContext } from "../../backend.ts";
+import type { AddressOf, WasmBound } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
 
 /**
@@ -36,6 +38,28 @@ export const DENSE_GFLOPS = {
   /** Pools, taps per ns: max 3×3/2 @112 0.8, avg 3×3/1 @56 1.0. */
   pool: 0.9,
 } as const;
+
+/**
+ * The fused epilogue of a Conv/Gemm kernel: `y = clamp(conv(x) + bias + residual, lo, hi)`, the
+ * residual having the output's shape (a following Add), lo/hi a following Relu/Clip.
+ */
+export interface Epilogue {
+  residual?: Tensor;
+  lo?: number;
+  hi?: number;
+}
+
+/** What the dense Conv/Gemm binders return: `run` also takes the epilogue the binder may fuse. */
+export interface DenseBound extends WasmBound {
+  run(inputs: readonly (Tensor | undefined)[], rc: RunContext, addr: AddressOf, epilogue?: Epilogue): Tensor[];
+}
+
+/** The epilogue's kernel arguments [residual pointer (0 = none), lo, hi] for an output of `length` floats. */
+export function epilogueArgs(e: Epilogue | undefined, length: number, addr: AddressOf): [number, number, number] {
+  if (!e) return [0, -Infinity, Infinity];
+  if (e.residual && e.residual.data.length !== length) throw new Error(`fused residual has ${e.residual.data.length} values, the output ${length}`);
+  return [e.residual ? addr(e.residual) : 0, e.lo ?? -Infinity, e.hi ?? Infinity];
+}
 
 /** Fixed cost of one kernel call from JS (argument marshalling, the team's split), ns. */
 export const CALL_NS = 2000;

@@ -1,13 +1,17 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { CompressedTensor, Tensor } from "../../../format/mod.ts";
-import { relativeDiff } from "../../cpu/test-support.ts";
+import { randomTensor, relativeDiff, seededRandom } from "../../cpu/test-support.ts";
+import type { DenseBound } from "./dense-common.ts";
+import { WASM_OPS } from "./index.ts";
 import { createSession } from "../../session.ts";
 import { CLAIMED_CASES, DENSE_TOLERANCE, REFUSED_CASES } from "./dense-cases.ts";
 import { attrValues, nodeSpec, referenceOutput, runBound, testBackend } from "./test-support.ts";
 import { seededInput } from "../../../cli/commands/bench.ts";
 
-const SHARED = process.env.OPQ_SHARED ?? join(import.meta.dir, "..", "..", "..", "..", "shared");
+const SHARED = process.env.OPQ_SHARED ?? new URL("../../../../shared", import.meta.url).pathname;
+/** One case per Conv/Gemm kernel whose fused epilogue is checked. */
+const EPILOGUE_CASES = ["1x1 pointwise batch 3", "3x3 pad 1 5->6", "winograd 3x3 no pad batch 3", "depthwise 3x3 s2 pad 1 batch 3", "depthwise 5x5", "Gemm alpha/beta", "MatMul"];
 /** Logits of a whole model against the reference backend, relative to max |logit|. */
 const MODEL_TOLERANCE = 1e-4;
 
@@ -40,6 +44,34 @@ for (const build of ["relaxed", "simd"] as const) {
           // Cases named "split" are large enough that a 2-thread team must divide them.
           if (threads === 2 && c.name.includes("split")) expect(env.backend.env.team.splits).toBeGreaterThan(splits);
           bound!.dispose?.();
+        });
+      }
+      // The fused epilogue (residual, then clamp) on one case of each Conv/Gemm kernel.
+      for (const c of CLAIMED_CASES.filter((c) => EPILOGUE_CASES.some((n) => c.name.startsWith(n)))) {
+        test(`epilogue (residual + clamp): ${c.name}`, async () => {
+          const spec = nodeSpec(c.op, c.inputs, attrValues(c.attrs, c.floats), c.opset, c.outputs);
+          const claims = WASM_OPS.map((impl) => ({ impl, claim: impl.claim(spec, env.backend.env) })).filter((x) => x.claim?.path === c.path);
+          expect(claims.length).toBe(1);
+          const { impl, claim } = claims[0]!;
+          const bound = impl.bind(spec, env.backend.env, claim!) as DenseBound;
+          const xs = c.inputs.map((i) => i?.tensor);
+          const want = referenceOutput(spec, xs);
+          const residual = randomTensor(seededRandom(5), want.dims);
+          const k = env.backend.env.kernels;
+          const addr = (t: Tensor) => {
+            const a = k.addressOf(t.data as Float32Array);
+            if (a >= 0) return a;
+            const v = env.heap.take(t.data.length);
+            v.set(t.data as Float32Array);
+            return v.byteOffset;
+          };
+          const out = bound.run(xs, env.rc, addr, { residual, lo: -0.4, hi: 0.6 })[0]!;
+          const got: Tensor = { ...out, data: (out.data as Float32Array).slice() };
+          env.heap.clear();
+          const wd = want.data as Float32Array, rd = residual.data as Float32Array;
+          const fused: Tensor = { ...want, data: wd.map((v, i) => Math.min(Math.max(v + rd[i]!, -0.4), 0.6)) };
+          expect(relativeDiff(got, fused)).toBeLessThanOrEqual(DENSE_TOLERANCE);
+          bound.dispose?.();
         });
       }
       test("wasm build in use", () => {

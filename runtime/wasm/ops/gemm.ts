@@ -12,7 +12,7 @@ import type { Tensor } from "../../../format/mod.ts";
 import { sizeOf } from "../../../format/mod.ts";
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
-import { allFloat32, CALL_NS, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim } from "./dense-common.ts";
+import { allFloat32, CALL_NS, type DenseBound, epilogueArgs, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim } from "./dense-common.ts";
 
 /** Below this many multiply-adds a call stays on one thread (a split costs ~20 µs ≈ 100k MACs). */
 const PARALLEL_MIN_MACS = 1 << 17;
@@ -65,7 +65,7 @@ const gemm: WasmOpImpl = {
     const m = spec.node.opType === "Gemm" ? staticDim(a[p.transA ? 1 : 0]) ?? 1 : a.slice(0, -1).reduce<number>((r, d) => r * (staticDim(d) ?? 1), 1);
     return { path: m <= 8 ? "wasm-gemv" : "wasm-gemm", weightForm: "dense-f32-panels-8", cost: CALL_NS + (2 * m * p.k * p.n) / DENSE_GFLOPS.gemmRows };
   },
-  bind(spec, env) {
+  bind(spec, env): DenseBound {
     const k = env.kernels, team = env.team;
     const p = problemOf(spec)!;
     const panels = Math.ceil(p.n / 8);
@@ -94,7 +94,7 @@ const gemm: WasmOpImpl = {
     }
     return {
       residentBytes: bFloats * 4 + (bias ? panels * 32 : 0),
-      run([a], rc, addr) {
+      run([a], rc, addr, epilogue) {
         const ad = a!.dims;
         let m: number, outDims: number[], lda: number, aks: number;
         if (spec.node.opType === "MatMul") {
@@ -113,13 +113,15 @@ const gemm: WasmOpImpl = {
         const y = rc.alloc(m * p.n);
         if (m === 0 || p.n === 0) return [{ dtype: "float32", dims: outDims, data: y } as Tensor];
         if (p.k === 0) {
-          y.fill(0);
-          if (p.bias) for (let i = 0; i < m; i++) y.set(p.bias, i * p.n);
+          // An empty product: the output is the epilogue of zeros.
+          const r = epilogue?.residual?.data as Float32Array | undefined;
+          const lo = epilogue?.lo ?? -Infinity, hi = epilogue?.hi ?? Infinity;
+          for (let i = 0; i < m * p.n; i++) y[i] = Math.min(Math.max((p.bias?.[i % p.n] ?? 0) + (r?.[i] ?? 0), lo), hi);
           return [{ dtype: "float32", dims: outDims, data: y } as Tensor];
         }
         const slices = m * p.k * p.n >= PARALLEL_MIN_MACS ? Math.min(team.threads, panels) : 1;
         const strips = scratchBlock(k, slices * p.k * 16);
-        const args = [slices, m, p.n, p.k, addr(a!), lda, aks, bPack, y.byteOffset, bias, 0, -Infinity, Infinity, strips];
+        const args = [slices, m, p.n, p.k, addr(a!), lda, aks, bPack, y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), strips];
         if (slices > 1) team.run("gemmPackedF32", slices, 1, args);
         else (k.exports.gemmPackedF32 as (...x: number[]) => void)(0, 1, ...args);
         return [{ dtype: "float32", dims: outDims, data: y } as Tensor];

@@ -1,0 +1,57 @@
+/**
+ * Batch latency of our runtime and onnxruntime-web (wasm) in one process, their runs alternating
+ * (ours, ort, ours, ort, …), so on a shared machine whatever load there is hits both alike.
+ * `opq bench` measures each runtime in its own process one after the other (needed for RSS); when
+ * other jobs come and go between the two, its latency ratio moves with them, this one does not.
+ *
+ *   bun bench/interleaved-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--batches 1,8] [--reps N]
+ * @module
+ */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { openRunner } from "../cli/commands/eval.ts";
+import { seededInput } from "../cli/commands/bench.ts";
+
+function option(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+const shared = process.env.OPQ_SHARED ?? new URL("../../shared", import.meta.url).pathname;
+const models = option("models", "mobilenet_v2-224.onnx,resnet18-224.onnx").split(",").map((m) => (m.includes("/") ? m : join(shared, "models", m)));
+const threadCounts = option("threads", "1,2").split(",").map(Number);
+const batches = option("batches", "1,8").split(",").map(Number);
+const reps = Number(option("reps", "9"));
+
+declare const Deno: { execPath(): string } | undefined;
+const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
+if (threadCounts.length > 1) {
+  // onnxruntime-web fixes its thread count per process: one child process per count.
+  const [cmd, ...pre] = typeof Deno !== "undefined" ? [Deno.execPath(), "run", "-A", "--no-check"] : [process.execPath];
+  const rest = process.argv.slice(2).filter((a, i, all) => a !== "--threads" && all[i - 1] !== "--threads");
+  for (const t of threadCounts) spawnSync(cmd!, [...pre, fileURLToPath(import.meta.url), ...rest, "--threads", String(t)], { stdio: "inherit" });
+  process.exit(0);
+}
+console.log(`interleaved runs, ${reps} of each after 2 warm-ups; p50 ms and ours ÷ ort`);
+for (const model of models) {
+  for (const threads of threadCounts) {
+    const ours = await openRunner(model, "opq", { threads }), ort = await openRunner(model, "ort", { threads });
+    const input = ours.inputs[0]!;
+    for (const batch of batches) {
+      const x = seededInput(input.shape!.map((d, i) => (i === 0 ? batch : (d as number))), 5);
+      const t = { opq: [] as number[], ort: [] as number[] };
+      for (let i = 0; i < reps + 2; i++) {
+        for (const [k, r] of [["opq", ours], ["ort", ort]] as const) {
+          const t0 = performance.now();
+          await r.run({ [input.name]: x });
+          if (i >= 2) t[k].push(performance.now() - t0);
+        }
+      }
+      const a = median(t.opq), b = median(t.ort);
+      console.log(`${model.split("/").pop()}  threads ${threads}  batch ${batch}:  ours ${a.toFixed(1)}  ort ${b.toFixed(1)}  ratio ${(a / b).toFixed(2)}`);
+    }
+    await ours.dispose();
+    await ort.dispose();
+  }
+}
+process.exit(0);
