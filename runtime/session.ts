@@ -10,7 +10,7 @@ import type { Dim, Model, OpqModel, Tensor, ValueInfo } from "../format/mod.ts";
 import { BufferPool, recycle } from "./buffer-pool.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
+import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMacsPerSample, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
 import { type Plan, type PlannedStep, planModel } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
 
@@ -32,7 +32,7 @@ export interface SessionInfo {
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
   /** The run budgets (SessionOptions.memoryBudget / maxLoopSteps, or their defaults), and the planned per-sample peak they are sized from. */
-  limits?: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number };
+  limits?: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number; maxMacsPerSample: number };
 }
 
 /** A loaded model. */
@@ -60,6 +60,11 @@ export interface SessionOptions {
   memoryBudget?: number;
   /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^14). */
   maxLoopSteps?: number;
+  /**
+   * Multiply-adds (Conv, ConvTranspose, Gemm, MatMul) one run may do per sample of its batch;
+   * default 4096 per byte of the model's weights, at least 2^28 (runtime/budget.ts).
+   */
+  maxMacsPerSample?: number;
 }
 
 const isOpqModel = (x: unknown): x is OpqModel =>
@@ -131,6 +136,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
     maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
     perSampleBytes,
+    maxMacsPerSample: options.maxMacsPerSample ?? defaultMacsPerSample(plan),
   };
   const metadata: Record<string, unknown> = opq
     ? { ...opq.metadata }
@@ -344,7 +350,11 @@ class PlannedSession implements Session {
       const plan = this.#plan;
       if (!plan) throw new OpqRuntimeError(RUNTIME_ERROR_CODES.DISPOSED, "run() on a disposed session");
       validateFeeds(plan.inputs, feeds);
-      const budget: RunBudget = { maxBytes: this.info.limits!.memoryBudget, maxLoopSteps: this.info.limits!.maxLoopSteps, loopSteps: 0 };
+      const limits = this.info.limits!;
+      // The batch: dimension 0 of the first input, when the model declares it symbolic.
+      const first = plan.inputs[0];
+      const batch = first?.shape && typeof first.shape[0] !== "number" ? Math.max(1, feeds[first.name]!.dims[0] ?? 1) : 1;
+      const budget: RunBudget = { maxBytes: limits.memoryBudget, maxLoopSteps: limits.maxLoopSteps, loopSteps: 0, maxMacs: limits.maxMacsPerSample * batch, macs: 0 };
       return Promise.resolve(runPlan(plan, feeds, undefined, undefined, this.#pool, budget));
     } catch (e) {
       return Promise.reject(e);
