@@ -129,6 +129,9 @@ function runChild(from: number, to: number): Promise<number> {
         done++;
         current = -1;
         next = Number(i) + 1;
+        if (done % 5000 === 0) {
+          process.stderr.write(`fuzz: ${done} mutants, ${((performance.now() - t0) / 1000).toFixed(0)} s, untyped ${counts.get("UNTYPED") ?? 0}, hangs ${counts.get("HANG") ?? 0}, crashes ${counts.get("CRASH") ?? 0}, RSS over ${rssOver}\n`);
+        }
         tally(counts, c.startsWith("UNTYPED") ? "UNTYPED" : c);
         let k = byKind.get(kind!);
         if (!k) byKind.set(kind!, (k = new Map()));

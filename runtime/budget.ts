@@ -1,6 +1,6 @@
 /**
- * A session's budgets: bytes of intermediates alive at once, and steps of Loop/Scan bodies per
- * run. A run is refused with LIMIT_EXCEEDED before a step whose planned outputs (inferred shapes
+ * A session's budgets: bytes of intermediates alive at once, steps of Loop/Scan bodies per run,
+ * and multiply-adds per sample (a static graph can ask for minutes of compute in a few bytes). A run is refused with LIMIT_EXCEEDED before a step whose planned outputs (inferred shapes
  * with the feed's symbolic dims bound) would pass the memory budget, when a kernel asks the pool
  * for a buffer that would, after any step whose real outputs did, and when loops pass their step
  * budget or their carried state passes the memory budget. So a hostile graph (a broadcast to
@@ -36,10 +36,23 @@ export const DEFAULT_BATCH = 64;
  */
 export const DEFAULT_MAX_LOOP_STEPS = 1 << 14;
 
+/**
+ * Floor of the default compute budget: 2^28 multiply-adds per sample (ResNet-18 at 224² needs
+ * 1.8·10^9, ResNet-20 at 28² 4·10^7, so the per-byte rule below is what binds for real models).
+ */
+export const MIN_MACS_PER_SAMPLE = 2 ** 28;
+/**
+ * Default compute budget per sample: this many multiply-adds (Conv, ConvTranspose, Gemm, MatMul)
+ * per byte of the model's constants. Real CNNs need 20–40 (ResNet-18: 1.8·10^9 / 46.8 MB = 39,
+ * MobileNetV2 ~21, ResNet-20 ~37); 4096 is 100× that, and refuses a 3 KB graph whose edited
+ * pads and kernels ask for 4·10^9 (fuzz mutant 2310 of seed 14: 55 s of compute).
+ */
+export const MACS_PER_WEIGHT_BYTE = 4096;
+
 /** A budget a run passed; kernels throw it, the session turns it into LIMIT_EXCEEDED. */
 export class LimitError extends KernelError {
   override name = "LimitError";
-  constructor(readonly limit: "memory" | "steps", message: string) {
+  constructor(readonly limit: "memory" | "steps" | "compute", message: string) {
     super(message);
   }
 }
@@ -50,6 +63,32 @@ export interface RunBudget {
   maxLoopSteps: number;
   /** Loop/Scan steps taken so far in this run. */
   loopSteps: number;
+  /** Multiply-adds (Conv, ConvTranspose, Gemm, MatMul) the run may do, and has done so far. */
+  maxMacs?: number;
+  macs?: number;
+}
+
+/** The default compute budget per sample of a plan: MACS_PER_WEIGHT_BYTE per byte of its constants, at least MIN_MACS_PER_SAMPLE. */
+export function defaultMacsPerSample(plan: Plan): number {
+  let bytes = 0;
+  for (const t of plan.constants.values()) bytes += tensorBytes(t);
+  return Math.max(MIN_MACS_PER_SAMPLE, MACS_PER_WEIGHT_BYTE * bytes);
+}
+
+/** Multiply-adds of a step about to run, from the shapes of its inputs and outputs (0 for other ops). */
+function stepMacs(step: PlannedStep, inputs: readonly (Tensor | undefined)[], outShape: readonly (number | string | null)[] | undefined): number {
+  const prod = (ds: readonly unknown[]) => ds.reduce<number>((p, d) => p * (typeof d === "number" ? Math.max(d, 0) : 1), 1);
+  const [x, w] = inputs;
+  switch (step.node.opType) {
+    case "Conv": return w && outShape ? prod(outShape) * prod(w.dims.slice(1)) : 0;
+    case "ConvTranspose": return x && w ? prod(x.dims) * prod(w.dims.slice(1)) : 0;
+    case "Gemm": case "MatMul": {
+      if (!x || !outShape) return 0;
+      const k = step.node.opType === "Gemm" && step.attrs.int("transA", 0) ? x.dims[0] : x.dims[x.dims.length - 1];
+      return prod(outShape) * (k ?? 1);
+    }
+    default: return 0;
+  }
 }
 
 /** Bytes of a tensor's data. */
@@ -149,6 +188,17 @@ export class MemoryMeter {
         bytesOfShape(this.plan.shapes.get(o), this.plan.dtypes.get(o), (d) => (typeof d === "number" ? d : d === null ? undefined : this.#symbols.get(d)));
       if (b !== undefined) planned += b;
     });
+    const budget = this.budget;
+    if (budget.maxMacs !== undefined) {
+      const macs = stepMacs(step, inputs, now[0]);
+      budget.macs = (budget.macs ?? 0) + macs;
+      if (budget.macs > budget.maxMacs) {
+        throw limitExceeded(
+          `${step.node.opType} node '${step.name}' would bring the run to ${budget.macs.toExponential(2)} multiply-adds: over the session compute budget of ${budget.maxMacs.toExponential(2)} (SessionOptions.maxMacsPerSample × batch)`,
+          { node: step.name, opType: step.node.opType, macs: budget.macs, budget: budget.maxMacs, limit: "compute" },
+        );
+      }
+    }
     if (this.#bytes + planned > this.budget.maxBytes) {
       throw limitExceeded(
         `${step.node.opType} node '${step.name}' would allocate ${planned} bytes with ${this.#bytes} alive: over the session memory budget of ${this.budget.maxBytes} bytes (SessionOptions.memoryBudget)`,

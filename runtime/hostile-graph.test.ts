@@ -2,7 +2,7 @@
  * Graphs built to hang or blow up (issue 14), each refused with a typed error: a ResNet-20
  * `.opq` whose Conv pads are 1e15 (and strides 0 / −1, dilations 2^32); a 160 KB ONNX broadcasting
  * [1, 20000] + [20000, 1] constants; a Pad of a 1×1 constant by 30000; a `.opq` whose dims were
- * edited (checksums recomputed); Loops with a trip count of 2^62, no trip count and a true
+ * edited (checksums recomputed); a small Conv padded to 1.2·10^9 multiply-adds; Loops with a trip count of 2^62, no trip count and a true
  * condition, and a state that doubles. Memory is checked as RSS growth (not time).
  */
 import { describe, expect, test } from "bun:test";
@@ -115,6 +115,20 @@ describe("load-time folding and run-time allocations under the memory budget", (
     const e = await failure(() => session.run({ x: f32([1, 1]) }));
     expect(e.code).toBe("LIMIT_EXCEEDED");
     expect(rssMiB() - rss0).toBeLessThan(500);
+  });
+
+  test("a 300-byte Conv whose pads ask for 1.2·10^9 multiply-adds is refused by the compute budget", async () => {
+    const m = model({
+      nodes: [node("Conv", ["x", "w"], ["y"], { pads: ints([2000, 2000, 2000, 2000]) })],
+      inputs: [{ name: "x", dtype: "float32", shape: [1, 8, 8, 8] }],
+      outputs: [{ name: "y", dtype: "float32", shape: null }],
+      initializers: { w: f32([1, 8, 3, 3]) },
+    });
+    const session = await createSession(m);
+    expect(session.info.limits!.maxMacsPerSample).toBe(2 ** 28); // 288 bytes of weights: the floor
+    const e = await failure(() => session.run({ x: f32([1, 8, 8, 8]) }));
+    expect(e.code).toBe("LIMIT_EXCEEDED");
+    expect(e.details).toMatchObject({ limit: "compute", macs: 4006 * 4006 * 72 });
   });
 
   test("a .opq whose tensor dims were edited (checksums recomputed) is TOO_LARGE for its size", () => {

@@ -11,7 +11,7 @@ import { BufferPool, recycle } from "./buffer-pool.ts";
 import { applyFusions, type FusionCandidate, findFusions } from "./fusion.ts";
 import { ensureCpuWorkers } from "./cpu/worker-pool.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
-import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
+import { asLimitExceeded, DEFAULT_MAX_LOOP_STEPS, defaultMacsPerSample, defaultMemoryBudget, MemoryMeter, perSamplePeakBytes, type RunBudget } from "./budget.ts";
 import { isMaterialized, layerPath, type Plan, type PlannedStep, planModel, prepareStep, unreadable } from "./planner.ts";
 import { KernelError, type KernelContext, type OpVersion } from "./ops/types.ts";
 import { WasmBackend } from "./wasm/backend.ts";
@@ -48,7 +48,7 @@ export interface SessionInfo {
   /** Wall time of reading and planning, in milliseconds. */
   loadMs: number;
   /** The run budgets (SessionOptions.memoryBudget / maxLoopSteps, or their defaults), and the planned per-sample peak they are sized from. */
-  limits: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number };
+  limits: { memoryBudget: number; maxLoopSteps: number; perSampleBytes: number; maxMacsPerSample: number };
   /** The backends bound to at least one layer, with what they report (threads, SIMD features, adapter). */
   backends: Record<string, Record<string, unknown>>;
   /** Bytes held for weights, summed over the layers (the weights as the kernels hold them). */
@@ -132,6 +132,11 @@ export interface SessionOptions {
   memoryBudget?: number;
   /** Loop iterations and Scan steps one run may take (default DEFAULT_MAX_LOOP_STEPS = 2^14). */
   maxLoopSteps?: number;
+  /**
+   * Multiply-adds (Conv, ConvTranspose, Gemm, MatMul) one run may do per sample of its batch;
+   * default 4096 per byte of the model's weights, at least 2^28 (runtime/budget.ts).
+   */
+  maxMacsPerSample?: number;
 }
 
 const isOpqModel = (x: unknown): x is OpqModel =>
@@ -227,6 +232,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
     maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
     perSampleBytes: perSamplePeakBytes(plan),
+    maxMacsPerSample: options.maxMacsPerSample ?? defaultMacsPerSample(plan),
   };
   const notes: string[] = [];
   let gpu: Backend | undefined;
@@ -652,7 +658,10 @@ class PlannedSession implements Session {
     const read = (n: string): Tensor | undefined => (n === "" ? undefined : env.get(n) ?? plan.constants.get(n));
     const memory = heap ? this.#memoryFor(plan, feeds, heap) : undefined;
     const limits = this.info.limits;
-    const budget: RunBudget = { maxBytes: limits.memoryBudget, maxLoopSteps: limits.maxLoopSteps, loopSteps: 0 };
+    // The batch of this run (one image when the session splits batches): dimension 0 of the first input, when symbolic.
+    const first = plan.inputs[0];
+    const batch = first?.shape && typeof first.shape[0] !== "number" ? Math.max(1, feeds[first.name]!.dims[0] ?? 1) : 1;
+    const budget: RunBudget = { maxBytes: limits.memoryBudget, maxLoopSteps: limits.maxLoopSteps, loopSteps: 0, maxMacs: limits.maxMacsPerSample * batch, macs: 0 };
     const meter = new MemoryMeter(plan, budget, plan.inputs, feeds);
     let planned: { name: string; length: number }[] = [], next = 0;
     const rc: RunContext = {

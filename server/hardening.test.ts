@@ -141,22 +141,25 @@ for (const runtime of ["bun", "deno"] as const) {
 
     test("a run past the request deadline is answered 504 and frees its slot at once", async () => {
       // One slot, no queue: if the cancelled run still held the slot, the next request would be 503.
-      const server = await startServer(runtime, { app: { requestTimeoutMs: 3000 }, queue: { concurrency: 1, maxQueue: 0, maxBatch: 1 } });
+      const server = await startServer(runtime, { app: { requestTimeoutMs: 2000 }, queue: { concurrency: 1, maxQueue: 0, maxBatch: 1 } });
       try {
-        const slow = await inferBinary(server.url, 1024); // ~5 s of CPU on an idle core, more here
+        const slow = await inferBinary(server.url, 1024); // the cap: ~4.6 s of CPU on an idle core
         expect(slow.status).toBe(504);
         expect(((await slow.json()) as { error: { code: string } }).error.code).toBe("TIMEOUT");
-        let next = await inferBinary(server.url, 1);
-        // The worker is being reloaded: the request waits for it (well within its deadline).
-        expect(next.status).toBe(200);
-        await next.body?.cancel();
-        next = await inferBinary(server.url, 2);
-        expect(next.status).toBe(200);
-        await next.body?.cancel();
+        // The worker is reloading: the next request waits for it, and on a loaded machine may
+        // itself time out (504) – but is never refused for a busy slot (503). Bounded: 10 tries.
+        const statuses: number[] = [];
+        for (let i = 0; i < 10 && statuses.at(-1) !== 200; i++) {
+          const next = await inferBinary(server.url, 1);
+          statuses.push(next.status);
+          await next.body?.cancel();
+        }
+        expect(statuses.at(-1)).toBe(200);
+        expect(statuses.every((st) => st === 200 || st === 504)).toBe(true);
       } finally {
         server.proc.kill("SIGKILL");
       }
-    }, 60_000);
+    }, 90_000);
 
     test("SIGTERM under 64-client load: every request sent gets an answer (200 or 503), none is reset", async () => {
       const server = await startServer(runtime, { queue: { concurrency: 1, maxQueue: 256, maxBatch: 16 } });

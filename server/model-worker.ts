@@ -36,11 +36,28 @@ const fail = (id: number | null, e: unknown): FromWorker => {
   };
 };
 
+/**
+ * One run on zeros at batch 1 before the worker reports itself loaded, so JIT warm-up and
+ * WebAssembly compilation are not paid by the first request (nor by the first one after a
+ * cancelled run restarted the worker). Skipped for inputs without a static per-sample shape.
+ */
+async function warmUp(s: Session): Promise<void> {
+  const feeds: Record<string, Tensor> = {};
+  for (const v of s.inputs) {
+    if (v.dtype !== "float32" || !v.shape) return;
+    const dims = v.shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? 1 : -1));
+    if (dims.some((d) => d < 0)) return;
+    feeds[v.name] = { dtype: "float32", dims, data: new Float32Array(dims.reduce((a, b) => a * b, 1)) };
+  }
+  try { await s.run(feeds); } catch { /* a model that fails here fails the same way on requests */ }
+}
+
 scope.onmessage = async (e) => {
   const msg = e.data;
   if (msg.type === "load") {
     try {
       session = await createSession(msg.path, msg.options);
+      await warmUp(session);
       scope.postMessage({ type: "loaded", inputs: session.inputs, outputs: session.outputs, info: session.info });
     } catch (err) {
       scope.postMessage(fail(null, err));

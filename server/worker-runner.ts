@@ -85,7 +85,13 @@ export class WorkerRunner implements ModelRunner {
 
   async run(feeds: Record<string, Tensor>, signal?: AbortSignal): Promise<Record<string, Tensor>> {
     if (this.#disposed) throw new OpqRuntimeError("DISPOSED", "run() on a disposed model");
-    const loaded = await this.#current;
+    // Waiting for a (re)loading worker ends at the deadline too: the slot must not outlive it.
+    const loaded = await new Promise<Loaded>((resolve, reject) => {
+      const onAbort = () => reject(signal!.reason ?? new ServerError(E.TIMEOUT, "run cancelled"));
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#current.then(resolve, reject).finally(() => signal?.removeEventListener("abort", onAbort));
+    });
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       const onAbort = () => {

@@ -288,7 +288,7 @@ export async function runMutant(bytes: Uint8Array): Promise<Outcome> {
     return { code: "ok", budget };
   } catch (e) {
     if (e instanceof OpqRuntimeError || e instanceof FormatError) {
-      const inner = (e.details as { formatCode?: string } | undefined)?.formatCode;
+      const inner = e instanceof OpqRuntimeError ? (e.details as { formatCode?: string } | undefined)?.formatCode : undefined;
       return { code: inner ? `${e.code}/${inner}` : e.code, budget };
     }
     const err = e as Error;
