@@ -238,8 +238,8 @@ export const command: Command = {
     if (c) {
       say(`\ncalibration on ${c.data}: ${fmtNum(c.seconds)} s; relative layer output error against the FP32 network, one-shot → calibrated:`);
       say(formatTable(
-        ["layer", "op", "R×K", "samples", "error one-shot", "calibrated", "stored", "→", "bias", "s"],
-        c.layers.map((l) => [l.name, l.opType, `${l.rows}×${l.inputs}${l.groups > 1 ? `/${l.groups}` : ""}`, l.samples, sci(l.errorBefore), sci(l.errorAfter), l.storedBefore, l.storedAfter, l.bias, fmtNum(l.seconds)]),
+        ["layer", "op", "R×K", "samples", "error one-shot", "calibrated", "stored", "→", "bias", "s", "collect", "solve", "forward"],
+        c.layers.map((l) => [l.name, l.opType, `${l.rows}×${l.inputs}${l.groups > 1 ? `/${l.groups}` : ""}`, l.samples, sci(l.errorBefore), sci(l.errorAfter), l.storedBefore, l.storedAfter, l.bias, l.seconds.toFixed(2), l.phases.collect.toFixed(2), l.phases.solve.toFixed(2), l.phases.forward.toFixed(2)]),
       ));
       for (const s of c.skipped) say(`  not calibrated: ${s.name} (${s.reason})`);
       if (c.uncalibratedBytes) say(`file: ${fmtBytes(f.bytes)} calibrated vs ${fmtBytes(c.uncalibratedBytes)} one-shot (${((100 * f.bytes) / c.uncalibratedBytes - 100).toFixed(2)}%)`);
