@@ -54,7 +54,7 @@ describe("opq compress", () => {
     expect(j.file.bytes).toBeLessThanOrEqual(1.02 * j.calibration.uncalibratedBytes);
     const meta = decodeOpq(new Uint8Array(readFileSync(join(TMP, "c.opq")))).metadata;
     expect(meta.preprocess).toEqual({ channels: "gray", mean: [0.286], std: [0.353] });
-    expect((meta.classes as string[])[9]).toBe("Ankle boot");
+    expect((meta.labels as string[])[9]).toBe("Ankle boot");
     for (const args of [["--calibrate", "0"], ["--calibrate", "2.5"], ["--data", "x"]]) expect(opq(shared, "-o", "d.opq", ...args, "--json").code).toBe(2);
     writeFileSync(join(TMP, "rgb.npy"), npyFloat32([2, 3, 28, 28]));
     const bad = opq(shared, "-o", "e.opq", "--calibrate", "2", "--data", "rgb.npy", "--json");

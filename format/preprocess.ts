@@ -1,6 +1,6 @@
 /**
  * Image preprocessing as data: resize, center crop, channel order and mean/std, stored in a
- * `.opq`'s metadata (`preprocess`, with the class names in `classes`) so that evaluation, the
+ * `.opq`'s metadata (`preprocess`, with the class names in `labels`, the key the server already shows) so that evaluation, the
  * server and the page apply exactly what compression and calibration used.
  * @module
  */
@@ -25,7 +25,7 @@ export const FASHION_MNIST_PREPROCESS: Preprocess = { channels: "gray", mean: [0
 /** The metadata key holding a Preprocess, and the one holding the class names. */
 export const PREPROCESS_KEY = "preprocess";
 /** See PREPROCESS_KEY. */
-export const CLASSES_KEY = "classes";
+export const CLASSES_KEY = "labels";
 
 /** Largest side accepted anywhere (a resize or crop beyond it is a mistake or an attack). */
 const MAX_SIDE = 16384;

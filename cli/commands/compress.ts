@@ -194,8 +194,9 @@ export const command: Command = {
       const uncalibratedBytes = encodeOpq(result.opq).length;
       const data = await calibrationData(model, calibrate, seed, stringOption(args, "data"), stringOption(args, "preprocess"));
       const cal = await calibrateResult(result, data.input, json);
+      const { CLASSES_KEY, PREPROCESS_KEY } = await import("../../format/mod.ts");
       // What eval and the server must apply to new images: exactly what calibration used.
-      if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, preprocess: data.preprocess, ...(data.classes ? { classes: data.classes } : {}) };
+      if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, [PREPROCESS_KEY]: data.preprocess, ...(data.classes ? { [CLASSES_KEY]: data.classes } : {}) };
       result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
     }
     const enc = progress("encode", 1, json);
