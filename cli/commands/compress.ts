@@ -94,7 +94,11 @@ export async function calibrationData(model: Model, n: number, seed: number, dat
   } else {
     const p = await preprocessFor(model, preprocessJson);
     const set = loadImageFolder(data, p, { limit: n });
-    out = { input: set.input, description: `${data}, ${set.input.dims[0]} images of ${set.classes.length} classes`, preprocess: p, classes: set.classes };
+    // Sorted folder names are the output order of a model trained on the same folder layout
+    // (torchvision's ImageFolder sorts them too); stored only when they cover every output.
+    const outs = model.graph.outputs[0]?.shape?.at(-1);
+    const classes = outs === set.classes.length ? set.classes : undefined;
+    out = { input: set.input, description: `${data}, ${set.input.dims[0]} images of ${set.classes.length} classes`, preprocess: p, classes };
   }
   checkInputShape(input, out.input.dims);
   return out;
