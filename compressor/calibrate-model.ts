@@ -1,14 +1,16 @@
 /**
  * Calibration of a whole compressed model: every compressed Conv/Gemm/MatMul layer, in graph
- * order, is re-solved by `compensateLayer` on the inputs the already-compensated network gives it
- * (sequential, as OBC and GPTQ do), then its bias is corrected. Masks and grids (Δ_i or the
- * APoT table) stay exactly as one-shot compression chose them.
+ * order, is re-solved (calibrate.ts) on the inputs the already-compensated network gives it
+ * (sequential, as OBC and GPTQ do), fitted to the FP32 network's output, its bias re-solved with
+ * it, with rate-aware rounding so its bits stay those of the one-shot layer. Masks and grids (Δ_i
+ * or the APoT table) stay exactly as one-shot compression chose them.
  *
  * The compressor does not run networks: the caller injects a `ModelRunner` (the CLI passes the
  * runtime's `createSession`). The graph is cut before every compressed layer into segments; each
  * segment is run once over all calibration images, from the values live at its cut (the
  * "frontier") to those live at the next, so the whole calibration costs one forward pass of the
- * network (two with the FP32 bias target) plus the per-layer solves.
+ * network (two with the default FP32 target: the FP32 network runs beside the compensated one)
+ * plus the per-layer solves. Memory: the frontier values of all N images, once per network.
  * @module
  */
 import { type CompressedTensor, dequantize, type Graph, type Model, mulberry32, type Node, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
