@@ -1,14 +1,16 @@
 /**
  * Calibration of a whole compressed model: every compressed Conv/Gemm/MatMul layer, in graph
- * order, is re-solved by `compensateLayer` on the inputs the already-compensated network gives it
- * (sequential, as OBC and GPTQ do), then its bias is corrected. Masks and grids (Δ_i or the
- * APoT table) stay exactly as one-shot compression chose them.
+ * order, is re-solved (calibrate.ts) on the inputs the already-compensated network gives it
+ * (sequential, as OBC and GPTQ do), fitted to the FP32 network's output, its bias re-solved with
+ * it, with rate-aware rounding so its bits stay those of the one-shot layer. Masks and grids (Δ_i
+ * or the APoT table) stay exactly as one-shot compression chose them.
  *
  * The compressor does not run networks: the caller injects a `ModelRunner` (the CLI passes the
  * runtime's `createSession`). The graph is cut before every compressed layer into segments; each
  * segment is run once over all calibration images, from the values live at its cut (the
  * "frontier") to those live at the next, so the whole calibration costs one forward pass of the
- * network (two with the FP32 bias target) plus the per-layer solves.
+ * network (two with the default FP32 target: the FP32 network runs beside the compensated one)
+ * plus the per-layer solves. Memory: the frontier values of all N images, once per network.
  * @module
  */
 import { type CompressedTensor, dequantize, type Graph, type Model, mulberry32, type Node, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
@@ -98,8 +100,9 @@ export interface CalibrationLayer {
   bitsBefore: number;
   bitsAfter: number;
   rateWeight: number;
-  /** Wall time of this layer: collecting H, solving, and running its segment. */
+  /** Wall time of this layer: collecting H and the target, solving, and running its segment (both networks). */
   seconds: number;
+  phases: { collect: number; solve: number; forward: number };
 }
 
 /** The outcome of `calibrateModel`. */
@@ -277,7 +280,7 @@ async function runChunked(runner: ModelRunner, model: Model, feeds: Map<string, 
  *
  * Per layer, with x̃ its input in the compensated network and x its input in the FP32 one, the
  * objective is ‖Y − Ŵ' X̃'‖² with X̃' = [X̃; 1] and Ŵ' = [Ŵ, b̂] (the bias a free last column,
- * which makes the bias correction of Nagel et al. 2019 §4.2 the exact least-squares bias given
+ * which makes the bias correction of Nagel et al. 2019 §4 (quantization bias correction) the exact least-squares bias given
  * the quantized weights). Y = W X + b ("float": asymmetric, GPTAQ) or Y = W X̃ + b ("layer":
  * GPTQ's own objective, OBC Eq. 1).
  */
@@ -564,13 +567,14 @@ export async function calibrateModel(
     const layerOut: CalibrationLayer = {
       name, node: s.node.name || s.node.outputs[0]!, opType: s.node.opType, rows: lay.rows, inputs: k, groups,
       samples: acc.rows, offered: acc.offered, errorBefore: rel(errBefore), errorAfter: rel(errAfter),
-      storedBefore: s.tensor.indices.length, storedAfter: nnz, bias: biasNote, damp, seconds: 0,
+      storedBefore: s.tensor.indices.length, storedAfter: nnz, bias: biasNote, damp, seconds: 0, phases: { collect: 0, solve: 0, forward: 0 },
       bitsBefore: budget, bitsAfter: best.bits, rateWeight: mu,
     };
     const tSolve = performance.now();
     if (li + 1 < layers.length) await advanceBoth(cuts[li + 1]!, cuts[li + 2]!);
-    if (process.env.CALIB_PROFILE) console.error(name, "collect", ((tCollect - tl) / 1000).toFixed(2), "solve", ((tSolve - tCollect) / 1000).toFixed(2), "forward", ((performance.now() - tSolve) / 1000).toFixed(2));
-    layerOut.seconds = (performance.now() - tl) / 1000;
+    const tEnd = performance.now();
+    layerOut.seconds = (tEnd - tl) / 1000;
+    layerOut.phases = { collect: (tCollect - tl) / 1000, solve: (tSolve - tCollect) / 1000, forward: (tEnd - tSolve) / 1000 };
     out.push(layerOut);
     onProgress?.(li + 1, layers.length, name);
   }

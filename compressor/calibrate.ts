@@ -358,7 +358,7 @@ export const COMPENSATE_DEFAULTS = { damp: 0.01, blockSize: 128, actOrder: true 
  * a copy of H. With the reversal J, J H J = L Lᵀ gives H⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J), so U is the
  * inverse of the "upper" Cholesky factor R of H = R Rᵀ, which is computed from the bottom-right
  * corner up. Row i of U holds exactly the H⁻¹ entries the OBS update of column i needs once
- * columns < i are fixed (the sequential eliminations of OBC Eq. 3 are rows of this factor).
+ * columns < i are fixed (the sequential eliminations of GPTQ Eq. 3 are rows of this factor).
  * Returns null when H is not positive definite.
  */
 export function inverseCholeskyUpper(h: Float64Array, k: number): Float64Array | null {
@@ -406,12 +406,12 @@ export interface CompensateResult {
 }
 
 /**
- * GPTQ with a fixed mask (OBQ's greedy quantization, OBC Eq. 7, solved column by column as in
+ * GPTQ with a fixed mask (OBQ's greedy quantization, OBC §4, solved column by column as in
  * GPTQ Eq. 2–4) on one group: rows `w` (R×K, row-major, float64), `mask` (1 = kept), inputs'
  * Hessian `h` (K×K symmetric, not modified), grid `round`.
  *
  * For the columns in the order π: at column c with the columns before it fixed, the OBS update
- * that keeps the quadratic minimal after fixing w_rc to q_rc (OBC Eq. 7; GPTQ Eq. 2) is
+ * that keeps the quadratic minimal after fixing w_rc to q_rc (OBC §4, GPTQ Eq. 2) is
  *   δ_r = −(w_rc − q_rc) / [H_F⁻¹]_cc · (H_F⁻¹)_{c,:},
  * where q_rc = 0 for a pruned weight (OBS's pruning step, Hassibi & Stork Eq. 5) and the rounded
  * value otherwise (OBQ). [H_F⁻¹]_{c,·}/[H_F⁻¹]_cc over the not-yet-fixed columns F is row c of U
@@ -444,8 +444,8 @@ export interface PreparedCompensation {
   /**
    * The column sweep with the given rounding. With `rate`, a kept weight takes the candidate q
    * (its grid neighbours, or 0) minimising ((w − q)/U_cc)² + λ·bits(q): the OBS loss increase of
-   * fixing w to q (OBC Eq. 7) plus a rate term, the rate-constrained OBS of Conzelmann & Bamler
-   * 2025 (Eq. 6 there) with the zero-order code entropy as the rate.
+   * fixing w to q (GPTQ Eq. 2) plus a rate term, the rate-constrained OBS of Conzelmann & Bamler
+   * 2025 (§3 there) with the zero-order code entropy as the rate.
    */
   solve(round: (x: number) => { code: number; value: number }, zeroCode: number, rate?: RateTerm): CompensateResult;
 }
@@ -587,27 +587,4 @@ export function outputError(a: ArrayLike<number>, b: ArrayLike<number>, rows: nu
     }
   }
   return total;
-}
-
-/** Σ_r W_r H W_rᵀ = ‖W X‖²_F: the energy the output error is relative to. */
-export function outputEnergy(a: ArrayLike<number>, rows: number, k: number, h: Float64Array): number {
-  return outputError(a, new Float64Array(rows * k), rows, k, h);
-}
-
-/**
- * Bias correction (Nagel et al. 2019, §4.2; the biased output error of their Eq. 1): with the
- * mean input μ of the calibration data and the target mean output m_r of each row (the FP32
- * network's layer output less its bias, or W_r μ when only this layer's error is corrected),
- * the compensated layer's mean output Ŵ_r μ + b_r is moved onto m_r + b_r by b_r ← b_r + δ_r,
- *   δ_r = m_r − Ŵ_r μ.
- * Returns δ (length R).
- */
-export function biasShift(weights: ArrayLike<number>, rows: number, k: number, mu: ArrayLike<number>, target: ArrayLike<number>): Float64Array {
-  const delta = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let i = 0; i < k; i++) s += weights[r * k + i]! * mu[i]!;
-    delta[r] = target[r]! - s;
-  }
-  return delta;
 }

@@ -1,6 +1,6 @@
 /**
  * Image preprocessing as data: resize, center crop, channel order and mean/std, stored in a
- * `.opq`'s metadata (`preprocess`, with the class names in `classes`) so that evaluation, the
+ * `.opq`'s metadata (`preprocess`, with the class names in `labels`, the key the server already shows) so that evaluation, the
  * server and the page apply exactly what compression and calibration used.
  * @module
  */

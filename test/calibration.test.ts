@@ -94,3 +94,41 @@ test("typed errors: bad input batch, a graph with two inputs", async () => {
   const err2 = await calibrateModel(one.float, two, calib, calibrationRunner).catch((e) => e);
   expect(err2.code).toBe(COMPRESS_ERROR_CODES.CALIBRATION);
 });
+
+test("an image folder end to end: compress --calibrate stores its preprocessing and labels, eval --data applies them", async () => {
+  const { encode } = await import("fast-png");
+  const { mkdtempSync, mkdirSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const testSet = loadFashionMnist({ limit: 200 });
+  const dir = mkdtempSync(join(tmpdir(), "opq-folder-"));
+  const per = new Map<number, number>();
+  for (let i = 0; i < testSet.count; i++) {
+    const c = testSet.labels[i]!, k = per.get(c) ?? 0;
+    if (k >= 3) continue;
+    per.set(c, k + 1);
+    mkdirSync(join(dir, "images", String(c)), { recursive: true });
+    writeFileSync(join(dir, "images", String(c), `${i}.png`), encode({ width: 28, height: 28, channels: 1, depth: 8, data: testSet.pixels.subarray(i * 784, (i + 1) * 784) }));
+  }
+  const cli = (...args: string[]) => {
+    const p = Bun.spawnSync([process.execPath, join(import.meta.dir, "..", "cli", "main.ts"), ...args], { cwd: dir });
+    return { code: p.exitCode, out: p.stdout.toString(), err: p.stderr.toString() };
+  };
+  const lenet = sharedPath("models", "lenet5-fmnist.onnx");
+  const c = cli("compress", lenet, "-o", "m.opq", "--sparsity", "0.5", "--bits", "4", "--calibrate", "30", "--data", "images", "--json");
+  expect(c.code).toBe(0);
+  expect(JSON.parse(c.out).calibration.images).toBe(30);
+  const { decodeOpq } = await import("../format/mod.ts");
+  const meta = decodeOpq(new Uint8Array(readFileSync(join(dir, "m.opq")))).metadata;
+  expect(meta.labels).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+  expect(meta.preprocess).toEqual({ channels: "gray", mean: [0.286], std: [0.353], resize: 28, crop: [28, 28] });
+  const e = cli("eval", "m.opq", "--data", "images", "--json");
+  expect(e.code).toBe(0);
+  const r = JSON.parse(e.out);
+  expect(r.images).toBe(30);
+  expect(r.top1).toBeGreaterThan(0.7);
+  // The same folder against a 224×224 model: a typed error naming both shapes.
+  const bad = cli("eval", sharedPath("models", "resnet18-224.onnx"), "--data", join(dir, "images"), "--preprocess", '{"channels":"gray","mean":[0],"std":[1]}', "--json");
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.out).error.code).toBe("DATA_SHAPE");
+}, 120_000);

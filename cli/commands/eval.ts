@@ -7,7 +7,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { basename, join } from "node:path";
-import { decodeOpq, isOpqBytes, type OpqModel, parsePreprocess, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
+import { CLASSES_KEY, decodeOpq, isOpqBytes, type OpqModel, parsePreprocess, PREPROCESS_KEY, type Preprocess, type Tensor, toDenseModel, writeOnnx } from "../../format/mod.ts";
 import { backendOption, type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import type { BackendChoice } from "../../runtime/session.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
@@ -128,14 +128,14 @@ async function evalData(path: string, _runner: InferenceRunner, data: string | u
   }
   const meta = isOpqFile(path) ? decodeOpq(new Uint8Array(readFileSync(path))).metadata : {};
   let p: Preprocess;
-  if (meta.preprocess !== undefined) p = parsePreprocess(meta.preprocess);
+  if (meta[PREPROCESS_KEY] !== undefined) p = parsePreprocess(meta[PREPROCESS_KEY]);
   else {
     const { preprocessFor } = await import("./compress.ts");
     const { readOnnx } = await import("../../format/mod.ts");
     p = await preprocessFor(isOpqFile(path) ? toDenseModel(decodeOpq(new Uint8Array(readFileSync(path)))) : readOnnx(new Uint8Array(readFileSync(path))), preprocessJson);
   }
   const set = loadImageFolder(data, p, { limit });
-  const known = Array.isArray(meta.labels) ? (meta.labels as unknown[]).map(String) : undefined;
+  const known = Array.isArray(meta[CLASSES_KEY]) ? (meta[CLASSES_KEY] as unknown[]).map(String) : undefined;
   if (!known) return set;
   const map = set.classes.map((c) => known.indexOf(c));
   const missing = set.classes.filter((_, i) => map[i]! < 0);
