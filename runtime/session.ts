@@ -509,23 +509,10 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
       const ctx = step.subplans ? withSubgraphs(step, read, budget) : step.ctx;
       outs = step.kernel(ins, step.attrs, alloc || budget ? { ...ctx, alloc, budget } : ctx);
     } catch (e) {
-      const limit = asLimitExceeded(e, step);
-      if (limit) throw limit;
-      const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
-      throw new OpqRuntimeError(
-        RUNTIME_ERROR_CODES.KERNEL_FAILED,
-        `${node.opType} node '${step.name}' failed on inputs (${shapes}): ${(e as Error)?.message ?? String(e)}`,
-        { node: step.name, opType: node.opType },
-        { cause: e },
-      );
+      throw stepError(e, step, ins);
     }
     node.outputs.forEach((o, k) => {
-      if (o === "") return;
-      const t = outs[k];
-      if (!t) {
-        throw new OpqRuntimeError(RUNTIME_ERROR_CODES.KERNEL_FAILED, `${node.opType} node '${step.name}' produced no output #${k} ('${o}')`, { node: step.name, opType: node.opType });
-      }
-      env.set(o, t);
+      if (o !== "") env.set(o, outs[k] ?? missingOutput(step, k));
     });
     observe?.(step, outs);
     meter?.after(step, outs);
@@ -539,6 +526,24 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
   }
   const pooled = (d: unknown) => pool !== undefined && d instanceof Float32Array && pool.isView(d);
   return collectOutputs(plan, read, pooled);
+}
+
+/** The typed error of a failing step: LIMIT_EXCEEDED as the budget raised it, else KERNEL_FAILED naming the node and its inputs. */
+function stepError(e: unknown, step: PlannedStep, ins: readonly (Tensor | undefined)[], details: Record<string, unknown> = {}): OpqRuntimeError {
+  const limit = asLimitExceeded(e, step);
+  if (limit) return limit;
+  const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
+  return new OpqRuntimeError(
+    RUNTIME_ERROR_CODES.KERNEL_FAILED,
+    `${step.node.opType} node '${step.name}' failed on inputs (${shapes}): ${(e as Error)?.message ?? String(e)}`,
+    { node: step.name, opType: step.node.opType, ...details },
+    { cause: e },
+  );
+}
+
+/** Thrown when a kernel returns fewer outputs than its node declares. */
+function missingOutput(step: PlannedStep, k: number): never {
+  throw new OpqRuntimeError(RUNTIME_ERROR_CODES.KERNEL_FAILED, `${step.node.opType} node '${step.name}' produced no output #${k} ('${step.node.outputs[k]}')`, { node: step.name, opType: step.node.opType });
 }
 
 /** The step's context with `runGraph` bound to this run's values (for If/Loop/Scan). */
@@ -695,22 +700,11 @@ class PlannedSession implements Session {
           outs = r instanceof Promise ? await r : r;
         } catch (e) {
           if (e instanceof OpqRuntimeError) throw e;
-          const limit = asLimitExceeded(e, step);
-          if (limit) throw limit;
-          const shapes = ins.map((t) => (t ? `${t.dtype}${describe(t.dims)}` : "-")).join(", ");
-          throw new OpqRuntimeError(
-            RUNTIME_ERROR_CODES.KERNEL_FAILED,
-            `${node.opType} node '${step.name}' failed on inputs (${shapes}): ${(e as Error)?.message ?? String(e)}`,
-            { node: step.name, opType: node.opType, backend: this.bound[i]!.backend, path: this.bound[i]!.path },
-            { cause: e },
-          );
+          throw stepError(e, step, ins, { backend: this.bound[i]!.backend, path: this.bound[i]!.path });
         }
         node.outputs.forEach((o, k) => {
           if (o === "") return;
-          let t = outs[k];
-          if (!t) {
-            throw new OpqRuntimeError(RUNTIME_ERROR_CODES.KERNEL_FAILED, `${node.opType} node '${step.name}' produced no output #${k} ('${o}')`, { node: step.name, opType: node.opType });
-          }
+          let t = outs[k] ?? missingOutput(step, k);
           if (memory) t = keepInSlot(t, o, memory, heap!);
           env.set(o, t);
           outs[k] = t;

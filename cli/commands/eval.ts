@@ -146,13 +146,18 @@ async function evalData(path: string, _runner: InferenceRunner, data: string | u
 /** Top-1 of a compressed (or any) model on the Fashion-MNIST test images, as reports and `.opq` metadata record it. */
 export async function measureTop1(model: OpqModel, options: { limit?: number; dir?: string; quiet?: boolean } = {}): Promise<{ dataset: string; images: number; top1: number }> {
   const set = loadFashionMnist({ dir: options.dir, limit: options.limit });
+  return { dataset: "Fashion-MNIST", images: set.count, top1: await top1On(model, set, "eval", options.quiet) };
+}
+
+/** Top-1 of a model (any createSession source) on a loaded set, with a progress bar labelled `label`. */
+export async function top1On(model: Parameters<typeof import("../../runtime/mod.ts").createSession>[0], set: FashionMnist, label: string, quiet = false): Promise<number> {
   const { createSession } = await import("../../runtime/mod.ts");
   const session = await createSession(model);
   try {
-    const bar = progress("eval", set.count, options.quiet);
+    const bar = progress(label, set.count, quiet);
     const r = await evaluate(session, set, { batch: 100, onBatch: (n) => bar.tick(n) });
     bar.done();
-    return { dataset: "Fashion-MNIST", images: r.images, top1: r.top1 };
+    return r.top1;
   } finally {
     session.dispose();
   }

@@ -20,7 +20,7 @@ import { calibrateResult, defaultOutput, fashionMnistCalibration, labelsFor } fr
 export function defaultFinetuneOutput(input: string): string {
   return defaultOutput(input).replace(/\.opq$/, "-finetuned.opq");
 }
-import { evaluate } from "./eval.ts";
+import { top1On } from "./eval.ts";
 
 /**
  * Default budget for the bundled ResNet-20: a step of 256 images takes ~5.5 s here (21–25 ms per
@@ -286,7 +286,6 @@ export const command: Command = {
 
     const { readOnnx, encodeOpq } = await import("../../format/mod.ts");
     const { compressModel } = await import("../../compressor/mod.ts");
-    const { createSession } = await import("../../runtime/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
     const labels = await labelsFor(args, input, model, true);
@@ -303,17 +302,7 @@ export const command: Command = {
     const oneShot = compressed.opq;
     // The cap the compressor applied (its default when --max-layer-sparsity is not given).
     const appliedCap = compressed.report.options.maxLayerSparsity as number;
-    const top1 = async (m: OpqModel, label: string) => {
-      const session = await createSession(m);
-      try {
-        const bar = progress(label, test.count, json);
-        const r = await evaluate(session, test, { batch: 100, onBatch: (n) => bar.tick(n) });
-        bar.done();
-        return r.top1;
-      } finally {
-        session.dispose();
-      }
-    };
+    const top1 = (m: OpqModel, label: string) => top1On(m, test, label, json);
     const startLabel = calibrate !== undefined ? `calibrated (${calibrate} images)` : "one-shot";
     const before = await top1(oneShot, `eval ${startLabel}`);
     if (!json) say(`${startLabel} OPQ at (${sparsity}, ${bits}): test top-1 ${(100 * before).toFixed(2)}% on ${test.count} images`);

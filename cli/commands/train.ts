@@ -16,7 +16,7 @@ import { type Command, numberOption, printJson, progress, say, stringOption, Usa
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, loadFashionMnist } from "../fashion-mnist.ts";
 import { defaultOutput } from "./compress.ts";
-import { evaluate } from "./eval.ts";
+import { top1On } from "./eval.ts";
 import { command as finetuneCommand, finetuneOptions, gatherBatch, resolveSchedule, stepsFor, trainData } from "./finetune.ts";
 
 /** Defaults of spq/ppq: 30% of the channels, 4-bit weights and activations, lr 0.01 (PPQ's QAT rate), one epoch. */
@@ -157,17 +157,7 @@ export const command: Command = {
     const { createSession } = await import("../../runtime/mod.ts");
     const bytes = new Uint8Array(readFileSync(input));
     const model = readOnnx(bytes);
-    const top1 = async (m: Model | Uint8Array, label: string) => {
-      const session = await createSession(m);
-      try {
-        const bar = progress(label, test.count, json);
-        const r = await evaluate(session, test, { batch: 100, onBatch: (n) => bar.tick(n) });
-        bar.done();
-        return r.top1;
-      } finally {
-        session.dispose();
-      }
-    };
+    const top1 = (m: Model | Uint8Array, label: string) => top1On(m, test, label, json);
     const fp32 = await top1(model, "eval FP32");
     if (!json) say(`FP32 ${basename(input)}: test top-1 ${(100 * fp32).toFixed(2)}% on ${test.count} images`);
     const tty = !json && (process.stderr as { isTTY?: boolean }).isTTY === true;
