@@ -24,7 +24,17 @@ interface WorkerScope {
   postMessage(message: FromWorker): void;
 }
 
-const scope = globalThis as unknown as WorkerScope;
+// node:worker_threads' parentPort where the runtime has one (worker-runner.ts starts the worker
+// that way in Bun and Deno), else the web worker scope.
+const NODE_WORKER_THREADS = "node:worker_threads";
+const port = (await import(NODE_WORKER_THREADS).catch(() => undefined) as { parentPort?: { postMessage(m: unknown): void; on(e: "message", fn: (d: unknown) => void): void } | null } | undefined)?.parentPort;
+const scope: WorkerScope = port
+  ? {
+    postMessage: (m) => port.postMessage(m),
+    set onmessage(fn: WorkerScope["onmessage"]) { if (fn) port.on("message", (data) => fn({ data } as MessageEvent<ToWorker>)); },
+    get onmessage() { return null; },
+  }
+  : globalThis as unknown as WorkerScope;
 let session: Session | undefined;
 
 const fail = (id: number | null, e: unknown): FromWorker => {

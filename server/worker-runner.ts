@@ -44,9 +44,37 @@ interface Loaded {
   info: SessionInfo & { limits?: { memoryBudget: number; perSampleBytes: number } };
 }
 
-function spawn(path: string, options: SessionOptions): Promise<Loaded> {
-  const Worker = (globalThis as unknown as { Worker: WorkerCtor }).Worker;
-  const worker = new Worker(WORKER_URL, { type: "module" });
+const NODE_WORKER_THREADS = "node:worker_threads"; // a variable, so bundlers leave it be
+
+/**
+ * A model worker. Through node:worker_threads where the runtime has it (Bun, Deno): its API is
+ * the same whoever loaded first, while globalThis.Worker is replaced by node:worker_threads'
+ * Worker once onnxruntime-web initialises in the process (and that one has no `onmessage`).
+ * model-worker.ts answers on the matching channel (parentPort). Else the web Worker.
+ */
+async function newWorker(): Promise<WorkerLike> {
+  const wt = await import(NODE_WORKER_THREADS).catch(() => undefined) as { Worker?: new (url: URL) => NodeWorker } | undefined;
+  if (!wt?.Worker) return new (globalThis as unknown as { Worker: WorkerCtor }).Worker(WORKER_URL, { type: "module" });
+  const w = new wt.Worker(WORKER_URL);
+  const like: WorkerLike = {
+    onmessage: null, onerror: null,
+    postMessage: (m) => w.postMessage(m),
+    terminate: () => { void w.terminate(); },
+  };
+  w.on("message", (data: unknown) => like.onmessage?.({ data } as MessageEvent<FromWorker>));
+  w.on("error", (err: unknown) => like.onerror?.({ message: (err as Error)?.message ?? String(err) } as ErrorEvent));
+  return like;
+}
+
+/** The part of node:worker_threads' Worker used here. */
+interface NodeWorker {
+  postMessage(m: unknown): void;
+  terminate(): unknown;
+  on(event: "message" | "error", fn: (v: unknown) => void): void;
+}
+
+async function spawn(path: string, options: SessionOptions): Promise<Loaded> {
+  const worker = await newWorker();
   return new Promise((resolve, reject) => {
     worker.onerror = (e) => { worker.terminate(); reject(new Error(`model worker failed to start: ${e.message}`)); };
     worker.onmessage = (e) => {
