@@ -26,7 +26,13 @@ export function batchSymbol(plan: Plan): string | undefined {
   if (!plan.inputs.every((v) => v.shape?.[0] === first)) return undefined;
   const carries = (name: string) => plan.shapes.get(name)?.[0] === first;
   const isConst = (name: string) => plan.constants.has(name);
-  for (const s of plan.steps) if (!separable(s, first, carries, isConst, plan)) return undefined;
+  for (const s of plan.steps) {
+    try {
+      if (!separable(s, first, carries, isConst, plan)) return undefined;
+    } catch {
+      return undefined; // a malformed attribute: run the batch whole; the kernel reports it at run()
+    }
+  }
   if (!plan.outputs.every((o) => carries(o.name))) return undefined;
   return first;
 }

@@ -18,9 +18,17 @@ import { OpqRuntimeError, RUNTIME_ERROR_CODES } from "./errors.ts";
 import { type Plan, type PlannedStep, runtimeOutputShapes } from "./planner.ts";
 import { KernelError } from "./ops/types.ts";
 
-/** The machine's memory where the host says (node:os in Bun, Deno, Node), else 8 GiB (edge hosts, browsers). */
+/** node:os where the host has it (Bun, Deno, Node); edge hosts and browsers go without. */
 const NODE_OS = "node:os"; // a variable, so bundlers for hosts without it leave it be
-const TOTAL_MEMORY: number = await import(NODE_OS).then((os) => os.totalmem() as number, () => 8 * 2 ** 30);
+const OS: { totalmem(): number } | undefined = await import(NODE_OS).catch(() => undefined);
+/** Total memory, asked when first needed (Deno without --allow-sys refuses: then 8 GiB too). */
+function totalMemory(): number {
+  try {
+    return OS?.totalmem() ?? 8 * 2 ** 30;
+  } catch {
+    return 8 * 2 ** 30;
+  }
+}
 
 /** The floor of the default memory budget: 256 MiB. */
 export const MIN_MEMORY_BUDGET = 256 * 2 ** 20;
@@ -147,7 +155,7 @@ export function perSamplePeakBytes(plan: Plan): number {
 
 /** The default memory budget of a plan (see the module comment). */
 export function defaultMemoryBudget(plan: Plan): number {
-  const ceiling = Math.min(MAX_DEFAULT_MEMORY_BUDGET, Math.floor(TOTAL_MEMORY / 2));
+  const ceiling = Math.min(MAX_DEFAULT_MEMORY_BUDGET, Math.floor(totalMemory() / 2));
   return Math.max(MIN_MEMORY_BUDGET, Math.min(ceiling, DEFAULT_BATCH * perSamplePeakBytes(plan)));
 }
 

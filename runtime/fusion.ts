@@ -24,7 +24,13 @@ function clampOf(step: PlannedStep, constants: ReadonlyMap<string, Tensor>): [nu
   const { node } = step;
   if (node.opType === "Relu") return [0, Infinity];
   if (node.opType !== "Clip") return undefined;
-  if (step.ctx.opset < 11) return [step.attrs.float("min", -FLT_MAX), step.attrs.float("max", FLT_MAX)];
+  if (step.ctx.opset < 11) {
+    try {
+      return [step.attrs.float("min", -FLT_MAX), step.attrs.float("max", FLT_MAX)];
+    } catch {
+      return undefined; // a malformed attribute: not fused; the Clip kernel reports it at run()
+    }
+  }
   const bound = (k: number, fallback: number) => {
     const name = node.inputs[k];
     if (!name) return fallback;

@@ -323,6 +323,20 @@ function profiled(k: BoundKernel, name: string): { kernel: BoundKernel; record: 
 }
 
 /**
+ * A backend's bind, where a node it cannot make sense of (a malformed attribute, a shape its
+ * claim did not expect) is a node it does not claim: the reference takes it and reports the
+ * problem at run() with the node's name, as for any kernel (a format or budget error still stops the load).
+ */
+function tryBind(b: Backend, spec: NodeSpec): BoundKernel | undefined {
+  try {
+    return b.bind(spec);
+  } catch (e) {
+    if (e instanceof format.FormatError || e instanceof OpqRuntimeError) throw e;
+    return undefined;
+  }
+}
+
+/**
  * Bind every top-level step: fused chains first (runtime/fusion.ts; applied only where a backend
  * claims the fused node), then each remaining step to the first backend that claims it, else to
  * the reference (the op table kernel, prepared now). Returns the bound kernels in step order.
@@ -344,7 +358,7 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
   };
   const claim = (spec: NodeSpec) => {
     for (const b of backends) {
-      const k = b.bind(spec);
+      const k = tryBind(b, spec);
       // The kernel holds its own form now: drop the decoded stored form (decoded again if read again).
       for (const c of spec.compressed) if (c) format.releaseDecoded(c);
       if (k) return k;
@@ -360,7 +374,7 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
       if (c.absorbed.some((k) => taken.has(k)) || taken.has(c.head)) continue;
       const head = plan.steps[c.head]!;
       const spec = specOf(head, c.node, c.epilogue);
-      const k = backends[0].bind(spec);
+      const k = tryBind(backends[0], spec);
       for (const t of spec.compressed) if (t) format.releaseDecoded(t);
       if (!k) continue;
       claimed.push(c);

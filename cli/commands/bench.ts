@@ -319,6 +319,7 @@ export const command: Command = {
     warmup: { type: "string" },
   },
   help: {
+    backend: "our runtime backend: auto (default), webgpu (then the CPU backend is measured beside it), wasm or cpu-reference",
     onnx: "the FP32 ONNX to run onnxruntime-web on (default: the model itself, or its dense export for a .opq)",
     threads: "threads for both runtimes (default 1)",
     iterations: "timed runs per batch size (default 20)",

@@ -183,6 +183,9 @@ export const command: Command = {
     preprocess: { type: "string" },
   },
   help: {
+    backend: "the runtime backend: auto (default), webgpu, wasm or cpu-reference",
+    labels: "with an .npy --data: the labels (.npy, one per image)",
+    preprocess: "with an image-folder --data: the preprocessing as JSON, when the .opq stores none",
     data: "Fashion-MNIST folder (default: $OPQ_SHARED/data/fashion-mnist, ../shared, or Debian's dataset-fashion-mnist)",
     limit: "evaluate on the first N test images (default all 10,000)",
     batch: "images per run (default 64)",

@@ -57,6 +57,7 @@ export const command: Command = {
     cors: { type: "string" },
   },
   help: {
+    backend: "the runtime backend of every model: auto (default), webgpu, wasm or cpu-reference",
     models: "folder of .opq files to serve (default out/, made with `opq compress` if empty)",
     port: "port (default 8080; 0 picks a free one)",
     host: "address to listen on (default 127.0.0.1)",
