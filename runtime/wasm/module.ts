@@ -75,7 +75,7 @@ export function kernelSupport(): { ok: boolean; relaxed: boolean; reason?: strin
     try {
       // Shared memory needs SharedArrayBuffer (a browser page must be cross-origin isolated).
       new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
-      const relaxed = WebAssembly.validate(RELAXED_PROBE) && process_env("OPQ_WASM_RELAXED") !== "0";
+      const relaxed = WebAssembly.validate(RELAXED_PROBE) && envVar("OPQ_WASM_RELAXED") !== "0";
       compiled = { module: new WebAssembly.Module(fromBase64(relaxed ? KERNELS_RELAXED : KERNELS_SIMD)), relaxed };
     } catch (e) {
       compiled = null;
@@ -86,8 +86,8 @@ export function kernelSupport(): { ok: boolean; relaxed: boolean; reason?: strin
 }
 let unsupportedReason = "";
 
-/** An environment variable where the host has them (Bun, Deno with --allow-env, Node), else undefined. */
-function process_env(name: string): string | undefined {
+/** An environment variable where the host has them and lets us read it (Bun, Node; Deno with --allow-env), else undefined. */
+export function envVar(name: string): string | undefined {
   try {
     return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
   } catch {

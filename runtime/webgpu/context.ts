@@ -15,6 +15,7 @@
 import type { DeviceTensor, DeviceValue } from "../backend.ts";
 import type { Tensor } from "../../format/mod.ts";
 import type { GpuStats } from "./device.ts";
+import { envVar } from "../wasm/module.ts";
 
 /** Invocations per workgroup of every kernel. */
 export const WORKGROUP = 64;
@@ -23,7 +24,7 @@ export const PARAM_WORDS = 64;
 const PARAM_BYTES = PARAM_WORDS * 4;
 const MAX_GROUPS_X = 65535;
 /** OPQ_WEBGPU_DEBUG=1 prints WGSL compiler messages. */
-const DEBUG_SHADERS = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.OPQ_WEBGPU_DEBUG === "1";
+const DEBUG_SHADERS = envVar("OPQ_WEBGPU_DEBUG") === "1";
 
 /** Shared WGSL: the parameter block, its readers and the flat invocation index. */
 export const WGSL_PRELUDE = /* wgsl */ `
