@@ -155,7 +155,7 @@ for (const runtime of ["bun", "deno"] as const) {
           await next.body?.cancel();
         }
         expect(statuses.at(-1)).toBe(200);
-        expect(statuses.every((st) => st === 200 || st === 504)).toBe(true);
+        expect(statuses.filter((st) => st !== 200 && st !== 504)).toEqual([]);
       } finally {
         server.proc.kill("SIGKILL");
       }

@@ -60,6 +60,8 @@ interface Pending {
   deadline: number;
   settled: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** The running batch's cancel, once dispatched: fired before the 504 so the slot is free when the client hears back. */
+  abort?: AbortController;
   resolve(value: { value: Record<string, Tensor>; timing: JobTiming }): void;
   reject(err: unknown): void;
 }
@@ -166,7 +168,11 @@ export class WorkQueue {
             this.waiting.splice(i, 1);
             p.reject(new ServerError(E.TIMEOUT, "request timed out waiting in the model's queue"));
           } else {
-            p.reject(new ServerError(E.TIMEOUT, `request timed out after running ${(performance.now() - p.queuedAt).toFixed(0)} ms`));
+            const err = new ServerError(E.TIMEOUT, `request timed out after running ${(performance.now() - p.queuedAt).toFixed(0)} ms`);
+            // Cancel the run first (a worker runner rejects at once and frees the slot), then answer:
+            // a client that retries on the 504 must not find the slot still taken (503).
+            if (p.abort && !p.abort.signal.aborted && this.#alone(p)) p.abort.abort(err);
+            p.reject(err);
           }
         }, Math.max(0, deadline - performance.now()));
       }
@@ -174,6 +180,12 @@ export class WorkQueue {
       this.schedule();
     });
   }
+
+  /** True if every other request sharing `p`'s run is settled or past its deadline (cancelling it costs nobody a result). */
+  #alone(p: Pending): boolean {
+    return this.#batches.get(p.abort!)?.every((q) => q === p || q.settled || q.deadline <= performance.now()) ?? true;
+  }
+  #batches = new Map<AbortController, Pending[]>();
 
   private scheduled = false;
 
@@ -221,6 +233,8 @@ export class WorkQueue {
       ? setTimeout(() => abort.abort(new ServerError(E.TIMEOUT, `run cancelled at the request deadline after ${(performance.now() - started).toFixed(0)} ms`)), Math.max(0, until - started))
       : undefined;
     const signal = abort.signal;
+    for (const p of batch) p.abort = abort;
+    this.#batches.set(abort, batch);
     try {
       if (batch.length === 1) {
         const value = await this.runner.run(batch[0]!.feeds, signal);
@@ -240,6 +254,7 @@ export class WorkQueue {
       for (const p of batch) p.reject(e);
     } finally {
       clearTimeout(cancel);
+      this.#batches.delete(abort);
       const ms = performance.now() - started;
       this.avgRunMs = this.avgRunMs === 0 ? ms : 0.9 * this.avgRunMs + 0.1 * ms;
       this.active--;
