@@ -210,6 +210,16 @@ export function gmApotWarning(o: { method: string; filterRate?: number; bits?: n
     "(GM pruning + APoT weights and activations, trained), or check this file with `opq eval`";
 }
 
+/** The options that choose an allocation (what `compressOptions` reads), shared with `opq plan`. */
+export const ALLOCATION_OPTIONS = {
+  output: { type: "string", short: "o" },
+  method: { type: "string" },
+  sparsity: { type: "string" },
+  bits: { type: "string" },
+  "max-layer-sparsity": { type: "string" },
+  "filter-rate": { type: "string" },
+} as const satisfies Command["options"];
+
 /** The command. */
 export const command: Command = {
   name: "compress",
@@ -225,12 +235,7 @@ export const command: Command = {
     "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 collapses one-shot: add --calibrate 512 (ResNet-20: 11.9% → 91.0%) or use `opq finetune`",
   ].join("\n"),
   options: {
-    output: { type: "string", short: "o" },
-    method: { type: "string" },
-    sparsity: { type: "string" },
-    bits: { type: "string" },
-    "max-layer-sparsity": { type: "string" },
-    "filter-rate": { type: "string" },
+    ...ALLOCATION_OPTIONS,
     report: { type: "string" },
     plan: { type: "string" },
     calibrate: { type: "string" },

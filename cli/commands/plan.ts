@@ -10,7 +10,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { type Command, fmtBytes, formatTable, type ParsedArgs, printJson, say, stringOption, UsageError, VERSION, wantsJson } from "../common.ts";
 import { writeFileAtomic } from "../../format/mod.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
-import { compressOptions } from "./compress.ts";
+import { ALLOCATION_OPTIONS, compressOptions } from "./compress.ts";
 
 
 
@@ -24,14 +24,7 @@ export const command: Command = {
     "defaults: the paper's --sparsity 0.74 --bits 3 (finetuning recovers the accuracy); then",
     "finetune with python/opq_torch and encode the result: `opq compress finetuned.onnx --plan plan.safetensors`",
   ].join("\n"),
-  options: {
-    output: { type: "string", short: "o" },
-    method: { type: "string" },
-    sparsity: { type: "string" },
-    bits: { type: "string" },
-    "max-layer-sparsity": { type: "string" },
-    "filter-rate": { type: "string" },
-  },
+  options: ALLOCATION_OPTIONS,
   help: {
     output: "the plan to write (default: the input's name with .plan.safetensors)",
     method: "opq (default) or gm-apot (with --filter-rate 0: APoT levels, no filters removed)",
