@@ -260,7 +260,10 @@ const sparseConv: WasmOpImpl = {
     const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
     const run = plannedRun(spec, KH, KW);
     const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
-    const copyBytes = (inPlace ? 0 : 2 * inBytes) + 3 * outBytes + (KW > 1 ? 8 * M * run : 0);
+    // Sums straight into y (1×1, no padding): y written, then read and written by the epilogue;
+    // otherwise the scratch run is written and read, and y written once.
+    const scratch = !(inPlace && KW === 1);
+    const copyBytes = (inPlace ? 0 : 2 * inBytes) + (scratch ? 8 * M * run + outBytes : 3 * outBytes);
     return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) };
   },
   bind(spec, env) {
