@@ -20,10 +20,13 @@ import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.
 
 /**
  * Throughput of sparseConvF32 in kept-weight × output-pixel products per ns on one thread, and the
- * fixed cost of a call (ns), measured by bench/sparse-kernels-bench.ts on this machine (AMD EPYC,
- * Bun, relaxed SIMD; ResNet-18 and MobileNet-V2 layers at (0.74, 3)).
+ * fixed cost of a call (ns). bench/sparse-kernels-bench.ts --cpu on this machine (AMD EPYC, Bun,
+ * relaxed SIMD, shared and loaded): 9–10 products/ns on a lone 3×3 layer, 7.1 inside a ResNet-18
+ * run at (0.74, 3) (layer1: 297 M products in 42 ms of CPU time); onnxruntime-web's dense FP32
+ * run of the same model did 9.7 MACs/ns in the same conditions, so per product this kernel costs
+ * about what a dense MAC costs there, and gains by the layer's density.
  */
-export const SPARSE_CONV_RATE = { productsPerNs: 9, callNs: 4000 } as const;
+export const SPARSE_CONV_RATE = { productsPerNs: 8, callNs: 4000 } as const;
 /** Per-row overhead of a conv row (header, level splats, epilogue) in ns per output pixel run of 32. */
 const ROW_TILE_NS = 6;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
@@ -262,7 +265,10 @@ const sparseConv: WasmOpImpl = {
     const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
     const run = plannedRun(spec, KH, KW);
     const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
-    const copyBytes = (inPlace ? 0 : 2 * inBytes) + 3 * outBytes + (KW > 1 ? 8 * M * run : 0);
+    // Sums straight into y (1×1, no padding): y written, then read and written by the epilogue;
+    // otherwise the scratch run is written and read, and y written once.
+    const scratch = !(inPlace && KW === 1);
+    const copyBytes = (inPlace ? 0 : 2 * inBytes) + (scratch ? 8 * M * run + outBytes : 3 * outBytes);
     return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) };
   },
   bind(spec, env) {
