@@ -538,8 +538,7 @@ function runSteps(plan: Plan, feeds: Record<string, Tensor>, observe: StepObserv
     }
     if (pool && released.length) recycle(released, env, constantBuffersOf(plan), pool);
   }
-  const pooled = (d: unknown) => pool !== undefined && d instanceof Float32Array && pool.isView(d);
-  return collectOutputs(plan, read, pooled);
+  return collectOutputs(plan, read, pooledView(pool));
 }
 
 /** The typed error of a failing step: LIMIT_EXCEEDED as the budget raised it, else KERNEL_FAILED naming the node and its inputs. */
@@ -740,7 +739,7 @@ class PlannedSession implements Session {
         }
       }
       await downloadOutputs(plan, env);
-      return collectOutputs(plan, read, (d) => (heap ? heap.owns(d) : d instanceof Float32Array && pool.isView(d)));
+      return collectOutputs(plan, read, heap ? (d) => heap.inMemory(d) : pooledView(pool));
     } finally {
       if (heap) heap.clear();
       else pool.endRun();
@@ -783,6 +782,9 @@ function keepInSlot(t: Tensor, name: string, memory: { plan: MemoryPlan; ptr: nu
   copy.set(t.data);
   return { ...t, data: copy };
 }
+
+/** True for a view of a larger block the pool handed out (handing it out would keep the whole block alive). */
+const pooledView = (pool: BufferPool | undefined) => (d: unknown): boolean => pool !== undefined && d instanceof Float32Array && pool.isView(d);
 
 /**
  * The graph outputs of a finished run. Never hands out a buffer the plan or the session keeps

@@ -268,3 +268,20 @@ function denoServe(
     },
   };
 }
+
+/**
+ * What the single-purpose server entries (main-node.ts, binary/main.ts) do once the app is
+ * built: listen, print one JSON line `{ url, runtime, models }` on stdout, and on SIGINT or
+ * SIGTERM close gracefully, dispose the models and exit 0.
+ */
+export async function serveUntilSignal(opq: OpqApp, registry: { list(): { summary: { name: string } }[]; dispose(): Promise<void> }, options: ListenOptions): Promise<void> {
+  const server = await listen(opq, options);
+  process.stdout.write(JSON.stringify({ url: server.url, runtime: server.runtime, models: registry.list().map((m) => m.summary.name) }) + "\n");
+  const stop = async () => {
+    await server.close({ timeoutMs: 10_000 });
+    await registry.dispose();
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop());
+  process.once("SIGTERM", () => void stop());
+}

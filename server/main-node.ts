@@ -7,7 +7,7 @@
  */
 import { parseArgs } from "node:util";
 import { createApp } from "./app.ts";
-import { listen } from "./listen.ts";
+import { serveUntilSignal } from "./listen.ts";
 import { loadModelDir } from "./registry.ts";
 import { loadSampleBundle } from "./samples.ts";
 
@@ -24,15 +24,7 @@ try {
   const registry = await loadModelDir(values.models);
   const samples = values.samples ? await loadSampleBundle(values.samples) : null;
   const opq = createApp({ registry, samples });
-  const server = await listen(opq, { port: Number(values.port ?? 8080), hostname: values.host ?? "127.0.0.1" });
-  process.stdout.write(JSON.stringify({ url: server.url, runtime: server.runtime, models: registry.list().map((m) => m.summary.name) }) + "\n");
-  const stop = async () => {
-    await server.close({ timeoutMs: 10_000 });
-    await registry.dispose();
-    process.exit(0);
-  };
-  process.once("SIGINT", () => void stop());
-  process.once("SIGTERM", () => void stop());
+  await serveUntilSignal(opq, registry, { port: Number(values.port ?? 8080), hostname: values.host ?? "127.0.0.1" });
 } catch (e) {
   console.error(`opq server: ${(e as Error).message}`);
   process.exit(1);

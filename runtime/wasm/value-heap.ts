@@ -47,8 +47,8 @@ export class ValueHeap {
     for (const b of new Set(candidates)) this.#free(b);
   }
 
-  /** True if `d` is a view of a block of this heap. */
-  owns(d: unknown): boolean {
+  /** True if `d` is a view of the session's wasm memory (a heap block, the arena or a weight): the session's, never the caller's. */
+  inMemory(d: unknown): boolean {
     return d instanceof Float32Array && this.kernels.addressOf(d) >= 0;
   }
 

@@ -12,7 +12,7 @@ import modelFile from "../../models/resnet20-fmnist.opq" with { type: "file" };
 import samplesFile from "../../models/fmnist-samples.json" with { type: "file" };
 import { createApp } from "../app.ts";
 import { loadModelBytes } from "../edge.ts";
-import { listen } from "../listen.ts";
+import { serveUntilSignal } from "../listen.ts";
 import { loadModelDir, ModelRegistry } from "../registry.ts";
 import { decodeSampleBundle } from "../samples.ts";
 
@@ -46,15 +46,7 @@ try {
     : new ModelRegistry([await loadModelBytes("resnet20-fmnist", await Bun.file(modelFile).arrayBuffer(), { threads })]);
   const samples = decodeSampleBundle(await Bun.file(samplesFile).text());
   const opq = createApp({ registry, samples });
-  const server = await listen(opq, { port, hostname: values.host ?? "127.0.0.1" });
-  process.stdout.write(JSON.stringify({ url: server.url, runtime: server.runtime, models: registry.list().map((m) => m.summary.name) }) + "\n");
-  const stop = async () => {
-    await server.close({ timeoutMs: 10_000 });
-    await registry.dispose();
-    process.exit(0);
-  };
-  process.once("SIGINT", () => void stop());
-  process.once("SIGTERM", () => void stop());
+  await serveUntilSignal(opq, registry, { port, hostname: values.host ?? "127.0.0.1" });
 } catch (e) {
   const err = e as Error & { code?: unknown };
   console.error(`opq-server: error [${typeof err.code === "string" ? err.code : "INTERNAL"}]: ${err.message}`);
