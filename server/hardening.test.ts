@@ -7,49 +7,13 @@
  * Loops are bounded; nothing asserts a duration (orderings and statuses instead).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ChildProcess, spawn } from "node:child_process";
 import { connect, type Socket } from "node:net";
-import { join } from "node:path";
 import { createApp } from "./app.ts";
-import { FIXTURE_MODEL, floatBytes, loadFixtureRegistry, makeFixture } from "./test-fixtures.ts";
+import { FIXTURE_MODEL, floatBytes, inferBinary, loadFixtureRegistry, makeFixture, startServer } from "./test-fixtures.ts";
 import type { ModelRegistry } from "./registry.ts";
 
-const BIN = join(import.meta.dir, "..", "node_modules", ".bin");
-const SCRIPT = join(import.meta.dir, "test-server.ts");
 const INFER = `/v1/models/${FIXTURE_MODEL}/infer`;
 const IMAGE = 784;
-
-interface Child { proc: ChildProcess; port: number; url: string; exited: Promise<number | null>; stderr: () => string }
-
-/** Start test-server.ts on `runtime`, optionally under `ulimit -n`. */
-async function startServer(runtime: "bun" | "deno", limits: object = {}, fdLimit?: number): Promise<Child> {
-  const cmd = runtime === "bun" ? [join(BIN, "bun"), SCRIPT] : [join(BIN, "deno"), "run", "-A", "--no-check", SCRIPT];
-  const proc = fdLimit
-    ? spawn("sh", ["-c", `ulimit -n ${fdLimit}; exec "$@"`, "sh", ...cmd], { env: { ...process.env, OPQ_TEST_LIMITS: JSON.stringify(limits) }, stdio: ["ignore", "pipe", "pipe"] })
-    : spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, OPQ_TEST_LIMITS: JSON.stringify(limits) }, stdio: ["ignore", "pipe", "pipe"] });
-  let err = "";
-  proc.stderr!.on("data", (b) => { err = (err + b).slice(-4000); });
-  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    proc.stdout!.on("data", (b) => {
-      out += b;
-      const m = /"port":(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    void exited.then((code) => reject(new Error(`server exited with ${code} before listening: ${err}`)));
-  });
-  return { proc, port, url: `http://127.0.0.1:${port}`, exited, stderr: () => err };
-}
-
-const images = (n: number) => {
-  const x = new Float32Array(n * IMAGE);
-  for (let i = 0; i < x.length; i++) x[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-  return x;
-};
-const inferBinary = (url: string, n: number, init: RequestInit = {}) => fetch(`${url}${INFER}`, {
-  method: "POST", headers: { "content-type": "application/octet-stream", "x-shape": `${n},1,28,28` }, body: floatBytes(images(n)), ...init,
-});
 
 for (const runtime of ["bun", "deno"] as const) {
   describe(`${runtime}: the server over a real socket`, () => {

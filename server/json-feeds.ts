@@ -10,6 +10,9 @@
  */
 import { ServerError, SERVER_ERROR_CODES as E } from "./errors.ts";
 
+/** How long the data reader runs before it lets the event loop in (a 5 MB body takes ~100 ms). */
+const YIELD_MS = 8;
+
 /** Nesting any part of an infer body may use (data arrays: up to rank 8, inside 4 envelope levels). */
 const MAX_DEPTH = 16;
 
@@ -42,8 +45,10 @@ const bad = (msg: string) => new ServerError(E.BAD_REQUEST, `body is not valid J
 /**
  * Parse an infer body. `data` arrays under `inputs.<name>` come back as Float32Array; the
  * elements of all of them together may not pass `maxElements` (PAYLOAD_TOO_LARGE, naming the cap).
+ * A long data array lets the event loop in every `yieldMs` (tests pass 0 to yield at every
+ * 4096th number).
  */
-export function parseInferJson(bytes: Uint8Array, maxElements: number): unknown {
+export async function parseInferJson(bytes: Uint8Array, maxElements: number, yieldMs = YIELD_MS): Promise<unknown> {
   let pos = 0;
   let budget = maxElements;
   const n = bytes.length;
@@ -120,29 +125,80 @@ export function parseInferJson(bytes: Uint8Array, maxElements: number): unknown 
     return value;
   };
 
-  /** A data array: numbers or nested arrays of numbers, into `out`. */
-  const readFloats = (out: FloatBuilder, depth: number): void => {
-    if (depth > MAX_DEPTH) throw bad("arrays nest too deep");
+  /**
+   * A data array (numbers, or arrays of them nested at most MAX_DEPTH deep) into `out`, read
+   * iteratively; every 4096 numbers, once YIELD_MS have passed, it waits a macrotask so a
+   * maximal body does not hold the event loop (health checks, other requests) for its whole parse.
+   */
+  const readFloats = async (out: FloatBuilder, depth: number): Promise<void> => {
     pos++; // [
+    let open = 1, count = 0, slice = performance.now();
+    if (depth > MAX_DEPTH) throw bad("arrays nest too deep");
     ws();
     if (bytes[pos] === 0x5d) { pos++; return; }
-    for (let i = 0; ; i++) {
+    for (;;) {
       ws();
       const c = bytes[pos];
-      if (c === 0x5b) readFloats(out, depth + 1);
-      else if (c === 0x2d || (c !== undefined && c >= 0x30 && c <= 0x39)) {
+      if (c === 0x5b) {
+        if (depth + open > MAX_DEPTH) throw bad("arrays nest too deep");
+        open++;
+        pos++;
+        ws();
+        if (bytes[pos] !== 0x5d) continue; // a value follows
+        pos++;
+        open--; // an empty nested array is a complete value
+      } else if (c === 0x2d || (c !== undefined && c >= 0x30 && c <= 0x39)) {
         const v = readNumber();
         if (!Number.isFinite(v)) throw new ServerError(E.INPUT_NOT_FINITE, `${out.where}[${out.length}] is ${v}; inputs must be finite numbers`);
         if (--budget < 0) throw new ServerError(E.PAYLOAD_TOO_LARGE, `${out.where}: the request holds more than ${maxElements} values; this model accepts at most ${maxElements} elements per request`);
         out.push(v);
+        if ((++count & 4095) === 0 && performance.now() - slice >= yieldMs) {
+          await new Promise((r) => setTimeout(r, 0));
+          slice = performance.now();
+        }
       } else {
         const what = c === 0x6e ? "null" : c === 0x22 ? "string" : c === 0x7b ? "object" : c === 0x74 || c === 0x66 ? "boolean" : "not a value";
         throw new ServerError(E.BAD_REQUEST, `${out.where}[${out.length}] is ${what}, expected a number`);
       }
+      // After a value: a comma, or the ends of as many arrays as close here.
+      for (;;) {
+        ws();
+        if (bytes[pos] === 0x2c) { pos++; break; }
+        if (bytes[pos] !== 0x5d) throw bad(`expected , or ] at byte ${pos}`);
+        pos++;
+        if (--open === 0) return;
+      }
+    }
+  };
+
+  /** The objects on the way to `inputs.<name>.data` (the only values that may be large). */
+  const readEnvelope = async (path: readonly string[], depth: number): Promise<unknown> => {
+    ws();
+    if (bytes[pos] !== 0x7b || path.length > 2 || (path.length > 0 && path[0] !== "inputs")) return readValue(path, depth);
+    if (depth > MAX_DEPTH) throw bad("values nest too deep");
+    pos++;
+    const obj: Record<string, unknown> = {};
+    ws();
+    if (bytes[pos] === 0x7d) { pos++; return obj; }
+    for (;;) {
+      ws();
+      if (bytes[pos] !== 0x22) throw bad(`expected a key at byte ${pos}`);
+      const key = readString();
+      expect(0x3a, ":");
+      const sub = [...path, key];
+      ws();
+      let v: unknown;
+      // inputs.<name>.data as an array: straight into floats.
+      if (sub.length === 3 && key === "data" && bytes[pos] === 0x5b) {
+        const out = new FloatBuilder(maxElements, `inputs.${sub[1]}.data`);
+        await readFloats(out, depth + 1);
+        v = out.finish();
+      } else v = await readEnvelope(sub, depth + 1);
+      Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
       ws();
       if (bytes[pos] === 0x2c) { pos++; continue; }
-      if (bytes[pos] === 0x5d) { pos++; return; }
-      throw bad(`expected , or ] at byte ${pos}`);
+      if (bytes[pos] === 0x7d) { pos++; return obj; }
+      throw bad(`expected , or } at byte ${pos}`);
     }
   };
 
@@ -161,16 +217,7 @@ export function parseInferJson(bytes: Uint8Array, maxElements: number): unknown 
         if (bytes[pos] !== 0x22) throw bad(`expected a key at byte ${pos}`);
         const key = readString();
         expect(0x3a, ":");
-        const sub = [...path, key];
-        ws();
-        // inputs.<name>.data as an array: straight into floats.
-        if (sub.length === 3 && sub[0] === "inputs" && key === "data" && bytes[pos] === 0x5b) {
-          const out = new FloatBuilder(maxElements, `inputs.${sub[1]}.data`);
-          readFloats(out, depth + 1);
-          Object.defineProperty(obj, key, { value: out.finish(), enumerable: true, writable: true, configurable: true });
-        } else {
-          Object.defineProperty(obj, key, { value: readValue(sub, depth + 1), enumerable: true, writable: true, configurable: true });
-        }
+        Object.defineProperty(obj, key, { value: readValue([...path, key], depth + 1), enumerable: true, writable: true, configurable: true });
         ws();
         if (bytes[pos] === 0x2c) { pos++; continue; }
         if (bytes[pos] === 0x7d) { pos++; return obj; }
@@ -199,7 +246,7 @@ export function parseInferJson(bytes: Uint8Array, maxElements: number): unknown 
     throw bad(`unexpected byte at ${pos}`);
   };
 
-  const value = readValue([], 0);
+  const value = await readEnvelope([], 0);
   ws();
   if (pos !== n) throw bad(`unexpected bytes after the value at byte ${pos}`);
   return value;

@@ -187,13 +187,13 @@ export function checkCaps(name: string, dims: readonly number[], caps: RequestCa
 }
 
 /** Decode a request body of the given format into feeds, under the model's caps (none: the schema's own bounds). */
-export function decodeInferBody(
+export async function decodeInferBody(
   format: keyof typeof MEDIA,
   body: Uint8Array,
   headers: { shape?: string; inputName?: string },
   model: { inputs: readonly ValueInfo[] },
   caps: RequestCaps = { maxBatch: MAX_ELEMENTS, maxElements: MAX_ELEMENTS },
-): Record<string, Feed> {
+): Promise<Record<string, Feed>> {
   if (format === "binary") {
     const dims = parseShapeHeader(headers.shape);
     let name = headers.inputName?.trim();
@@ -211,7 +211,7 @@ export function decodeInferBody(
   let value: unknown;
   if (format === "json") {
     // Numbers go straight into float32 arrays, counted against the cap as they are read.
-    value = parseInferJson(body, caps.maxElements);
+    value = await parseInferJson(body, caps.maxElements);
   } else {
     try {
       // The decoder refuses an array or bin past the cap as it meets its header, before building it.

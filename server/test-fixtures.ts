@@ -5,6 +5,7 @@
  * tests are deterministic without timing assertions.
  * @module
  */
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -99,4 +100,48 @@ export function gatedModel(real: ServedModel, gate: Gate, limits: QueueLimits): 
     format: real.summary.format, bytes: real.summary.bytes, metadata: {}, layers: [], loadMs: 0,
   }, limits);
   return served;
+}
+
+/** A test server in a child process (server/test-server.ts). */
+export interface TestServer { proc: ChildProcess; port: number; url: string; exited: Promise<number | null>; stderr: () => string }
+
+/**
+ * Start server/test-server.ts (the fixture model over a real socket on 127.0.0.1) on `runtime`,
+ * with `limits` as its OPQ_TEST_LIMITS, optionally under `ulimit -n fdLimit`.
+ */
+export async function startServer(runtime: "bun" | "deno", limits: object = {}, fdLimit?: number): Promise<TestServer> {
+  const bin = join(PROJECT_ROOT, "node_modules", ".bin");
+  const script = join(PROJECT_ROOT, "server", "test-server.ts");
+  const cmd = runtime === "bun" ? [join(bin, "bun"), script] : [join(bin, "deno"), "run", "-A", "--no-check", script];
+  const env = { ...process.env, OPQ_TEST_LIMITS: JSON.stringify(limits) };
+  const proc = fdLimit
+    ? spawn("sh", ["-c", `ulimit -n ${fdLimit}; exec "$@"`, "sh", ...cmd], { env, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn(cmd[0]!, cmd.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  proc.stderr!.on("data", (b) => { err = (err + b).slice(-4000); });
+  const exited = new Promise<number | null>((r) => proc.on("exit", (code) => r(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    proc.stdout!.on("data", (b) => {
+      out += b;
+      const m = /"port":(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void exited.then((code) => reject(new Error(`server exited with ${code} before listening: ${err}`)));
+  });
+  return { proc, port, url: `http://127.0.0.1:${port}`, exited, stderr: () => err };
+}
+
+/** `n` deterministic 1×28×28 images in [-0.5, 0.5), the fixture model's input. */
+export function fixtureImages(n: number): Float32Array {
+  const x = new Float32Array(n * 784);
+  for (let i = 0; i < x.length; i++) x[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  return x;
+}
+
+/** POST `n` fixture images to the fixture model's infer route as a binary body. */
+export function inferBinary(url: string, n: number, init: RequestInit = {}): Promise<Response> {
+  return fetch(`${url}/v1/models/${FIXTURE_MODEL}/infer`, {
+    method: "POST", headers: { "content-type": "application/octet-stream", "x-shape": `${n},1,28,28` }, body: floatBytes(fixtureImages(n)), ...init,
+  });
 }

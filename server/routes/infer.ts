@@ -129,7 +129,7 @@ async function infer(c: Context<AppEnv>, ctx: RouteContext, model: ServedModel):
     clearTimeout(timer);
   }
   const read = performance.now();
-  const feeds = validateFeeds(decodeInferBody(format, body, headers, model.runner, caps), model.runner.inputs);
+  const feeds = validateFeeds(await decodeInferBody(format, body, headers, model.runner, caps), model.runner.inputs);
   body = new Uint8Array(0); // the feeds hold what is needed; let the body go
   // A slot only for a complete, valid request: slow or broken uploads never hold one.
   if (ctx.state.inferring >= ctx.limits.maxInFlight) {
