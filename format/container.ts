@@ -726,7 +726,7 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
       return { indices, codes, coderTableBytes };
     };
     if (options.lazyWeights) {
-      compressed.push(lazyTensor(name, dims, codebook, decode));
+      compressed.push(lazyTensor(name, dims, codebook, nnz, decode));
       regions.push({ name, offset: start, regionBytes: length, codebookBytes: tableBytes, tableBytes: NaN, streamBytes: NaN });
       continue;
     }
@@ -742,10 +742,10 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
 }
 
 /** A compressed tensor whose streams are decoded on first read of `indices` or `codes`. */
-function lazyTensor(name: string, dims: number[], codebook: Codebook, decode: () => { indices: Uint32Array; codes: Int32Array }): CompressedTensor {
+function lazyTensor(name: string, dims: number[], codebook: Codebook, nnz: number, decode: () => { indices: Uint32Array; codes: Int32Array }): CompressedTensor {
   let decoded: { indices: Uint32Array; codes: Int32Array } | undefined;
   const t: CompressedTensor = {
-    name, dims, codebook,
+    name, dims, codebook, nnz,
     get indices() { return (decoded ??= decode()).indices; },
     get codes() { return (decoded ??= decode()).codes; },
   };

@@ -109,6 +109,16 @@ export interface CompressedTensor {
   indices: Uint32Array;
   /** One integer code per index: signed for `uniform`, a table index for `table`. */
   codes: Int32Array;
+  /**
+   * The number of non-zero weights (`indices.length`), known without decoding the streams: set by
+   * `decodeOpq(…, { lazyWeights: true })`, whose `indices` decode on first read. Use nnzOf().
+   */
+  readonly nnz?: number;
+}
+
+/** Non-zero weights of a compressed tensor, without decoding a lazy one. */
+export function nnzOf(c: CompressedTensor): number {
+  return c.nnz ?? c.indices.length;
 }
 
 /**

@@ -141,6 +141,26 @@ describe("load-time folding and run-time allocations under the memory budget", (
     try { decodeOpq(bytes); } catch (e) { code = (e as FormatError).code; }
     expect(code).toBe("TOO_LARGE");
   });
+
+  test("dims edited within the file's element limit do not raise the compute budget (no weight is dequantized at load); the run fails typed", async () => {
+    const onnx = readOnnx(new Uint8Array(readFileSync(join(PROJECT_ROOT, "models", "resnet20-fmnist.onnx"))));
+    const { opq } = compressModel(onnx, { sparsity: 0.74, bits: 3 });
+    const base = await createSession(encodeOpq(opq));
+    const x: Tensor = { dtype: "float32", dims: [1, 1, 28, 28], data: new Float32Array(784) };
+    for (const [k, dims] of [[0, [4096, 1, 3, 3]], [opq.compressed.length - 1, [10, 64 * 400]]] as const) {
+      const m = structuredClone(opq);
+      m.compressed[k]!.dims = [...dims]; // indices stay in range: the file is valid, the graph hostile
+      const s = await createSession(encodeOpq(m));
+      // The compute budget counts the kept weights (the header's count), not the dims: the good file's.
+      // (The memory budget follows the planned shapes, which the dims do change.)
+      expect(s.info.limits.maxMacsPerSample).toBe(base.info.limits.maxMacsPerSample);
+      let code = "ok";
+      try { await s.run({ input: x }); } catch (e) { code = (e as OpqRuntimeError).code; }
+      expect(code).toBe("KERNEL_FAILED");
+      s.dispose();
+    }
+    base.dispose();
+  });
 });
 
 describe("Loop step and memory budgets", () => {

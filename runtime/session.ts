@@ -232,7 +232,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
     maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
     perSampleBytes: perSamplePeakBytes(plan),
-    maxMacsPerSample: options.maxMacsPerSample ?? defaultMacsPerSample(plan),
+    maxMacsPerSample: options.maxMacsPerSample ?? defaultMacsPerSample(plan, opq?.compressed),
   };
   const notes: string[] = [];
   let gpu: Backend | undefined;

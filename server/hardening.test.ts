@@ -54,7 +54,8 @@ for (const runtime of ["bun", "deno"] as const) {
 
     test("/healthz answers while a maximal batch computes, and every probe before the batch", async () => {
       // The maximal batch is the server's cap (256 here, to keep the test short on a loaded machine).
-      const server = await startServer(runtime, { caps: { maxBatch: 256 } });
+      // A deadline far past the batch's run: this test is about the probes, not the 504 (a loaded machine may take 30 s).
+      const server = await startServer(runtime, { caps: { maxBatch: 256 }, app: { requestTimeoutMs: 300_000 } });
       try {
         const order: string[] = [];
         const big = inferBinary(server.url, 256).then(async (r) => { order.push(`batch ${r.status}`); await r.body?.cancel(); });
