@@ -176,7 +176,7 @@ test("compressed weights are kept as stored and mark the layers that read them",
   const W = { name: "W", dims: [2, 2], codebook: { kind: "uniform" as const, step: 1 }, indices: Uint32Array.of(0, 3), codes: Int32Array.of(1, 1) };
   const plan = planModel(m, { compressed: [W] });
   expect(plan.compressed.get("W")).toBe(W);
-  expect(plan.steps.map((s) => s.path)).toEqual(["dequantized-blocked-gemm", "dense-fp32"]);
+  expect(plan.steps.map((s) => s.path)).toEqual(["blocked-gemm", "dense-fp32"]);
 });
 
 test("a constant ConstantOfShape is folded when small and left to run time when huge", () => {

@@ -26,8 +26,8 @@ export interface PlannedStep {
   /**
    * How the kernel computes: the op table's `path` if the variant names one; for Conv the fast
    * path conv.ts picks for the inferred shapes ("im2col-gemm", "gemm-1x1", "direct", ...);
-   * "blocked-gemm" for Gemm/MatMul; else "dense-fp32". Prefixed "dequantized-" when the layer
-   * reads a weight decoded from a .opq.
+   * "blocked-gemm" for Gemm/MatMul; else "dense-fp32". (Whether a weight was dequantized from a
+   * .opq is the bound kernel's weight form, not part of the path.)
    */
   path: string;
   /** Values no later step, and no graph output, reads: dropped after this step. */
@@ -87,7 +87,7 @@ export interface PlanOptions {
   /**
    * Compressed weights of a .opq (names the graph uses that its initializers lack). Each becomes a
    * constant whose dense data is made only if something reads it (`lazyDense`); layers reading one
-   * through the op table report a "dequantized-" path.
+   * through the op table report the weight form "dequantized-f32".
    */
   compressed?: readonly CompressedTensor[];
   /**
@@ -326,7 +326,7 @@ function planGraph(model: Model, graph: Graph, options: PlanOptions): Plan {
     inferNode(s, shapes, dtypes, constants);
     if (!options.deferPrepare) {
       prepareStep(s, prepares.get(s), shapes, constants);
-      s.path = layerPath(s, shapes, constants, compressed);
+      s.path = layerPath(s, shapes, constants);
     }
     kept.push(s);
   }
@@ -685,11 +685,9 @@ const DEFAULT_PATH = "dense-fp32";
  * The compute path of a step: the op table's `path` if the variant declares one; for a float32
  * 2-D Conv with constant weights and a known input shape, the fast path conv.ts will take
  * (symbolic dims count as 1; the choice does not depend on the batch); Gemm/MatMul "blocked-gemm".
- * Weights dequantized from a .opq prefix the path with "dequantized-".
  */
-export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>, compressed: ReadonlyMap<string, CompressedTensor>, dtypes?: ReadonlyMap<string, DType>): string {
+export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, constants: ReadonlyMap<string, Tensor>, dtypes?: ReadonlyMap<string, DType>): string {
   const { node } = s;
-  const dequantized = node.inputs.some((n) => compressed.has(n));
   let path = s.path;
   if (path !== DEFAULT_PATH) {
     // the op table named its path
@@ -708,7 +706,7 @@ export function layerPath(s: PlannedStep, shapes: ReadonlyMap<string, Dim[]>, co
     const dt = dtypes?.get(node.inputs[0] ?? "");
     path = dt === undefined || dt === "float32" ? "blocked-gemm" : "reference";
   }
-  return dequantized ? `dequantized-${path}` : path;
+  return path;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ function weightBytes(model: Model, opq?: OpqModel): number {
 
 /**
  * Load a model: `.opq` bytes (magic "OPQ"), ONNX bytes, a file path, a decoded OpqModel or an
- * ONNX Model. Compressed weights are dequantized to dense float32 at load. Throws
+ * ONNX Model. Compressed weights stay compressed: a backend's kernel form is transcoded from
+ * them, and only a layer the reference kernels run reads a dense copy. Throws
  * OpqRuntimeError: INVALID_MODEL for unreadable input, UNSUPPORTED_OPS listing every op the
  * runtime cannot run.
  */
@@ -390,9 +391,8 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
     const k = step.subplans ? undefined : claim(spec);
     if (k) return k;
     prepareStep(step, step.prepare, plan.shapes, plan.constants);
-    step.path = layerPath(step, plan.shapes, plan.constants, plan.compressed, plan.dtypes);
-    // The weight form says "dequantized"; the path says how the kernel computes.
-    const ref = bindReference(spec, step.kernel, step.ctx, step.path.replace(/^dequantized-/, ""));
+    step.path = layerPath(step, plan.shapes, plan.constants, plan.dtypes);
+    const ref = bindReference(spec, step.kernel, step.ctx, step.path);
     for (const c of spec.compressed) if (c) format.releaseDecoded(c);
     return ref;
   });
