@@ -117,6 +117,27 @@ describe("load-time folding and run-time allocations under the memory budget", (
     expect(rssMiB() - rss0).toBeLessThan(500);
   });
 
+  test("a tiny graph whose own shapes plan 1 GiB per sample gets the floor budget, not 4 GiB, and is refused before allocating", async () => {
+    // Fuzz mutant 1530 of seed 1: a Pad of the input by 2^28 (a static shape the planner infers,
+    // so the per-sample peak, times 64, asked for a 4 GiB default budget; filling 1 GiB took 5 s).
+    const m = model({
+      nodes: [node("Pad", ["x", "p"], ["big"]), node("MatMul", ["big", "w"], ["y"])],
+      inputs: [{ name: "x", dtype: "float32", shape: [1, 4] }],
+      outputs: [{ name: "y", dtype: "float32", shape: null }],
+      initializers: { p: i64([0, 1, 0, 2 ** 28]), w: f32([6, 6]) },
+    });
+    const bytes = writeOnnx(m);
+    expect(bytes.length).toBeLessThan(1000);
+    const session = await createSession(bytes);
+    expect(session.info.limits.perSampleBytes).toBeGreaterThan(2 ** 30);
+    expect(session.info.limits.memoryBudget).toBe(256 * MiB);
+    const rss0 = rssMiB();
+    const e = await failure(() => session.run({ x: f32([1, 4]) }));
+    expect(e.code).toBe("LIMIT_EXCEEDED");
+    expect(e.details).toMatchObject({ opType: "Pad", plannedBytes: 4 * (2 ** 28 + 5), budget: 256 * MiB });
+    expect(rssMiB() - rss0).toBeLessThan(500);
+  });
+
   test("a 300-byte Conv whose pads ask for 1.2·10^9 multiply-adds is refused by the compute budget", async () => {
     const m = model({
       nodes: [node("Conv", ["x", "w"], ["y"], { pads: ints([2000, 2000, 2000, 2000]) })],

@@ -161,9 +161,7 @@ function weightBytes(model: Model, opq?: OpqModel): number {
   for (const t of Object.values(model.graph.initializers)) {
     n += t.dtype === "string" ? 0 : t.data.length * format.DTYPE_BYTES[t.dtype];
   }
-  for (const c of opq?.compressed ?? []) {
-    n += c.indices.byteLength + c.codes.byteLength + (c.codebook.kind === "table" ? c.codebook.values.byteLength : 4);
-  }
+  for (const c of opq?.compressed ?? []) n += 8 * format.nnzOf(c) + (c.codebook.kind === "table" ? c.codebook.values.byteLength : 4);
   return n;
 }
 
@@ -229,8 +227,9 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
     wasm?.dispose();
     throw e;
   }
+  const modelBytes = bytes?.byteLength ?? (opq ? weightBytes(opq.model, opq) : weightBytes(model!));
   const limits = {
-    memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan),
+    memoryBudget: options.memoryBudget ?? defaultMemoryBudget(plan, modelBytes),
     maxLoopSteps: options.maxLoopSteps ?? DEFAULT_MAX_LOOP_STEPS,
     perSampleBytes: perSamplePeakBytes(plan),
     maxMacsPerSample: options.maxMacsPerSample ?? defaultMacsPerSample(plan, opq?.compressed),
@@ -268,7 +267,7 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   const used = new Set(layers.map((l) => l.backend));
   const info: SessionInfo = {
     format: opq ? "opq" : "onnx",
-    bytes: bytes?.byteLength ?? (opq ? weightBytes(opq.model, opq) : weightBytes(model!)),
+    bytes: modelBytes,
     metadata,
     layers,
     notes,
