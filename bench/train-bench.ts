@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { mulberry32, readOnnx, type Tensor } from "../format/mod.ts";
 import { compressModel, layerConstraints, opqFinetuneMethod, trainLoop, type TrainMethod } from "../compressor/mod.ts";
-import { createParallelTrainableGraph, GRAD_OPS, type GradOp } from "../runtime/mod.ts";
+import { createParallelTrainableGraph, type GradOp, OPS } from "../runtime/mod.ts";
 import { formatTable, printJson, say } from "../cli/common.ts";
 import { sharedPath } from "../cli/shared.ts";
 
@@ -35,17 +35,15 @@ const inputDims = [batch, ...inputInfo.shape!.slice(1).map(Number)];
 // Per-op timing: wrap each differentiable op's forward and its backward closure.
 const profile = new Map<string, { fwd: number; bwd: number; calls: number }>();
 if (values.profile) {
-  const ops = GRAD_OPS as Record<string, GradOp>;
-  for (const [name, op] of Object.entries(ops)) {
-    ops[name] = (inputs, attrs) => {
-      const p = profile.get(name) ?? profile.set(name, { fwd: 0, bwd: 0, calls: 0 }).get(name)!;
-      const t0 = performance.now();
-      const r = op(inputs, attrs);
-      p.fwd += performance.now() - t0;
-      p.calls++;
-      return { outputs: r.outputs, backward: (d, n) => { const t1 = performance.now(); const g = r.backward(d, n); p.bwd += performance.now() - t1; return g; } };
-    };
-  }
+  const wrap = (name: string, op: GradOp): GradOp => (inputs, attrs, alloc) => {
+    const p = profile.get(name) ?? profile.set(name, { fwd: 0, bwd: 0, calls: 0 }).get(name)!;
+    const t0 = performance.now();
+    const r = op(inputs, attrs, alloc);
+    p.fwd += performance.now() - t0;
+    p.calls++;
+    return { outputs: r.outputs, backward: (d, n) => { const t1 = performance.now(); const g = r.backward(d, n); p.bwd += performance.now() - t1; return g; } };
+  };
+  for (const [name, versions] of Object.entries(OPS)) for (const v of versions) if (v.grad) v.grad = wrap(name, v.grad);
 }
 
 const inits = { ...model.graph.initializers };

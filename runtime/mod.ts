@@ -18,7 +18,7 @@ export type { Kernel, OpVersion } from "./ops/types.ts";
 export { type Plan, planModel, resolveKernels } from "./planner.ts";
 export { type OuterScope, runPlan, type StepObserver, validateFeeds } from "./session.ts";
 export { stopCpuWorkers } from "./cpu/worker-pool.ts";
-export { type Backward, GRAD_OPS, type GradOp, type GradResult } from "./train/grad-ops.ts";
+export type { Backward, GradOp, GradResult } from "./ops/types.ts";
 export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
 export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";
 export { type CrossEntropy, softmaxCrossEntropy } from "./train/loss.ts";

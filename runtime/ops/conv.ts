@@ -17,7 +17,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { Attrs, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare } from "./types.ts";
+import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare, withGrad } from "./types.ts";
 import { stridesOf } from "./elementwise.ts";
 import { matrixView, sgemm, simdGemmInUse } from "../cpu/sgemm.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
@@ -629,7 +629,92 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
 };
 
 /** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
+/** A float32 tensor. */
+const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+
+/**
+ * Conv, 2-D, any group/stride/dilation/padding. Per image and group: `Y_g = W_g·col(X_g) + B`;
+ * backward `dW_g += dY_g·col(X_g)ᵀ`, `dX_g = col2im(W_gᵀ·dY_g)`, `dB = Σ dY` (the usual GEMM
+ * adjoints; col2imAdd is im2col's adjoint).
+ */
+const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc) => {
+  const [x, w, b] = inputs;
+  const xd = f32Of(x, "Conv X"), wd = f32Of(w, "Conv W"), bd = b ? f32Of(b, "Conv B") : undefined;
+  const g = convGeometry(x!.dims, w!.dims, attrs);
+  if (g.inSpatial.length !== 2) throw new KernelError(`Conv: training supports 2-D convolutions only, X is [${x!.dims}]`);
+  const { batch, inChannels, outChannels, group } = g;
+  const cg = inChannels / group, mg = outChannels / group;
+  const win: Window2d = {
+    channels: cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kH: g.kernel[0]!, kW: g.kernel[1]!,
+    strideH: g.strides[0]!, strideW: g.strides[1]!, dilationH: g.dilations[0]!, dilationW: g.dilations[1]!,
+    padTop: g.pads[0]!, padLeft: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+  };
+  const k = cg * win.kH * win.kW, p = win.outH * win.outW, planeIn = win.inH * win.inW;
+  const col = alloc(k * p);
+  // Forward through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned
+  // weights, im2col + GEMM otherwise): the same numbers a session computes.
+  const path = convPath(g, wd);
+  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false);
+  for (let n = 0; n < batch && !path; n++) {
+    for (let gi = 0; gi < group; gi++) {
+      im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
+      sgemm(mg, p, k, 1, matrixView(wd, gi * mg * k, k), matrixView(col, 0, p), y, (n * outChannels + gi * mg) * p, p, false);
+    }
+    if (bd) {
+      for (let m = 0; m < outChannels; m++) {
+        const o = (n * outChannels + m) * p, bm = bd[m]!;
+        for (let i = 0; i < p; i++) y[o + i] += bm;
+      }
+    }
+  }
+  // dX of a 3×3, stride-1, pad-1 conv is the same conv of dY with the filters flipped and in/out
+  // swapped (the adjoint of a correlation), so it runs on the forward kernels too.
+  const transposedDx = group === 1 && isWinogradShape(g) && g.pads.every((q) => q === 1);
+  const backward: Backward = ([dy], needs) => {
+    if (!dy) return [];
+    const dxGemm = needs[0] && !transposedDx ? alloc(xd.length) : undefined;
+    let dx = dxGemm;
+    const dw = needs[1] ? alloc(wd.length) : undefined;
+    const dcol = dxGemm ? alloc(k * p) : undefined;
+    if (needs[0] && transposedDx) {
+      const wt = alloc(wd.length, false);
+      for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
+      const wT: Tensor = f32Tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = f32Tensor([batch, outChannels, win.outH, win.outW], dy);
+      const gt = convGeometry(dyT.dims, wT.dims, attrs);
+      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
+    }
+    for (let n = 0; n < batch; n++) {
+      for (let gi = 0; gi < group; gi++) {
+        const yOff = (n * outChannels + gi * mg) * p, xOff = (n * inChannels + gi * cg) * planeIn;
+        const dyView = matrixView(dy, yOff, p);
+        if (dw) {
+          im2col(xd, xOff, win, col);
+          sgemm(mg, k, p, 1, dyView, matrixView(col, 0, p, true), dw, gi * mg * k, k, true);
+        }
+        if (dxGemm) {
+          sgemm(k, p, mg, 1, matrixView(wd, gi * mg * k, k, true), dyView, dcol!, 0, p, false);
+          col2imAdd(dcol!, win, dxGemm, xOff);
+        }
+      }
+    }
+    let db: Float32Array | undefined;
+    if (needs[2] && bd) {
+      db = new Float32Array(outChannels);
+      for (let n = 0; n < batch; n++) {
+        for (let m = 0; m < outChannels; m++) {
+          const o = (n * outChannels + m) * p;
+          let s = 0;
+          for (let i = 0; i < p; i++) s += dy[o + i]!;
+          db[m] += s;
+        }
+      }
+    }
+    return [dx, dw, db];
+  };
+  return { outputs: [f32Tensor([batch, outChannels, win.outH, win.outW], y)], backward };
+};
+
 export const CONV_OPS: Record<string, OpVersion[]> = {
-  Conv: [{ since: 1, kernel: conv, prepare: prepareConv }],
+  Conv: withGrad([{ since: 1, kernel: conv, prepare: prepareConv }], convGrad),
   ConvTranspose: [{ since: 1, kernel: convTranspose }],
 };

@@ -7,7 +7,7 @@
  * @module
  */
 import { allocData, type DType, sizeOf, type Tensor, type TensorData } from "../../format/mod.ts";
-import { type Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
+import { type Alloc, type Attrs, type Backward, f32Of, freshAlloc, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared tensor helpers
@@ -293,6 +293,53 @@ const reluKernel: Kernel = (inputs, attrs, ctx) => {
   return [makeTensor("float32", x.dims.slice(), out)];
 };
 
+/** Sum `d` (shaped `outDims`) down to `dims` it was broadcast from: the adjoint of broadcasting. */
+export function reduceToShape(d: Float32Array, outDims: readonly number[], dims: readonly number[]): Float32Array {
+  if (sizeOf(dims) === d.length) return d;
+  const off = broadcastOffsets(dims, outDims);
+  const r = new Float32Array(sizeOf(dims));
+  for (let i = 0; i < d.length; i++) r[off[i]!] += d[i]!;
+  return r;
+}
+
+/** A float32 tensor. */
+const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+
+/** An elementwise clamp to [lo, hi]; the gradient passes where lo < x < hi (0 at the kinks, as PyTorch). */
+function clampGrad(x: Tensor, lo: number, hi: number, alloc: Alloc): GradResult {
+  const xd = f32Of(x, "X");
+  const y = alloc(xd.length, false);
+  for (let i = 0; i < y.length; i++) { const v = xd[i]!; y[i] = v < lo ? lo : v > hi ? hi : v; }
+  const backward: Backward = ([dy], needs) => {
+    if (!dy || !needs[0]) return [];
+    const dx = alloc(dy.length, false);
+    for (let i = 0; i < dx.length; i++) { const v = xd[i]!; dx[i] = v > lo && v < hi ? dy[i]! : 0; }
+    return [dx];
+  };
+  return { outputs: [f32Tensor([...x.dims], y)], backward };
+}
+
+const reluGrad: GradOp = ([x], _attrs, alloc = freshAlloc) => clampGrad(x!, 0, Infinity, alloc);
+
+/** Clip: bounds are attributes before opset 11 and optional inputs from 11 on; a node carries one or the other. */
+const clipGrad: GradOp = ([x, lo, hi], attrs, alloc = freshAlloc) =>
+  clampGrad(x!, lo ? numbers(lo)[0]! : attrs.float("min", -Infinity), hi ? numbers(hi)[0]! : attrs.float("max", Infinity), alloc);
+
+const addGrad: GradOp = ([a, b], _attrs, alloc = freshAlloc) => {
+  const ad = f32Of(a, "Add A"), bd = f32Of(b, "Add B");
+  const dims = broadcastShape([a!.dims, b!.dims], "Add");
+  const y = alloc(sizeOf(dims), false);
+  if (ad.length === y.length && bd.length === y.length) {
+    for (let i = 0; i < y.length; i++) y[i] = ad[i]! + bd[i]!;
+  } else {
+    const oa = broadcastOffsets(a!.dims, dims), ob = broadcastOffsets(b!.dims, dims);
+    for (let i = 0; i < y.length; i++) y[i] = ad[oa[i]!]! + bd[ob[i]!]!;
+  }
+  const backward: Backward = ([dy], needs) =>
+    dy ? [needs[0] ? reduceToShape(dy, dims, a!.dims) : undefined, needs[1] ? reduceToShape(dy, dims, b!.dims) : undefined] : [];
+  return { outputs: [f32Tensor(dims, y)], backward };
+};
+
 const UNARY_OPS: Record<string, OpVersion[]> = {
   Abs: u(Math.abs),
   Neg: u((x) => -x),
@@ -318,7 +365,7 @@ const UNARY_OPS: Record<string, OpVersion[]> = {
   Atanh: [{ since: 9, kernel: unaryKernel(Math.atanh) }],
   Tanh: u(Math.tanh),
   Sigmoid: u((x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)))),
-  Relu: [{ since: 1, kernel: reluKernel }],
+  Relu: withGrad([{ since: 1, kernel: reluKernel }], reluGrad),
   Softplus: u((x) => (x > 30 ? x : Math.log1p(Math.exp(x)))),
   Softsign: u((x) => x / (1 + Math.abs(x))),
   LeakyRelu: [ua(1, (a) => { const al = a.float("alpha", 0.01); return (x) => (x >= 0 ? x : al * x); })],
@@ -338,7 +385,7 @@ const UNARY_OPS: Record<string, OpVersion[]> = {
     const bias = a.float("bias", 0), lambd = a.float("lambd", 0.5);
     return (x) => (x < -lambd ? x + bias : x > lambd ? x - bias : 0);
   })],
-  Clip: variants(clipKernel, 1, 11),
+  Clip: withGrad(variants(clipKernel, 1, 11), clipGrad),
   Not: [{ since: 1, kernel: unaryKernel((x) => (x ? 0 : 1)) }],
   IsNaN: [{ since: 9, kernel: unaryKernel((x) => (Number.isNaN(x) ? 1 : 0), "bool") }],
   IsInf: [{
@@ -532,7 +579,7 @@ const meanFinish = (t: Tensor, k: number) => {
 };
 
 const BINARY_OPS: Record<string, OpVersion[]> = {
-  Add: arith(() => (x, y) => x + y, F32_SAME.Add),
+  Add: withGrad(arith(() => (x, y) => x + y, F32_SAME.Add), addGrad),
   Sub: arith(() => (x, y) => x - y, F32_SAME.Sub),
   Mul: arith(() => (x, y) => x * y, F32_SAME.Mul),
   Div: arith(divFor, F32_SAME.Div),

@@ -7,8 +7,9 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { type Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
-import { matrixView, sgemm } from "../cpu/sgemm.ts";
+import { type Attrs, type Backward, f32Of, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
+import { type MatrixView, matrixView, sgemm } from "../cpu/sgemm.ts";
+import { broadcastOffsets, reduceToShape } from "./elementwise.ts";
 
 type NumArray = Float32Array | Float64Array | Int32Array | Uint32Array;
 
@@ -204,7 +205,64 @@ export const matmul: Kernel = (inputs, attrs, ctx) => {
 };
 
 /** Gemm/MatMul ops by ONNX op type. Gemm's C became optional at opset 11; MatMul's semantics never changed. */
+/** A float32 tensor. */
+const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+const transposeView = (v: MatrixView): MatrixView => ({ data: v.data, offset: v.offset, rowStride: v.colStride, colStride: v.rowStride });
+/** View of `op(X)` (rows × cols) where X is stored row-major as rows × cols, or as cols × rows when `trans`. */
+const opView = (data: Float32Array, rows: number, cols: number, trans: boolean): MatrixView =>
+  trans ? matrixView(data, 0, rows, true) : matrixView(data, 0, cols, false);
+
+/**
+ * `Y = alpha·op(A)·op(B) + beta·C`. Backward: `d op(A) = alpha·dY·op(B)ᵀ`, `d op(B) = alpha·op(A)ᵀ·dY`
+ * (written transposed when the operand is stored transposed), `dC = beta·dY` summed over C's
+ * broadcast axes.
+ */
+function gemmLike(a: Tensor, b: Tensor, c: Tensor | undefined, s: { m: number; n: number; k: number; transA: boolean; transB: boolean; alpha: number; beta: number }): GradResult {
+  const ad = f32Of(a, "A"), bd = f32Of(b, "B"), cd = c ? f32Of(c, "C") : undefined;
+  const { m, n, k, transA, transB, alpha, beta } = s;
+  const opA = opView(ad, m, k, transA), opB = opView(bd, k, n, transB);
+  const y = new Float32Array(m * n);
+  if (cd && beta !== 0) {
+    const off = broadcastOffsets(c!.dims, [m, n]);
+    for (let i = 0; i < y.length; i++) y[i] = beta * cd[off[i]!]!;
+  }
+  sgemm(m, n, k, alpha, opA, opB, y, 0, n, !!cd && beta !== 0);
+  const backward: Backward = ([dy], needs) => {
+    if (!dy) return [];
+    const dyView = matrixView(dy, 0, n);
+    let da: Float32Array | undefined, db: Float32Array | undefined, dc: Float32Array | undefined;
+    if (needs[0]) {
+      da = new Float32Array(ad.length);
+      if (!transA) sgemm(m, k, n, alpha, dyView, transposeView(opB), da, 0, k, false);
+      else sgemm(k, m, n, alpha, opB, transposeView(dyView), da, 0, m, false);
+    }
+    if (needs[1]) {
+      db = new Float32Array(bd.length);
+      if (!transB) sgemm(k, n, m, alpha, transposeView(opA), dyView, db, 0, n, false);
+      else sgemm(n, k, m, alpha, transposeView(dyView), opA, db, 0, k, false);
+    }
+    if (needs[2] && cd) {
+      dc = reduceToShape(dy, [m, n], c!.dims);
+      dc = dc === dy ? dy.map((v) => beta * v) : (beta === 1 ? dc : dc.map((v) => beta * v));
+    }
+    return [da, db, dc];
+  };
+  return { outputs: [f32Tensor([m, n], y)], backward };
+}
+
+const gemmGrad: GradOp = ([a, b, c], attrs) => {
+  if (!a || !b) throw new KernelError("Gemm: A and B are required");
+  return gemmLike(a, b, c, gemmShape(a.dims, b.dims, attrs));
+};
+
+const matMulGrad: GradOp = ([a, b]) => {
+  if (!a || !b || a.dims.length !== 2 || b.dims.length !== 2 || a.dims[1] !== b.dims[0]) {
+    throw new KernelError(`MatMul: training supports 2-D [m, k]·[k, n] only, got [${a?.dims}]·[${b?.dims}]`);
+  }
+  return gemmLike(a, b, undefined, { m: a.dims[0]!, n: b.dims[1]!, k: a.dims[1]!, transA: false, transB: false, alpha: 1, beta: 0 });
+};
+
 export const GEMM_OPS: Record<string, OpVersion[]> = {
-  Gemm: [{ since: 1, kernel: gemmWith(true) }, { since: 11, kernel: gemm }],
-  MatMul: [{ since: 1, kernel: matmul }],
+  Gemm: withGrad([{ since: 1, kernel: gemmWith(true) }, { since: 11, kernel: gemm }], gemmGrad),
+  MatMul: withGrad([{ since: 1, kernel: matmul }], matMulGrad),
 };

@@ -12,7 +12,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
+import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
 import { checkedElements, MAX_WINDOW_OUTPUT_ELEMENTS, readAutoPad, resolvePads, spatialAttr, unravel, windowOutputSize } from "./conv.ts";
 
 type PoolArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
@@ -384,17 +384,134 @@ export const maxPool: Kernel = maxPoolWith({ ceilMode: true, dilations: true });
 export const averagePool: Kernel = averagePoolWith({ ceilMode: true, dilations: true, countIncludePad: true });
 
 /** Pooling ops by ONNX op type, versioned where an attribute appeared. */
+/** A float32 tensor. */
+const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+
+/** Geometry of a 2-D pooling node, or an error naming the op. */
+function trainPool2d(x: Tensor, attrs: Attrs) {
+  const g = poolGeometry(x.dims, attrs);
+  if (g.inSpatial.length !== 2) throw new KernelError(`${attrs.opType}: training supports 2-D pooling only, X is [${x.dims}]`);
+  return g;
+}
+
+/** MaxPool (2-D): remembers each output's argmax; backward routes dY there (ties: first in the window). */
+const maxPoolGrad: GradOp = ([x], attrs, alloc = freshAlloc) => {
+  const xd = f32Of(x, "MaxPool X");
+  const g = trainPool2d(x!, attrs);
+  const [inH, inW] = g.inSpatial as [number, number], [outH, outW] = g.outSpatial as [number, number];
+  const [kH, kW] = g.kernel as [number, number], [sH, sW] = g.strides as [number, number], [dH, dW] = g.dilations as [number, number];
+  const planes = g.batch * g.channels, planeIn = inH * inW, planeOut = outH * outW;
+  const y = alloc(planes * planeOut), arg = new Int32Array(y.length).fill(-1);
+  for (let c = 0; c < planes; c++) {
+    for (let oy = 0; oy < outH; oy++) {
+      for (let ox = 0; ox < outW; ox++) {
+        let best = -Infinity, at = -1;
+        for (let i = 0; i < kH; i++) {
+          const iy = oy * sH - g.pads[0]! + i * dH;
+          if (iy < 0 || iy >= inH) continue;
+          for (let j = 0; j < kW; j++) {
+            const ix = ox * sW - g.pads[1]! + j * dW;
+            if (ix < 0 || ix >= inW) continue;
+            const idx = c * planeIn + iy * inW + ix;
+            if (xd[idx]! > best || at < 0) { best = xd[idx]!; at = idx; }
+          }
+        }
+        const o = c * planeOut + oy * outW + ox;
+        y[o] = best;
+        arg[o] = at;
+      }
+    }
+  }
+  const backward: Backward = ([dy], needs) => {
+    if (!dy || !needs[0]) return [];
+    const dx = alloc(xd.length);
+    for (let o = 0; o < dy.length; o++) if (arg[o]! >= 0) dx[arg[o]!] += dy[o]!;
+    return [dx];
+  };
+  return { outputs: [f32Tensor([g.batch, g.channels, outH, outW], y)], backward };
+};
+
+/**
+ * AveragePool (2-D, no dilation): each output is the mean of its window clipped to the input;
+ * with count_include_pad the divisor counts the padding too (not the ceil_mode overhang, as
+ * onnxruntime). Backward spreads dY / divisor over the same window.
+ */
+const averagePoolGrad: GradOp = ([x], attrs, alloc = freshAlloc) => {
+  const xd = f32Of(x, "AveragePool X");
+  const g = trainPool2d(x!, attrs);
+  if (g.dilations.some((d) => d !== 1)) throw new KernelError("AveragePool: training supports dilation 1 only");
+  const includePad = attrs.int("count_include_pad", 0) !== 0;
+  const [inH, inW] = g.inSpatial as [number, number], [outH, outW] = g.outSpatial as [number, number];
+  const planes = g.batch * g.channels, planeIn = inH * inW, planeOut = outH * outW;
+  // Per output row/column: the clipped window [lo, hi) and its length for the divisor.
+  const windows = (out: number, stride: number, kernel: number, pad: number, padEnd: number, size: number) =>
+    Array.from({ length: out }, (_, o) => {
+      const start = o * stride - pad, end = Math.min(start + kernel, size + padEnd);
+      const lo = Math.max(start, 0), hi = Math.min(end, size);
+      return { lo, hi, count: includePad ? end - start : hi - lo };
+    });
+  const rows = windows(outH, g.strides[0]!, g.kernel[0]!, g.pads[0]!, g.pads[2]!, inH);
+  const cols = windows(outW, g.strides[1]!, g.kernel[1]!, g.pads[1]!, g.pads[3]!, inW);
+  const y = alloc(planes * planeOut);
+  for (let c = 0; c < planes; c++) {
+    for (let oy = 0; oy < outH; oy++) {
+      const r = rows[oy]!;
+      for (let ox = 0; ox < outW; ox++) {
+        const q = cols[ox]!;
+        let s = 0;
+        for (let iy = r.lo; iy < r.hi; iy++) for (let ix = q.lo; ix < q.hi; ix++) s += xd[c * planeIn + iy * inW + ix]!;
+        y[c * planeOut + oy * outW + ox] = s / (r.count * q.count);
+      }
+    }
+  }
+  const backward: Backward = ([dy], needs) => {
+    if (!dy || !needs[0]) return [];
+    const dx = alloc(xd.length);
+    for (let c = 0; c < planes; c++) {
+      for (let oy = 0; oy < outH; oy++) {
+        const r = rows[oy]!;
+        for (let ox = 0; ox < outW; ox++) {
+          const q = cols[ox]!;
+          const v = dy[c * planeOut + oy * outW + ox]! / (r.count * q.count);
+          for (let iy = r.lo; iy < r.hi; iy++) for (let ix = q.lo; ix < q.hi; ix++) dx[c * planeIn + iy * inW + ix] += v;
+        }
+      }
+    }
+    return [dx];
+  };
+  return { outputs: [f32Tensor([g.batch, g.channels, outH, outW], y)], backward };
+};
+
+const globalAveragePoolGrad: GradOp = ([x], _attrs, alloc = freshAlloc) => {
+  const xd = f32Of(x, "GlobalAveragePool X");
+  const [batch, channels] = x!.dims as [number, number];
+  const plane = sizeOf(x!.dims.slice(2)), planes = batch * channels;
+  const y = alloc(planes);
+  for (let c = 0; c < planes; c++) {
+    let s = 0;
+    for (let i = 0; i < plane; i++) s += xd[c * plane + i]!;
+    y[c] = s / plane;
+  }
+  const backward: Backward = ([dy], needs) => {
+    if (!dy || !needs[0]) return [];
+    const dx = alloc(xd.length);
+    for (let c = 0; c < planes; c++) dx.fill(dy[c]! / plane, c * plane, (c + 1) * plane);
+    return [dx];
+  };
+  return { outputs: [f32Tensor([batch, channels, ...x!.dims.slice(2).map(() => 1)], y)], backward };
+};
+
 export const POOL_OPS: Record<string, OpVersion[]> = {
-  MaxPool: [
+  MaxPool: withGrad([
     { since: 1, kernel: maxPoolWith({ ceilMode: false, dilations: false }) },
     { since: 10, kernel: maxPool },
-  ],
-  AveragePool: [
+  ], maxPoolGrad),
+  AveragePool: withGrad([
     { since: 1, kernel: averagePoolWith({ ceilMode: false, dilations: false, countIncludePad: false }) },
     { since: 7, kernel: averagePoolWith({ ceilMode: false, dilations: false, countIncludePad: true }) },
     { since: 10, kernel: averagePoolWith({ ceilMode: true, dilations: false, countIncludePad: true }) },
     { since: 19, kernel: averagePool },
-  ],
-  GlobalAveragePool: [{ since: 1, kernel: globalAveragePool }],
+  ], averagePoolGrad),
+  GlobalAveragePool: withGrad([{ since: 1, kernel: globalAveragePool }], globalAveragePoolGrad),
   GlobalMaxPool: [{ since: 1, kernel: globalMaxPool }],
 };

@@ -13,8 +13,7 @@
  * @module
  */
 import type { Tensor } from "../../format/mod.ts";
-import type { Backward, GradOp } from "../train/grad-ops.ts";
-import { type Attrs, type Kernel, KernelError, type OpVersion } from "./types.ts";
+import { type Attrs, type Backward, type GradOp, type Kernel, KernelError, type OpVersion } from "./types.ts";
 
 /** The domain of opq's own operators. */
 export const OPQ_DOMAIN = "ai.opq";
@@ -93,10 +92,5 @@ export const apotQuantizeGrad: GradOp = (inputs, attrs) => {
 
 /** The `ai.opq` op table (by op type; versions are the `ai.opq` opset). */
 export const OPQ_DOMAIN_OPS: Record<string, OpVersion[]> = {
-  ApotQuantize: [{ since: 1, kernel: apotQuantizeKernel }],
-};
-
-/** Differentiable `ai.opq` ops, by op type. */
-export const OPQ_DOMAIN_GRAD_OPS: Readonly<Record<string, GradOp>> = {
-  ApotQuantize: apotQuantizeGrad,
+  ApotQuantize: [{ since: 1, kernel: apotQuantizeKernel, grad: apotQuantizeGrad }],
 };

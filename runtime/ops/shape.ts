@@ -10,7 +10,7 @@ import {
   broadcastOffsets, broadcastShape, fromNumbers, int64Tensor, intList, isFloat, makeTensor, normAxis, numbers,
   numberToHalf, stridesOf, stridedOffsets, variants,
 } from "./elementwise.ts";
-import { type Attrs, KernelError, type Kernel, type OpVersion } from "./types.ts";
+import { type Attrs, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
 
 /** Any tensor storage, indexed generically (typed arrays of numbers or bigints, string arrays). */
 type AnyArray = { [i: number]: unknown; length: number };
@@ -1019,13 +1019,39 @@ const tfIdfVectorizer: Kernel = (inputs, attrs) => {
 };
 
 /** Every data-movement op, by ONNX op type. */
+/** A float32 tensor. */
+const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+
+/** An op that only relabels the shape: the data (and its gradient) pass through unchanged. */
+const reshapeTo = (x: Tensor, dims: number[]): GradResult => {
+  if (sizeOf(dims) !== x.data.length) throw new KernelError(`cannot reshape [${x.dims}] to [${dims}]`);
+  return { outputs: [{ dtype: x.dtype, dims, data: x.data }], backward: ([dy], needs) => (dy && needs[0] ? [dy] : []) };
+};
+
+const flattenGrad: GradOp = ([x], attrs) => {
+  const r = x!.dims.length, axis = attrs.int("axis", 1);
+  const a = axis < 0 ? axis + r : axis;
+  return reshapeTo(x!, [sizeOf(x!.dims.slice(0, a)), sizeOf(x!.dims.slice(a))]);
+};
+
+/** Reshape with a shape input: 0 copies the input dim (unless allowzero), -1 is inferred. */
+const reshapeGrad: GradOp = ([x, shape], attrs) => {
+  const want = intList(shape!), allowZero = attrs.int("allowzero", 0) !== 0;
+  const dims = want.map((d, i) => (d === 0 && !allowZero ? x!.dims[i]! : d));
+  const free = dims.indexOf(-1);
+  if (free >= 0) dims[free] = x!.data.length / sizeOf(dims.filter((_, i) => i !== free));
+  return reshapeTo(x!, dims);
+};
+
+const identityGrad: GradOp = ([x]) => reshapeTo(x!, [...x!.dims]);
+
 export const SHAPE_OPS: Record<string, OpVersion[]> = {
-  Identity: [{ since: 1, kernel: identity }],
+  Identity: withGrad([{ since: 1, kernel: identity }], identityGrad),
   Constant: [{ since: 1, kernel: constantKernel }],
   ConstantOfShape: [{ since: 9, kernel: constantOfShape }],
   Dropout: variants(dropoutKernel, 1, 7, 12),
-  Flatten: [{ since: 1, kernel: flattenKernel }],
-  Reshape: variants(reshapeKernel, 1, 5),
+  Flatten: withGrad([{ since: 1, kernel: flattenKernel }], flattenGrad),
+  Reshape: withGrad(variants(reshapeKernel, 1, 5), reshapeGrad),
   Transpose: [{ since: 1, kernel: transposeKernel }],
   Squeeze: variants(squeezeKernel, 1, 13),
   Unsqueeze: variants(unsqueezeKernel, 1, 13),

@@ -94,4 +94,47 @@ export interface OpVersion {
   kernel: Kernel;
   /** Optional: packs or transforms constant inputs once at load, so the kernel does not on every call. */
   prepare?: Prepare;
+  /** Optional: forward with a backward closure, for training (runtime/train): the op is differentiable. */
+  grad?: GradOp;
+}
+
+/** The versions with `grad` set on each: an op's backward, declared beside its kernels. */
+export function withGrad(versions: OpVersion[], grad: GradOp): OpVersion[] {
+  return versions.map((v) => ({ ...v, grad }));
+}
+
+/**
+ * Gradients of an op's inputs from the gradients of its outputs (`undefined`: the output does
+ * not reach the loss). Computes only the inputs flagged in `needs`; never mutates `dOutputs`.
+ */
+export type Backward = (dOutputs: readonly (Float32Array | undefined)[], needs: readonly boolean[]) => (Float32Array | undefined)[];
+
+/** An op's forward result: its outputs and the closure that differentiates them. */
+export interface GradResult {
+  outputs: Tensor[];
+  backward: Backward;
+}
+
+/**
+ * Buffers for an op's outputs and gradients: zero-filled float32 arrays of the given length. The
+ * training graph hands each node the same buffers every step (train/graph-grad.ts), so a step
+ * allocates nothing once the first has run; an op must not keep a buffer past the next step.
+ */
+export type Alloc = (length: number, zeroed?: boolean) => Float32Array;
+
+/** Fresh zeroed arrays (ops called outside a training graph). `zeroed: false` lets a reused buffer skip the fill (the op writes every element). */
+export const freshAlloc: Alloc = (length) => new Float32Array(length);
+
+/**
+ * A differentiable op: float32 inputs in node order (`undefined` for an omitted one), attributes,
+ * where its buffers come from. Training reads a node as inference does (the same geometry and
+ * shape rules); Conv recomputes its im2col columns in backward instead of keeping them (a batch
+ * of 256 would hold ~100 MB of columns per layer).
+ */
+export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, alloc?: Alloc) => GradResult;
+
+/** The float32 data of a differentiable op's input, or a KernelError naming it. */
+export function f32Of(t: Tensor | undefined, what: string): Float32Array {
+  if (!t || !(t.data instanceof Float32Array)) throw new KernelError(`${what} must be a float32 tensor`);
+  return t.data;
 }

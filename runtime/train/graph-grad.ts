@@ -1,6 +1,6 @@
 /**
  * Reverse-mode differentiation of an ONNX graph: `forward` runs the nodes in order through
- * GRAD_OPS and keeps a tape of their backward closures; `backward` walks the tape in reverse,
+ * the `grad` of its op (declared beside the op's kernels) and keeps a tape of their backward closures; `backward` walks the tape in reverse,
  * summing the gradients of values read more than once, and returns the gradients of the
  * trainable initializers. Only values that depend on a parameter get gradients (the image's
  * does not), which skips the first Conv's dX.
@@ -10,8 +10,10 @@ import type { Model, Node, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
 import { Attrs, KernelError } from "../ops/types.ts";
-import { type Alloc, type Backward, GRAD_OPS, type GradOp } from "./grad-ops.ts";
-import { OPQ_DOMAIN, OPQ_DOMAIN_GRAD_OPS } from "../ops/quantize.ts";
+import type { Alloc, Backward, GradOp } from "../ops/types.ts";
+import { OPQ_DOMAIN, OPQ_DOMAIN_OPS } from "../ops/quantize.ts";
+import { resolveOp } from "../ops/registry.ts";
+import { opsetFor } from "../planner.ts";
 
 /** A model prepared for training: forward with a tape, backward to the parameters. */
 export interface TrainableGraph {
@@ -43,19 +45,19 @@ function sum(a: Float32Array, b: Float32Array, alloc: Alloc): Float32Array {
 }
 
 const isDefaultDomain = (n: Node) => n.domain === "" || n.domain === "ai.onnx";
-/** The differentiable op of a node: GRAD_OPS for the default domain, the ai.opq table for opq's own ops. */
-const gradOpOf = (n: Node): GradOp | undefined =>
-  isDefaultDomain(n) ? (Object.hasOwn(GRAD_OPS, n.opType) ? GRAD_OPS[n.opType] : undefined)
-  : n.domain === OPQ_DOMAIN && Object.hasOwn(OPQ_DOMAIN_GRAD_OPS, n.opType) ? OPQ_DOMAIN_GRAD_OPS[n.opType] : undefined;
+/** The differentiable op of a node: the `grad` of its op's version at the model's opset (the ai.opq table for opq's own ops). */
+const gradOpOf = (n: Node, model: Model): GradOp | undefined =>
+  isDefaultDomain(n) ? resolveOp(n.opType, opsetFor(model, "") ?? 1)?.grad
+  : n.domain === OPQ_DOMAIN ? resolveOp(n.opType, opsetFor(model, OPQ_DOMAIN) ?? 1, OPQ_DOMAIN_OPS)?.grad : undefined;
 
 /**
  * Prepare `model` for training on the CPU. Throws OpqRuntimeError UNSUPPORTED_OPS naming every
- * op GRAD_OPS lacks, INVALID_MODEL for a graph without one float input and one output.
+ * op without a `grad`, INVALID_MODEL for a graph without one float input and one output.
  */
 export function createTrainableGraph(model: Model): TrainableGraph {
   const graph = model.graph;
   const inits = graph.initializers;
-  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && !gradOpOf(n)).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
+  const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && !gradOpOf(n, model)).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
   if (unsupported.length) {
     throw new OpqRuntimeError(E.UNSUPPORTED_OPS, `training does not support op(s): ${unsupported.join(", ")}`, { ops: unsupported });
   }
@@ -67,7 +69,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
 
   const params: string[] = [];
   for (const node of graph.nodes) {
-    for (const slot of (gradOpOf(node) && Object.hasOwn(PARAM_SLOTS, node.opType) ? PARAM_SLOTS[node.opType] : undefined) ?? []) {
+    for (const slot of (gradOpOf(node, model) && Object.hasOwn(PARAM_SLOTS, node.opType) ? PARAM_SLOTS[node.opType] : undefined) ?? []) {
       const name = node.inputs[slot];
       if (name && Object.hasOwn(inits, name) && inits[name]!.dtype === "float32" && !params.includes(name)) params.push(name);
     }
@@ -88,7 +90,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
     if (n.some(Boolean)) for (const o of node.outputs) live.add(o);
   }
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
-  const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n)]));
+  const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n, model)]));
   // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
   // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
   // graph's output, whose producer allocates fresh arrays (a caller may keep the logits).
