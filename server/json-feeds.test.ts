@@ -23,6 +23,13 @@ test("data arrays become Float32Array, flat or nested; the envelope stays ordina
   expect(v.f).toEqual([true, null, { data: [1] }]);
 });
 
+test("a key __proto__ is an own member, not the prototype", async () => {
+  const v = await parseInferJson(enc(`{"__proto__":{"polluted":1},"inputs":{"__proto__":{"data":[1]}}}`), 10) as Record<string, unknown>;
+  expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
+  expect(Object.hasOwn(v, "__proto__")).toBe(true);
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+});
+
 test("numbers read equal Number() on the token", async () => {
   const tokens = ["0", "-0.5", "1e-7", "123456789012345678", "0.1", "3.4028234663852886e38", "2.5E+3"];
   const v = await parseInferJson(enc(`{"inputs":{"x":{"data":[${tokens.join(",")}]}}}`), 100) as { inputs: { x: { data: Float32Array } } };

@@ -171,20 +171,38 @@ export async function parseInferJson(bytes: Uint8Array, maxElements: number, yie
     }
   };
 
+  /** At `{`: the first key (its `:` read), or undefined for `{}`. */
+  const openObject = (): string | undefined => {
+    pos++;
+    ws();
+    if (bytes[pos] === 0x7d) { pos++; return undefined; }
+    return readKey();
+  };
+  const readKey = (): string => {
+    ws();
+    if (bytes[pos] !== 0x22) throw bad(`expected a key at byte ${pos}`);
+    const key = readString();
+    expect(0x3a, ":");
+    return key;
+  };
+  /** After a member's value: the next key, or undefined at `}`. */
+  const nextKey = (): string | undefined => {
+    ws();
+    if (bytes[pos] === 0x2c) { pos++; return readKey(); }
+    if (bytes[pos] === 0x7d) { pos++; return undefined; }
+    throw bad(`expected , or } at byte ${pos}`);
+  };
+  /** A member as an own data property (a key "__proto__" stays a plain key). */
+  const setMember = (obj: Record<string, unknown>, key: string, value: unknown) =>
+    Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+
   /** The objects on the way to `inputs.<name>.data` (the only values that may be large). */
   const readEnvelope = async (path: readonly string[], depth: number): Promise<unknown> => {
     ws();
     if (bytes[pos] !== 0x7b || path.length > 2 || (path.length > 0 && path[0] !== "inputs")) return readValue(path, depth);
     if (depth > MAX_DEPTH) throw bad("values nest too deep");
-    pos++;
     const obj: Record<string, unknown> = {};
-    ws();
-    if (bytes[pos] === 0x7d) { pos++; return obj; }
-    for (;;) {
-      ws();
-      if (bytes[pos] !== 0x22) throw bad(`expected a key at byte ${pos}`);
-      const key = readString();
-      expect(0x3a, ":");
+    for (let key = openObject(); key !== undefined; key = nextKey()) {
       const sub = [...path, key];
       ws();
       let v: unknown;
@@ -194,12 +212,9 @@ export async function parseInferJson(bytes: Uint8Array, maxElements: number, yie
         await readFloats(out, depth + 1);
         v = out.finish();
       } else v = await readEnvelope(sub, depth + 1);
-      Object.defineProperty(obj, key, { value: v, enumerable: true, writable: true, configurable: true });
-      ws();
-      if (bytes[pos] === 0x2c) { pos++; continue; }
-      if (bytes[pos] === 0x7d) { pos++; return obj; }
-      throw bad(`expected , or } at byte ${pos}`);
+      setMember(obj, key, v);
     }
+    return obj;
   };
 
   const readValue = (path: readonly string[], depth: number): unknown => {
@@ -208,21 +223,9 @@ export async function parseInferJson(bytes: Uint8Array, maxElements: number, yie
     const c = bytes[pos];
     if (c === undefined) throw bad("unexpected end of body");
     if (c === 0x7b) {
-      pos++;
       const obj: Record<string, unknown> = {};
-      ws();
-      if (bytes[pos] === 0x7d) { pos++; return obj; }
-      for (;;) {
-        ws();
-        if (bytes[pos] !== 0x22) throw bad(`expected a key at byte ${pos}`);
-        const key = readString();
-        expect(0x3a, ":");
-        Object.defineProperty(obj, key, { value: readValue([...path, key], depth + 1), enumerable: true, writable: true, configurable: true });
-        ws();
-        if (bytes[pos] === 0x2c) { pos++; continue; }
-        if (bytes[pos] === 0x7d) { pos++; return obj; }
-        throw bad(`expected , or } at byte ${pos}`);
-      }
+      for (let key = openObject(); key !== undefined; key = nextKey()) setMember(obj, key, readValue([...path, key], depth + 1));
+      return obj;
     }
     if (c === 0x5b) {
       pos++;
