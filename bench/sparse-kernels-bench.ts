@@ -13,7 +13,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { decodeOpq, type Dim, type OpqModel, sizeOf, toDenseModel, writeOnnx } from "../format/mod.ts";
-import { createSession, planModel } from "../runtime/mod.ts";
+import { createSession } from "../runtime/mod.ts";
+import { planModel } from "../runtime/planner.ts";
 import { createOrtSession } from "../cli/ort.ts";
 import { seededInput } from "../cli/commands/bench.ts";
 import { formatTable, printJson, say } from "../cli/common.ts";

@@ -17,7 +17,8 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { mulberry32, readOnnx, type Tensor } from "../format/mod.ts";
 import { compressModel, layerConstraints, opqFinetuneMethod, trainLoop, type TrainMethod } from "../compressor/mod.ts";
-import { createParallelTrainableGraph, type GradOp, OPS } from "../runtime/mod.ts";
+import { createParallelTrainableGraph, type GradOp } from "../runtime/mod.ts";
+import { OPS } from "../runtime/ops/registry.ts";
 import { formatTable, printJson, say } from "../cli/common.ts";
 import { sharedPath } from "../cli/shared.ts";
 

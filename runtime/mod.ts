@@ -1,5 +1,6 @@
 /**
- * opq/runtime – load a `.opq` or ONNX model and run it on the CPU with reference kernels.
+ * opq/runtime – load a `.opq` or ONNX model and run it (WebGPU, WASM SIMD or the reference
+ * kernels), and the training graphs the compressor's loop drives.
  *
  * ```ts
  * const session = await createSession("models/lenet5-fmnist.onnx");
@@ -13,12 +14,6 @@ export { OpqRuntimeError, RUNTIME_ERROR_CODES, type RuntimeErrorCode } from "./e
 export { type BackendChoice, createSession, type LayerInfo, type LayerProfile, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
 export type { BackendName } from "./backend.ts";
 export { type ClassScore, classify, type ImageData8, tensor } from "./classify.ts";
-export { OPS, resolveOp } from "./ops/registry.ts";
-export type { Kernel, OpVersion } from "./ops/types.ts";
-export { type Plan, planModel, resolveKernels } from "./planner.ts";
-export { type OuterScope, runPlan, type StepObserver, validateFeeds } from "./session.ts";
-export { stopCpuWorkers } from "./cpu/worker-pool.ts";
 export type { Backward, GradOp, GradResult } from "./ops/types.ts";
 export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
 export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";
-export { type CrossEntropy, softmaxCrossEntropy } from "./train/loss.ts";

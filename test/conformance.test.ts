@@ -15,7 +15,9 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join } from "node:path";
 import { PROJECT_ROOT, sharedPath } from "../cli/shared.ts";
 import { type Model, readOnnx, readTensorProtoNamed, type Tensor } from "../format/mod.ts";
-import { createSession, OPS, OpqRuntimeError, resolveKernels } from "../runtime/mod.ts";
+import { createSession, OpqRuntimeError } from "../runtime/mod.ts";
+import { OPS } from "../runtime/ops/registry.ts";
+import { resolveKernels } from "../runtime/planner.ts";
 
 const SUITES = ["node", "simple", "pytorch-converted", "pytorch-operator"] as const;
 const RTOL = 1e-3;
