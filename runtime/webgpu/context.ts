@@ -42,6 +42,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (i >= pu(0u)) { return; }
 `;
 
+/** A kernel binding: a whole buffer, or a range of one (`offset` a multiple of 256). */
+export type Binding = GPUBuffer | GPUBufferBinding;
+
 /** Parameters of one dispatch, filled by index (floats and signed ints stored by bit pattern). */
 export class Params {
   readonly u = new Uint32Array(PARAM_WORDS);
@@ -148,9 +151,9 @@ export class GpuContext {
     else this.destroyBuffer(b);
   }
 
-  /** A storage buffer holding `data` (weights, uploaded once at bind). */
-  constantBuffer(data: Uint32Array | Float32Array, label?: string): GPUBuffer {
-    const b = this.createBuffer(data.byteLength, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label);
+  /** A storage (or, with `uniform`, a uniform) buffer holding `data` (weights, uploaded once at bind). */
+  constantBuffer(data: Uint32Array | Float32Array, label?: string, uniform = false): GPUBuffer {
+    const b = this.createBuffer(data.byteLength, (uniform ? GPUBufferUsage.UNIFORM : GPUBufferUsage.STORAGE) | GPUBufferUsage.COPY_DST, label);
     this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
     return b;
   }
@@ -183,14 +186,14 @@ export class GpuContext {
 
   /**
    * Record one dispatch of `invocations` threads of `pipeline` with `params` (at `paramBuffer`
-   * offset `slot`·256) and the storage `buffers` as bindings 1...
+   * offset `slot`·256) and `buffers` as bindings 1.. (a whole buffer, or a range of one).
    */
-  dispatch(pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, paramBuffer: GPUBuffer, slot: number, buffers: readonly GPUBuffer[], invocations: number): void {
+  dispatch(pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, paramBuffer: GPUBuffer, slot: number, buffers: readonly Binding[], invocations: number): void {
     if (invocations <= 0) return;
     const groups = Math.ceil(invocations / WORKGROUP);
     const gx = Math.min(groups, MAX_GROUPS_X), gy = Math.ceil(groups / gx);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: paramBuffer, offset: slot * PARAM_BYTES, size: PARAM_BYTES } }];
-    buffers.forEach((buffer, k) => entries.push({ binding: k + 1, resource: { buffer } }));
+    buffers.forEach((b, k) => entries.push({ binding: k + 1, resource: "buffer" in b ? b : { buffer: b } }));
     const group = this.device.createBindGroup({ layout: pipe.layout, entries });
     const pass = this.#passEncoder();
     pass.setPipeline(pipe.pipeline);

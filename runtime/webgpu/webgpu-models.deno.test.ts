@@ -36,7 +36,10 @@ for (const c of CASES) {
       const cpu = await createSession(bytes, { backend: "wasm" });
       try {
         assert(gpu.info.layers.every((l) => l.backend === "webgpu"), `CPU fallbacks: ${JSON.stringify(gpu.info.backends.webgpu?.fallbacks)}`);
-        if (c.setting) assert(gpu.info.layers.filter((l) => l.opType === "Conv").every((l) => l.weightForm.startsWith("csr-")), "a compressed conv is held dense");
+        const convs = gpu.info.layers.filter((l) => l.opType === "Conv");
+        if (c.setting) assert(convs.every((l) => /^(csr-|grid-q)/.test(l.weightForm)), `a compressed conv is held dense: ${convs.map((l) => l.weightForm)}`);
+        // ResNet-20: every Conv → Add → Relu chain is one fused grid dispatch on the GPU.
+        if (c.model === "resnet20-fmnist") assert(gpu.info.layers.filter((l) => /\/Add\+.*Relu/.test(l.name) && l.path === "webgpu-conv-grid").length === 9, "ResNet-20's 9 residual chains are not fused");
         const x = { dtype: "float32" as const, ...fashionMnistBatch(fmnist, 0, c.images) };
         const lg = (await gpu.run({ input: x })).logits!.data as Float32Array;
         const lc = (await cpu.run({ input: x })).logits!.data as Float32Array;

@@ -19,6 +19,7 @@ import type { GpuOpImpl } from "../backend.ts";
 import { F32_MAX, Params, WGSL_MAIN, WGSL_PRELUDE } from "../context.ts";
 import { layoutParams, packCompressed, packDense, weightWgsl } from "../weights.ts";
 import { compressedElsewhere, notF32 } from "./common.ts";
+import { bindGridConv, packGrid } from "./conv-grid.ts";
 
 /** Parameter words: geometry 1..20, tiling 21..23, weight layout from 24 (10 words). */
 const W_AT = 24;
@@ -180,6 +181,13 @@ const conv: GpuOpImpl = {
     if (xs && xs.slice(1).every((d) => typeof d === "number")) convGeometry([1, ...xs.slice(1) as number[]], wDims, spec.attrs);
     const M = wDims[0]!, rowLength = wDims.slice(1).reduce((a, b) => a * b, 1);
     const group = spec.attrs.int("group", 1);
+    // 2-D convs with ≥ 4 output channels per group: the register-tiled grid kernel (conv-grid.ts).
+    const grid = wDims.length === 4 ? packGrid(wDims, group, wc ? { compressed: wc } : { dense: wd!.data as Float32Array }) : "not 2-D";
+    const ep = spec.epilogue;
+    if (typeof grid !== "string") {
+      return bindGridConv({ name: spec.name, wDims, attrs: spec.attrs, group, bias, residual: ep?.residual, lo: ep?.lo ?? -Infinity, hi: ep?.hi ?? Infinity }, grid, ctx);
+    }
+    if (ep) return `fused epilogue needs the grid kernel (${grid})`;
     const extra = bias ? [bias] : [];
     const tiled = !wc && M / group >= 4 ? packTiled(wd!.data as Float32Array, wDims, group, bias) : undefined;
     const packed = wc
