@@ -52,6 +52,9 @@ export class Params {
   readonly s = new Int32Array(this.u.buffer);
 }
 
+/** Bytes of a uniform window (the binding size WebGPU guarantees). */
+export const UNIFORM_WINDOW = 65536;
+
 /** Largest finite float32: the "no clamp" bounds (WGSL may assume no infinities). */
 export const F32_MAX = 3.4028234663852886e38;
 
@@ -71,6 +74,13 @@ export interface GpuValue extends DeviceValue {
 /** True if `t` is a tensor of this backend's GPU memory. */
 export function isGpuTensor(t: Tensor | undefined): t is GpuTensor {
   return t !== undefined && (t as Partial<GpuTensor>).gpu?.buffer !== undefined;
+}
+
+/** Uniform weights gathered into one buffer (GpuContext.uniformSlice). */
+interface Arena {
+  parts: { words: Uint32Array; at: number }[];
+  vec4: number;
+  buffer?: GPUBuffer;
 }
 
 interface PendingRead {
@@ -95,6 +105,7 @@ export class GpuContext {
   #retired: GPUBuffer[] = [];
   #staging: GPUBuffer[] = [];
   #owned = new Set<GPUBuffer>();
+  #arena: Arena | undefined;
 
   constructor(readonly device: GPUDevice, readonly f16: boolean) {
     let cache = PIPELINES.get(device);
@@ -151,10 +162,34 @@ export class GpuContext {
     else this.destroyBuffer(b);
   }
 
-  /** A storage (or, with `uniform`, a uniform) buffer holding `data` (weights, uploaded once at bind). */
-  constantBuffer(data: Uint32Array | Float32Array, label?: string, uniform = false): GPUBuffer {
-    const b = this.createBuffer(data.byteLength, (uniform ? GPUBufferUsage.UNIFORM : GPUBufferUsage.STORAGE) | GPUBufferUsage.COPY_DST, label);
+  /** A storage buffer holding `data` (weights, uploaded once at bind). */
+  constantBuffer(data: Uint32Array | Float32Array, label?: string): GPUBuffer {
+    const b = this.createBuffer(data.byteLength, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, label);
     this.device.queue.writeBuffer(b, 0, data.buffer, data.byteOffset, data.byteLength);
+    return b;
+  }
+
+  /**
+   * A place for `words` in a uniform weight arena (what conv-grid.ts binds as 64 KiB windows):
+   * `at` is its offset in vec4s (a multiple of 16, so 256-byte aligned) and `buffer()` the arena,
+   * built (and the host copies dropped) on first use, with 64 KiB of tail so every window fits.
+   * The layers bound before a run share one arena: one padding for the model, and every kernel
+   * declares the same 64 KiB array (fewer pipeline variants). Slices made after that start a new one.
+   */
+  uniformSlice(words: Uint32Array): { at: number; buffer(): GPUBuffer } {
+    const arena = this.#arena ??= { parts: [], vec4: 0 };
+    const at = arena.vec4;
+    arena.parts.push({ words, at });
+    arena.vec4 += Math.ceil(words.length / 64) * 16;
+    return { at, buffer: () => this.#arenaBuffer(arena) };
+  }
+
+  #arenaBuffer(a: Arena): GPUBuffer {
+    if (a.buffer) return a.buffer;
+    const b = a.buffer = this.createBuffer((a.vec4 + UNIFORM_WINDOW / 16) * 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, "uniform-arena");
+    for (const p of a.parts) this.device.queue.writeBuffer(b, p.at * 16, p.words.buffer, p.words.byteOffset, p.words.byteLength);
+    a.parts = [];
+    if (this.#arena === a) this.#arena = undefined;
     return b;
   }
 

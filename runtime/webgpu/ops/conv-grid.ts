@@ -16,8 +16,9 @@
  * field = code − min (uniform, value = Δ·(field + min), OPQ Eq. 10) or the table index (APoT;
  * the table, with a 0 appended for pruned positions, leads each uniform chunk); a pruned position
  * holds the zero code. No float32 copy of a compressed weight exists on the GPU, and at the
- * sparsities the shared models use this grid is smaller than CSR with u16 columns (3-bit codes:
- * ~3.2 bits per position against 0.26 × (16 + 4) ≈ 5.2 at 74 % sparsity). Dense float32 weights
+ * sparsities the shared models use this grid is smaller than CSR with u16 columns (3-bit codes,
+ * held as 4-bit fields: ~4.4 bits per position with padding, against 0.26 × (16 + 4) ≈ 5.2 at
+ * 74 % sparsity). Dense float32 weights
  * use the same layout with 32-bit fields. Blocks are grouped into chunks of at most 64 KiB (the
  * uniform binding limit), one dispatch per chunk.
  *
@@ -31,11 +32,10 @@ import { convGeometry } from "../../ops/conv.ts";
 import type { Attrs } from "../../ops/types.ts";
 import { KernelError } from "../../ops/types.ts";
 import type { GpuBound, StepIO } from "../backend.ts";
-import { F32_MAX, type GpuContext, Params, WGSL_MAIN, WGSL_PRELUDE } from "../context.ts";
+import { F32_MAX, type GpuContext, Params, UNIFORM_WINDOW, WGSL_MAIN, WGSL_PRELUDE } from "../context.ts";
 
-/** Uniform binding limit WebGPU guarantees (bytes) and the offset alignment it guarantees. */
-const UNIFORM_BYTES = 65536;
-const UNIFORM_VEC4 = UNIFORM_BYTES / 16;
+/** Uniform binding limit WebGPU guarantees (vec4s) and the offset alignment it guarantees. */
+const UNIFORM_VEC4 = UNIFORM_WINDOW / 16;
 const ALIGN_VEC4 = 256 / 16;
 /** Table entries a chunk carries (4 vec4): APoT levels plus the appended zero. */
 const TABLE_SLOTS = 16;
@@ -61,8 +61,6 @@ export interface GridWeights {
   tableVec4: number;
   /** Chunks: first block, block count, vec4 offset into the buffer. */
   chunks: { first: number; count: number; at: number }[];
-  /** vec4 length of the uniform array the shader declares (every chunk's range fits). */
-  L: number;
   step: number;
   cmin: number;
   form: string;
@@ -85,7 +83,7 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
       kind = "table";
       table = c.codebook.values;
       if (table.length + 1 > TABLE_SLOTS) return `codebook of ${table.length} levels (grid holds ${TABLE_SLOTS - 1})`;
-      bits = Math.max(1, Math.ceil(Math.log2(table.length + 1)));
+      bits = 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(Math.log2(table.length + 1)))));
     } else {
       kind = "uniform";
       step = c.codebook.step;
@@ -93,6 +91,9 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
       for (let k = 0; k < c.codes.length; k++) { const v = c.codes[k]!; if (v < cmin) cmin = v; if (v > hi) hi = v; }
       bits = Math.max(1, Math.ceil(Math.log2(hi - cmin + 1)));
       if (bits > 16) return `codes span ${bits} bits`;
+      // Powers of two only: layers of one model then share pipelines (a 3-bit grid held as 4-bit
+      // is 25 % larger; each extra pipeline costs ~0.3 s of LLVM compile on lavapipe).
+      bits = 2 ** Math.ceil(Math.log2(bits));
     }
   }
   const fpw = Math.floor(32 / bits);
@@ -109,18 +110,15 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
   if (!OCT) return OCg % 4 ? `${OCg} output channels per group (grid needs a multiple of 4)` : "one block of weights exceeds 64 KiB";
   const blocks = M / OCT, perChunk = Math.floor((UNIFORM_VEC4 - tableVec4) / blockVec4);
   const chunks: GridWeights["chunks"] = [];
-  let at = 0, L = 0;
+  let at = 0;
   for (let first = 0; first < blocks; first += perChunk) {
     const count = Math.min(perChunk, blocks - first);
     chunks.push({ first, count, at });
-    const len = tableVec4 + count * blockVec4;
-    L = Math.max(L, len);
-    at += Math.ceil(len / ALIGN_VEC4) * ALIGN_VEC4;
+    at += Math.ceil((tableVec4 + count * blockVec4) / ALIGN_VEC4) * ALIGN_VEC4;
   }
-  // The shader's array length: a power of two (fewer pipeline variants), at most the binding limit.
-  L = Math.min(UNIFORM_VEC4, 2 ** Math.ceil(Math.log2(Math.max(L, ALIGN_VEC4))));
   const last = chunks[chunks.length - 1]!;
-  const words = new Uint32Array((last.at + L) * 4);
+  // Each chunk is bound as a 64 KiB window of the context's uniform arena (which pads the end once).
+  const words = new Uint32Array((last.at + tableVec4 + last.count * blockVec4) * 4);
   const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
   const fieldAt = (m: number, c: number, tap: number): [number, number] => {
     const g = Math.floor(m / OCg), mj = m % OCg, b = g * (OCg / OCT) + Math.floor(mj / OCT), o = mj % OCT;
@@ -150,7 +148,7 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
     }
   }
   const form = kind === "f32" ? `grid-f32-oc${OCT}` : `grid-q${bits}-${kind}-oc${OCT}`;
-  return { kind, words, bits, fpw, OCT, CU, unitVec4, blockVec4, tableVec4, chunks, L, step, cmin, form };
+  return { kind, words, bits, fpw, OCT, CU, unitVec4, blockVec4, tableVec4, chunks, step, cmin, form };
 }
 
 /** Pipeline key fields: everything the generated WGSL is specialised on. */
@@ -210,7 +208,7 @@ export function gridShader({ KH, KW, sw, dw, PX, g }: ShaderKey): string {
     : "";
   return `${WGSL_PRELUDE}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<uniform> U: array<vec4<u32>, ${g.L}>;
+@group(0) @binding(2) var<uniform> U: array<vec4<u32>, ${UNIFORM_VEC4}>;
 @group(0) @binding(3) var<storage, read> e: array<f32>;
 @group(0) @binding(4) var<storage, read> r: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
@@ -253,7 +251,7 @@ export interface GridConvSpec {
 export function bindGridConv(s: GridConvSpec, grid: GridWeights, ctx: GpuContext): GpuBound | string {
   const { wDims, attrs, group } = s;
   const M = wDims[0]!;
-  const wbuf = ctx.constantBuffer(grid.words, `${s.name}:grid`, true);
+  const slice = ctx.uniformSlice(grid.words);
   const ebuf = ctx.constantBuffer(s.bias ?? new Float32Array(4), `${s.name}:bias`);
   const params = grid.chunks.map(() => new Params());
   const pipes = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
@@ -274,7 +272,7 @@ export function bindGridConv(s: GridConvSpec, grid: GridWeights, ctx: GpuContext
       // Columns per thread: as even a split of the row as MAX_PX allows (28 → 4 × 7, 14 → 2 × 7).
       const PX = Math.ceil(OW / Math.ceil(OW / MAX_PX));
       const OWB = Math.ceil(OW / PX);
-      const key = `conv-grid:${wDims[2]}x${wDims[3]}:s${sw}:d${dw}:px${PX}:oc${grid.OCT}:cu${grid.CU}:${grid.kind}${grid.bits}:L${grid.L}`;
+      const key = `conv-grid:${wDims[2]}x${wDims[3]}:s${sw}:d${dw}:px${PX}:oc${grid.OCT}:cu${grid.CU}:${grid.kind}${grid.bits}`;
       let pipe = pipes.get(key);
       if (!pipe) pipes.set(key, pipe = ctx.pipeline(key, () => gridShader({ KH: wDims[2]!, KW: wDims[3]!, sw, dw, PX, g: grid })));
       const xb = io.input(0, x);
@@ -294,13 +292,11 @@ export function bindGridConv(s: GridConvSpec, grid: GridWeights, ctx: GpuContext
         p.u[16] = M / group / grid.OCT; p.u[17] = grid.blockVec4; p.u[18] = s.bias ? 1 : 0;
         p.f[19] = lo; p.f[20] = hi; p.u[21] = s.residual !== undefined ? 1 : 0;
         p.f[22] = grid.step; p.s[23] = grid.cmin;
-        io.dispatch(k, pipe!, p, [xb, { buffer: wbuf, offset: ch.at * 16, size: grid.L * 16 }, ebuf, rb, y.gpu.buffer], n);
+        io.dispatch(k, pipe!, p, [xb, { buffer: slice.buffer(), offset: (slice.at + ch.at) * 16, size: UNIFORM_WINDOW }, ebuf, rb, y.gpu.buffer], n);
       });
       return [y];
     },
-    dispose: () => {
-      ctx.destroyBuffer(wbuf);
-      ctx.destroyBuffer(ebuf);
-    },
+    // The grid stays in the arena until the context is disposed.
+    dispose: () => ctx.destroyBuffer(ebuf),
   };
 }
