@@ -61,6 +61,8 @@ export interface GridWeights {
   tableVec4: number;
   /** Chunks: first block, block count, vec4 offset into the buffer. */
   chunks: { first: number; count: number; at: number }[];
+  /** Blocks of OCT channels per group (a last partial block is padded). */
+  blocksPerGroup: number;
   step: number;
   cmin: number;
   form: string;
@@ -76,6 +78,8 @@ const largestDivisor = (n: number, options: readonly number[]) => options.find((
 export function packGrid(dims: readonly number[], group: number, src: { compressed: CompressedTensor } | { dense: Float32Array }): GridWeights | string {
   const [M, ICg, KH, KW] = [dims[0]!, dims[1]!, dims[2]!, dims[3]!];
   const OCg = M / group;
+  // One group: channels padded up to a multiple of 4 (the pad is computed, never written).
+  const OCgP = group === 1 ? Math.ceil(OCg / 4) * 4 : OCg;
   let kind: GridKind = "f32", bits = 32, cmin = 0, step = 0, table: Float32Array | undefined;
   if ("compressed" in src) {
     const c = src.compressed;
@@ -102,13 +106,13 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
   const CU = taps === 1 ? largestDivisor(ICg, [8, 4, 2, 1]) : 1;
   const tableVec4 = kind === "table" ? TABLE_SLOTS / 4 : 0;
   let OCT = 0, unitVec4 = 0, blockVec4 = 0;
-  for (const oct of [16, 8, 4].filter((o) => o <= MAX_OCT && OCg % o === 0)) {
+  for (const oct of [16, 8, 4].filter((o) => o <= MAX_OCT && OCgP % o === 0)) {
     unitVec4 = Math.ceil(Math.ceil(CU * taps * oct / fpw) / 4);
     blockVec4 = (ICg / CU) * unitVec4;
     if (blockVec4 + tableVec4 <= UNIFORM_VEC4) { OCT = oct; break; }
   }
-  if (!OCT) return OCg % 4 ? `${OCg} output channels per group (grid needs a multiple of 4)` : "one block of weights exceeds 64 KiB";
-  const blocks = M / OCT, perChunk = Math.floor((UNIFORM_VEC4 - tableVec4) / blockVec4);
+  if (!OCT) return OCgP % 4 ? `${OCg} output channels per group (grid needs a multiple of 4)` : "one block of weights exceeds 64 KiB";
+  const blocks = group * OCgP / OCT, perChunk = Math.floor((UNIFORM_VEC4 - tableVec4) / blockVec4);
   const chunks: GridWeights["chunks"] = [];
   let at = 0;
   for (let first = 0; first < blocks; first += perChunk) {
@@ -121,7 +125,7 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
   const words = new Uint32Array((last.at + tableVec4 + last.count * blockVec4) * 4);
   const mask = bits === 32 ? 0xffffffff : 2 ** bits - 1;
   const fieldAt = (m: number, c: number, tap: number): [number, number] => {
-    const g = Math.floor(m / OCg), mj = m % OCg, b = g * (OCg / OCT) + Math.floor(mj / OCT), o = mj % OCT;
+    const g = Math.floor(m / OCg), mj = m % OCg, b = g * (OCgP / OCT) + Math.floor(mj / OCT), o = mj % OCT;
     const ch = chunks[Math.floor(b / perChunk)]!;
     const f = ((c % CU) * taps + tap) * OCT + o;
     const word = (ch.at + tableVec4 + (b - ch.first) * blockVec4 + Math.floor(c / CU) * unitVec4) * 4 + Math.floor(f / fpw);
@@ -148,7 +152,7 @@ export function packGrid(dims: readonly number[], group: number, src: { compress
     }
   }
   const form = kind === "f32" ? `grid-f32-oc${OCT}` : `grid-q${bits}-${kind}-oc${OCT}`;
-  return { kind, words, bits, fpw, OCT, CU, unitVec4, blockVec4, tableVec4, chunks, step, cmin, form };
+  return { kind, words, bits, fpw, OCT, CU, unitVec4, blockVec4, tableVec4, chunks, blocksPerGroup: OCgP / OCT, step, cmin, form };
 }
 
 /** Pipeline key fields: everything the generated WGSL is specialised on. */
@@ -199,7 +203,7 @@ export function gridShader({ KH, KW, sw, dw, PX, g }: ShaderKey): string {
   for (let o = 0; o < OCT; o++) {
     epilogue.push(`  { let b = select(0.0, e[min(m0 + ${o}u, arrayLength(&e) - 1u)], hasBias); let out = out0 + ${o}u * OH * OW;`);
     for (let p = 0; p < PX; p++) {
-      epilogue.push(`    if (${p}u < pEnd) { var v = a${o}_${p} + b; if (hasRes) { v += r[out + ${p}u]; } y[out + ${p}u] = clamp(v, lo, hi); }`);
+      epilogue.push(`    if (${p}u < pEnd && m0 + ${o}u < M) { var v = a${o}_${p} + b; if (hasRes) { v += r[out + ${p}u]; } y[out + ${p}u] = clamp(v, lo, hi); }`);
     }
     epilogue.push(`  }`);
   }
@@ -289,7 +293,7 @@ export function bindGridConv(s: GridConvSpec, grid: GridWeights, ctx: GpuContext
         p.u[0] = n; p.u[1] = geo.inChannels; p.u[2] = H; p.u[3] = W; p.u[4] = M; p.u[5] = OH; p.u[6] = OW;
         p.u[7] = sh; p.s[8] = geo.pads[0]!; p.s[9] = geo.pads[1]!; p.u[10] = dh;
         p.u[11] = geo.inChannels / group; p.u[12] = M / group; p.u[13] = OWB; p.u[14] = ch.count; p.u[15] = ch.first;
-        p.u[16] = M / group / grid.OCT; p.u[17] = grid.blockVec4; p.u[18] = s.bias ? 1 : 0;
+        p.u[16] = grid.blocksPerGroup; p.u[17] = grid.blockVec4; p.u[18] = s.bias ? 1 : 0;
         p.f[19] = lo; p.f[20] = hi; p.u[21] = s.residual !== undefined ? 1 : 0;
         p.f[22] = grid.step; p.s[23] = grid.cmin;
         io.dispatch(k, pipe!, p, [xb, { buffer: slice.buffer(), offset: (slice.at + ch.at) * 16, size: UNIFORM_WINDOW }, ebuf, rb, y.gpu.buffer], n);
