@@ -7,8 +7,8 @@
  * vec4 load ~7.6 ns, an FMA ~0.1 ns. So the kernel minimises loads per multiply-add: per input
  * channel it loads the unit's weights as a few uniform vec4 words (KH·KW·OCT codes), and per
  * kernel row (PX−1)·sw + (KW−1)·dw + 1 input values, each reused for OCT·KW multiply-adds.
- * ResNet-20 `.opq` (0.74, 3): ~4× faster per image than walking CSR rows at batch 64 (see
- * bench/webgpu-bench.ts --speed).
+ * ResNet-20 `.opq` (0.74, 3) at batch 64 on lavapipe: 258–317 → 19–28 ms per image against the
+ * CSR-row and 4×4-tile kernels before it (separate processes back to back; README, WebGPU).
  *
  * Weight form ("grid"): for each block of OCT output channels, for each unit of CU input channels
  * (CU > 1 only for 1×1 kernels), the fields of (cu, ky, kx, o) in that order, packed
@@ -18,9 +18,9 @@
  * holds the zero code. No float32 copy of a compressed weight exists on the GPU, and at the
  * sparsities the shared models use this grid is smaller than CSR with u16 columns (3-bit codes,
  * held as 4-bit fields: ~4.4 bits per position with padding, against 0.26 × (16 + 4) ≈ 5.2 at
- * 74 % sparsity). Dense float32 weights
- * use the same layout with 32-bit fields. Blocks are grouped into chunks of at most 64 KiB (the
- * uniform binding limit), one dispatch per chunk.
+ * 74 % sparsity). Dense float32 weights use the same layout with 32-bit fields. Blocks are grouped
+ * into chunks of at most 64 KiB (the uniform binding limit), one dispatch per chunk, each bound
+ * as a window of the context's uniform arena (GpuContext.uniformSlice).
  *
  * Epilogue: bias, an optional residual (same shape as the output) and the clamp [lo, hi], so a
  * Conv → Add → Relu chain is one dispatch (NodeSpec.epilogue).
@@ -39,9 +39,12 @@ const UNIFORM_VEC4 = UNIFORM_WINDOW / 16;
 const ALIGN_VEC4 = 256 / 16;
 /** Table entries a chunk carries (4 vec4): APoT levels plus the appended zero. */
 const TABLE_SLOTS = 16;
-/** Output columns per thread at most (8 + 2 loads per 3-wide row serve 8·3·OCT multiply-adds). */
+/** Output columns per thread at most (8 + 2 loads per 3-wide row serve 8·3·OCT multiply-adds; 4 and 14 measured no faster). */
 const MAX_PX = 8;
-/** Output channels per thread at most: 16 (128 accumulators) measured faster than 8 on lavapipe. */
+/**
+ * Output channels per thread at most. ResNet-20 `.opq` batch 64 (scratch runs, loaded machine):
+ * 16 channels ~30 ms per image, 8 ~72, 32 and 64 no faster than 16 (and longer to compile).
+ */
 const MAX_OCT = 16;
 
 /** How a grid weight decodes. */

@@ -1,6 +1,9 @@
 /**
  * Conv on the GPU (1-D and 2-D: a 1-D conv runs as 2-D with height 1), any group count
- * (depthwise included), strides, pads (explicit or auto_pad), dilations. Each thread computes 4
+ * (depthwise included), strides, pads (explicit or auto_pad), dilations. A 2-D conv with ≥ 4
+ * output channels per group (or one group) goes to the grid kernel (conv-grid.ts), which also
+ * takes fused epilogues; the kernels here are for the rest (depthwise, 1-D, weights whose block
+ * exceeds 64 KiB), unfused. Each thread computes 4
  * neighbouring output columns of one row (a tap's weight is loaded once for the four). Weights:
  *   dense, ≥ 4 channels per group  TILED_SHADER: 4 channels × 4 columns per thread from a filter
  *              repacked at bind so one vec4 load is a tap of 4 channels (1×1 convs included:
