@@ -78,6 +78,11 @@ export const OP_CASES: readonly OpCase[] = [
   { name: "conv compressed groups 2 stride 2", op: "Conv", attrs: { group: int(2), strides: ints([2, 2]), pads: ints([1, 1, 1, 1]) }, inputs: [feed(2, 8, 9, 9), { dims: [10, 4, 3, 3], kind: "table" }, constant(10)], tolerance: T.reduction },
   { name: "conv depthwise compressed table", op: "Conv", attrs: { group: int(6), pads: ints([1, 1, 1, 1]) }, inputs: [feed(1, 6, 7, 7), { dims: [6, 1, 3, 3], kind: "table" }, constant(6)], tolerance: T.reduction },
   { name: "conv 1x1 compressed table", op: "Conv", inputs: [feed(2, 12, 4, 4), { dims: [10, 12, 1, 1], kind: "table" }], tolerance: T.reduction },
+  // Shapes the webgpu grid kernel (≥ 4 output channels per group) takes: groups, dilation, a weight over two 64 KiB windows, table codebooks.
+  { name: "conv groups 2 dilation 2, 4 channels per group", op: "Conv", attrs: { group: int(2), dilations: ints([2, 2]), pads: ints([2, 2, 2, 2]) }, inputs: [feed(1, 4, 8, 8), constant(8, 2, 3, 3), constant(8)], tolerance: T.reduction },
+  { name: "conv 3x3 dense over two 64 KiB weight windows", op: "Conv", attrs: { pads: ints([1, 1, 1, 1]) }, inputs: [feed(1, 64, 5, 5), constant(32, 64, 3, 3), constant(32)], tolerance: T.reduction },
+  { name: "conv 3x3 compressed table stride 2 asymmetric pads", op: "Conv", attrs: { strides: ints([2, 2]), pads: ints([0, 1, 2, 1]) }, inputs: [feed(2, 5, 10, 11), { dims: [8, 5, 3, 3], kind: "table" }, constant(8)], tolerance: T.reduction },
+  { name: "conv 1x1 compressed table, 8 channels", op: "Conv", inputs: [feed(2, 12, 4, 4), { dims: [8, 12, 1, 1], kind: "table" }], tolerance: T.reduction },
   { name: "gemm transB bias", op: "Gemm", attrs: { transB: int(1) }, inputs: [feed(3, 20), constant(7, 20), constant(7)], tolerance: T.reduction },
   { name: "gemm transA alpha beta C[M,N]", op: "Gemm", attrs: { transA: int(1), alpha: float(0.5), beta: float(2) }, inputs: [feed(6, 4), constant(6, 5), constant(4, 5)], tolerance: T.reduction },
   { name: "gemm C[M,1]", op: "Gemm", inputs: [feed(3, 4), constant(4, 2), constant(3, 1)], tolerance: T.reduction },

@@ -82,6 +82,13 @@ export interface BoundKernel {
   dispose?(): void;
 }
 
+/** A bound step as `Backend.finish` sees it: the node's values and who runs it. */
+export interface BoundStep {
+  inputs: readonly string[];
+  outputs: readonly string[];
+  kernel: BoundKernel;
+}
+
 /** A set of implementations that claim nodes. */
 export interface Backend {
   readonly name: BackendName;
@@ -89,8 +96,11 @@ export interface Backend {
   bind(spec: NodeSpec): BoundKernel | undefined;
   /** True if `bind` understands fused specs (NodeSpec.epilogue); others are never offered one. */
   readonly fuses?: boolean;
-  /** Called once after every step is bound (e.g. plan transfers, size scratch). */
-  finish?(): void;
+  /**
+   * Called once after every step is bound (e.g. plan transfers, size scratch), with the steps in
+   * run order (fused nodes bind before the rest, so the order of `bind` calls is not the run order).
+   */
+  finish?(steps: readonly BoundStep[]): void;
   /** What the session reports about the backend (adapter, features, threads). */
   describe(): Record<string, unknown>;
   /** Release everything the backend holds. */

@@ -395,7 +395,8 @@ function bindSteps(plan: Plan, backends: readonly Backend[]): BoundKernel[] {
     for (const c of spec.compressed) if (c) format.releaseDecoded(c);
     return ref;
   });
-  for (const b of backends) b.finish?.();
+  const order = plan.steps.map((s, i) => ({ inputs: s.node.inputs, outputs: s.node.outputs, kernel: out[i]! }));
+  for (const b of backends) b.finish?.(order);
   return out;
 }
 

@@ -12,9 +12,9 @@
  * @module
  */
 import type { Tensor } from "../../format/mod.ts";
-import type { Backend, BoundKernel, NodeSpec } from "../backend.ts";
+import type { Backend, BoundKernel, BoundStep, NodeSpec } from "../backend.ts";
 import { KernelError } from "../ops/types.ts";
-import { GpuContext, type GpuTensor, isGpuTensor, PARAM_WORDS, Params } from "./context.ts";
+import { type Binding, GpuContext, type GpuTensor, isGpuTensor, PARAM_WORDS, Params } from "./context.ts";
 import { acquireDevice, type AdapterReport, type WebGpuOptions } from "./device.ts";
 import { GPU_OPS } from "./ops/index.ts";
 
@@ -28,7 +28,7 @@ export interface StepIO {
   /** A device tensor of `dims` for output `k` (the slot planned for it, grown if needed). */
   output(k: number, dims: number[]): GpuTensor;
   /** Record dispatch number `n` of this step (its own parameter block) over `invocations` threads. */
-  dispatch(n: number, pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, p: Params, buffers: readonly GPUBuffer[], invocations: number): void;
+  dispatch(n: number, pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, p: Params, buffers: readonly Binding[], invocations: number): void;
 }
 
 /** A node bound by a GPU implementation. */
@@ -69,9 +69,12 @@ export interface Fallback {
 /** The webgpu backend of one session. */
 export class WebGpuBackend implements Backend {
   readonly name = "webgpu" as const;
+  /** Conv nodes take the binder's epilogue (bias, residual add, clamp) in the grid kernel. */
+  readonly fuses = true;
   readonly ctx: GpuContext;
   readonly fallbacks: Fallback[] = [];
   #steps: StepRecord[] = [];
+  #records = new Map<BoundKernel, StepRecord>();
   #slotBuffers: (GPUBuffer | undefined)[] = [];
   #graphOutputs: Set<string>;
   #disposed = false;
@@ -94,11 +97,17 @@ export class WebGpuBackend implements Backend {
       }
     }
     if (typeof bound === "string") {
+      // A fused spec declined: the binder offers its nodes one by one next (no fallback, no step).
+      if (spec.epilogue) {
+        this.#steps.pop();
+        return undefined;
+      }
       this.fallbacks.push({ name: spec.name, opType: spec.node.opType, reason: bound });
       return undefined;
     }
     rec.bound = bound;
     const b = bound, ctx = this.ctx;
+    let kernel: BoundKernel;
     const constants = spec.constants;
     const constBuffers = new Map<number, GPUBuffer>();
     const uploads: (GPUBuffer | undefined)[] = [];
@@ -137,7 +146,7 @@ export class WebGpuBackend implements Backend {
         ctx.dispatch(pipe, params!, n, buffers, invocations);
       },
     };
-    return {
+    kernel = {
       backend: "webgpu",
       path: b.path,
       weightForm: b.weightForm,
@@ -153,11 +162,17 @@ export class WebGpuBackend implements Backend {
         if (params) ctx.destroyBuffer(params);
       },
     };
+    this.#records.set(kernel, rec);
+    return kernel;
   }
 
-  /** Plan the value slots: a value's slot is free again after its last reader (graph outputs: never). */
-  finish(): void {
-    const steps = this.#steps;
+  /**
+   * Plan the value slots over the steps in run order: a value's slot is free again after its last
+   * reader (graph outputs: never).
+   */
+  finish(order?: readonly BoundStep[]): void {
+    const steps = order ? order.map((s) => this.#records.get(s.kernel) ?? { inputs: s.inputs, outputs: s.outputs, slots: [] }) : this.#steps;
+    this.#steps = steps;
     // Alias outputs (Reshape & co.) share their input's buffer: lifetimes are tracked per root value.
     const root = new Map<string, string>();
     const rootOf = (n: string) => root.get(n) ?? n;

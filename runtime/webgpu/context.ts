@@ -42,12 +42,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (i >= pu(0u)) { return; }
 `;
 
+/** A kernel binding: a whole buffer, or a range of one (`offset` a multiple of 256). */
+export type Binding = GPUBuffer | GPUBufferBinding;
+
 /** Parameters of one dispatch, filled by index (floats and signed ints stored by bit pattern). */
 export class Params {
   readonly u = new Uint32Array(PARAM_WORDS);
   readonly f = new Float32Array(this.u.buffer);
   readonly s = new Int32Array(this.u.buffer);
 }
+
+/** Bytes of a uniform window (the binding size WebGPU guarantees). */
+export const UNIFORM_WINDOW = 65536;
 
 /** Largest finite float32: the "no clamp" bounds (WGSL may assume no infinities). */
 export const F32_MAX = 3.4028234663852886e38;
@@ -68,6 +74,13 @@ export interface GpuValue extends DeviceValue {
 /** True if `t` is a tensor of this backend's GPU memory. */
 export function isGpuTensor(t: Tensor | undefined): t is GpuTensor {
   return t !== undefined && (t as Partial<GpuTensor>).gpu?.buffer !== undefined;
+}
+
+/** Uniform weights gathered into one buffer (GpuContext.uniformSlice). */
+interface Arena {
+  parts: { words: Uint32Array; at: number }[];
+  vec4: number;
+  buffer?: GPUBuffer;
 }
 
 interface PendingRead {
@@ -92,6 +105,7 @@ export class GpuContext {
   #retired: GPUBuffer[] = [];
   #staging: GPUBuffer[] = [];
   #owned = new Set<GPUBuffer>();
+  #arena: Arena | undefined;
 
   constructor(readonly device: GPUDevice, readonly f16: boolean) {
     let cache = PIPELINES.get(device);
@@ -155,6 +169,30 @@ export class GpuContext {
     return b;
   }
 
+  /**
+   * A place for `words` in a uniform weight arena (what conv-grid.ts binds as 64 KiB windows):
+   * `at` is its offset in vec4s (a multiple of 16, so 256-byte aligned) and `buffer()` the arena,
+   * built (and the host copies dropped) on first use, with 64 KiB of tail so every window fits.
+   * The layers bound before a run share one arena: one padding for the model, and every kernel
+   * declares the same 64 KiB array (fewer pipeline variants). Slices made after that start a new one.
+   */
+  uniformSlice(words: Uint32Array): { at: number; buffer(): GPUBuffer } {
+    const arena = this.#arena ??= { parts: [], vec4: 0 };
+    const at = arena.vec4;
+    arena.parts.push({ words, at });
+    arena.vec4 += Math.ceil(words.length / 64) * 16;
+    return { at, buffer: () => this.#arenaBuffer(arena) };
+  }
+
+  #arenaBuffer(a: Arena): GPUBuffer {
+    if (a.buffer) return a.buffer;
+    const b = a.buffer = this.createBuffer((a.vec4 + UNIFORM_WINDOW / 16) * 16, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, "uniform-arena");
+    for (const p of a.parts) this.device.queue.writeBuffer(b, p.at * 16, p.words.buffer, p.words.byteOffset, p.words.byteLength);
+    a.parts = [];
+    if (this.#arena === a) this.#arena = undefined;
+    return b;
+  }
+
   /** `buffer` if it holds `bytes`, else a new one (the old one retired). Usage: storage, copy in and out. */
   grow(buffer: GPUBuffer | undefined, bytes: number, label?: string): GPUBuffer {
     if (buffer && buffer.size >= bytes) return buffer;
@@ -183,14 +221,14 @@ export class GpuContext {
 
   /**
    * Record one dispatch of `invocations` threads of `pipeline` with `params` (at `paramBuffer`
-   * offset `slot`·256) and the storage `buffers` as bindings 1...
+   * offset `slot`·256) and `buffers` as bindings 1.. (a whole buffer, or a range of one).
    */
-  dispatch(pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, paramBuffer: GPUBuffer, slot: number, buffers: readonly GPUBuffer[], invocations: number): void {
+  dispatch(pipe: { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }, paramBuffer: GPUBuffer, slot: number, buffers: readonly Binding[], invocations: number): void {
     if (invocations <= 0) return;
     const groups = Math.ceil(invocations / WORKGROUP);
     const gx = Math.min(groups, MAX_GROUPS_X), gy = Math.ceil(groups / gx);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: paramBuffer, offset: slot * PARAM_BYTES, size: PARAM_BYTES } }];
-    buffers.forEach((buffer, k) => entries.push({ binding: k + 1, resource: { buffer } }));
+    buffers.forEach((b, k) => entries.push({ binding: k + 1, resource: "buffer" in b ? b : { buffer: b } }));
     const group = this.device.createBindGroup({ layout: pipe.layout, entries });
     const pass = this.#passEncoder();
     pass.setPipeline(pipe.pipeline);

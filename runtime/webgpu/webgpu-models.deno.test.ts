@@ -1,6 +1,6 @@
 /**
  * Shared models on webgpu beside the CPU backend (wasm): LeNet-5 FP32 and `.opq` at (0.5, 4) and
- * (0.74, 3), and ResNet-20 `.opq` at (0.74, 3), on Fashion-MNIST test images: logits within 1e-4
+ * (0.74, 3), and ResNet-20 `.opq` at both settings, on Fashion-MNIST test images: logits within 1e-4
  * of the largest |logit| and the same top-1 image by image, every node on the GPU. The larger
  * models and the full test set (slow on lavapipe) are measured by bench/webgpu-bench.ts.
  * @module
@@ -14,12 +14,13 @@ import { fashionMnistBatch, loadFashionMnist } from "../../cli/fashion-mnist.ts"
 import { createSession } from "../session.ts";
 
 const models = join(import.meta.dirname!, "..", "..", "..", "shared", "models");
-/** Images per model: ResNet-20 `.opq` takes ~1 s per image on lavapipe here, LeNet-5 ~20 ms (64 keep the file under ~30 s). */
+/** Images per model: ResNet-20 `.opq` takes ~25–50 ms per image at batch 64 on lavapipe here (conv-grid.ts), LeNet-5 ~2–5 ms. */
 const CASES = [
   { model: "lenet5-fmnist", setting: undefined, images: 64 },
   { model: "lenet5-fmnist", setting: { sparsity: 0.5, bits: 4 }, images: 64 },
   { model: "lenet5-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 64 },
-  { model: "resnet20-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 2 },
+  { model: "resnet20-fmnist", setting: { sparsity: 0.5, bits: 4 }, images: 64 },
+  { model: "resnet20-fmnist", setting: { sparsity: 0.74, bits: 3 }, images: 64 },
 ];
 const fmnist = loadFashionMnist({ limit: 64 });
 
@@ -36,7 +37,10 @@ for (const c of CASES) {
       const cpu = await createSession(bytes, { backend: "wasm" });
       try {
         assert(gpu.info.layers.every((l) => l.backend === "webgpu"), `CPU fallbacks: ${JSON.stringify(gpu.info.backends.webgpu?.fallbacks)}`);
-        if (c.setting) assert(gpu.info.layers.filter((l) => l.opType === "Conv").every((l) => l.weightForm.startsWith("csr-")), "a compressed conv is held dense");
+        const convs = gpu.info.layers.filter((l) => l.opType === "Conv");
+        if (c.setting) assert(convs.every((l) => /^(csr-|grid-q)/.test(l.weightForm)), `a compressed conv is held dense: ${convs.map((l) => l.weightForm)}`);
+        // ResNet-20: every Conv → Add → Relu chain is one fused grid dispatch on the GPU.
+        if (c.model === "resnet20-fmnist") assert(gpu.info.layers.filter((l) => /\/Add\+.*Relu/.test(l.name) && l.path === "webgpu-conv-grid").length === 9, "ResNet-20's 9 residual chains are not fused");
         const x = { dtype: "float32" as const, ...fashionMnistBatch(fmnist, 0, c.images) };
         const lg = (await gpu.run({ input: x })).logits!.data as Float32Array;
         const lc = (await cpu.run({ input: x })).logits!.data as Float32Array;

@@ -105,7 +105,8 @@ gpuTest("webgpu: compressed weights are held compressed (resident bytes below th
   const s = await createSession(model, { backend: "webgpu" });
   const layer = s.info.layers[0]!;
   assertEquals(layer.backend, "webgpu");
-  assert(layer.weightForm.startsWith("csr-u16-q4-uniform"), layer.weightForm);
+  // The grid kernel's form: 4-bit codes on the weight grid (conv-grid.ts), no float32 copy.
+  assert(layer.weightForm.startsWith("grid-q4-uniform"), layer.weightForm);
   const denseBytes = 16 * 16 * 3 * 3 * 4;
   assert(layer.residentBytes < denseBytes / 3, `${layer.residentBytes} bytes held for a ${denseBytes}-byte dense weight`);
   s.dispose();

@@ -1,6 +1,9 @@
 /**
  * Conv on the GPU (1-D and 2-D: a 1-D conv runs as 2-D with height 1), any group count
- * (depthwise included), strides, pads (explicit or auto_pad), dilations. Each thread computes 4
+ * (depthwise included), strides, pads (explicit or auto_pad), dilations. A 2-D conv with ≥ 4
+ * output channels per group (or one group) goes to the grid kernel (conv-grid.ts), which also
+ * takes fused epilogues; the kernels here are for the rest (depthwise, 1-D, weights whose block
+ * exceeds 64 KiB), unfused. Each thread computes 4
  * neighbouring output columns of one row (a tap's weight is loaded once for the four). Weights:
  *   dense, ≥ 4 channels per group  TILED_SHADER: 4 channels × 4 columns per thread from a filter
  *              repacked at bind so one vec4 load is a tap of 4 channels (1×1 convs included:
@@ -19,6 +22,7 @@ import type { GpuOpImpl } from "../backend.ts";
 import { F32_MAX, Params, WGSL_MAIN, WGSL_PRELUDE } from "../context.ts";
 import { layoutParams, packCompressed, packDense, weightWgsl } from "../weights.ts";
 import { compressedElsewhere, notF32 } from "./common.ts";
+import { bindGridConv, packGrid } from "./conv-grid.ts";
 
 /** Parameter words: geometry 1..20, tiling 21..23, weight layout from 24 (10 words). */
 const W_AT = 24;
@@ -180,6 +184,13 @@ const conv: GpuOpImpl = {
     if (xs && xs.slice(1).every((d) => typeof d === "number")) convGeometry([1, ...xs.slice(1) as number[]], wDims, spec.attrs);
     const M = wDims[0]!, rowLength = wDims.slice(1).reduce((a, b) => a * b, 1);
     const group = spec.attrs.int("group", 1);
+    // 2-D convs with ≥ 4 output channels per group: the register-tiled grid kernel (conv-grid.ts).
+    const grid = wDims.length === 4 ? packGrid(wDims, group, wc ? { compressed: wc } : { dense: wd!.data as Float32Array }) : "not 2-D";
+    const ep = spec.epilogue;
+    if (typeof grid !== "string") {
+      return bindGridConv({ name: spec.name, wDims, attrs: spec.attrs, group, bias, residual: ep?.residual, lo: ep?.lo ?? -Infinity, hi: ep?.hi ?? Infinity }, grid, ctx);
+    }
+    if (ep) return `fused epilogue needs the grid kernel (${grid})`;
     const extra = bias ? [bias] : [];
     const tiled = !wc && M / group >= 4 ? packTiled(wd!.data as Float32Array, wDims, group, bias) : undefined;
     const packed = wc

@@ -48,6 +48,8 @@ interface GemmPlan {
 
 /** Bind a product by constant B (input 1) with the plan's shape; the caller maps run inputs to (M, A strides, output dims). */
 function bindProduct(spec: NodeSpec, ctx: GpuContext, plan: GemmPlan, transB: boolean, outDims: (a: Tensor) => { M: number; dims: number[] }) {
+  // A fused Relu/Clip after the product is the kernel's clamp (a residual is not taken: see gemm's bind).
+  const lo = Math.max(-F32_MAX, spec.epilogue?.lo ?? -F32_MAX), hi = Math.min(F32_MAX, spec.epilogue?.hi ?? F32_MAX);
   const bc = spec.compressed[1], bd = spec.constants[1];
   const { K, N } = plan;
   const extra = plan.c ? [plan.c.data] : [];
@@ -80,7 +82,7 @@ function bindProduct(spec: NodeSpec, ctx: GpuContext, plan: GemmPlan, transB: bo
         p.u[8] = 1; p.u[9] = cm; p.u[10] = cn; p.u[12] = packed.layout.extra[0]!;
       }
       p.f[11] = plan.alpha;
-      p.f[19] = -F32_MAX; p.f[20] = F32_MAX;
+      p.f[19] = lo; p.f[20] = hi;
       layoutParams(packed.layout, p.u, p.f, p.s, W_AT);
       io.dispatch(0, pipe, p, [ab, wbuf, y.gpu.buffer], M * N);
       return [y];
@@ -94,6 +96,7 @@ const gemm: GpuOpImpl = {
   bind(spec, ctx) {
     const why = notF32(spec, [0]) ?? compressedElsewhere(spec, [1]);
     if (why) return why;
+    if (spec.epilogue?.residual !== undefined) return "Gemm with a fused residual add";
     const bc = spec.compressed[1], bd = spec.constants[1];
     if (!bc && !bd) return "Gemm B is not a constant";
     if (bd && !(bd.data instanceof Float32Array)) return "Gemm B is not float32";
