@@ -1,7 +1,7 @@
 /**
  * OPQ finetuning (Algorithm 1, stage 1 + stage 2) two ways, in the same run and the same table:
  * the PyTorch hand-off (`opq plan` → python/examples/finetune.py under torchrun with N gloo DDP
- * processes → `opq compress --plan`) and opq's own TypeScript loop (`opq finetune`), at the same
+ * processes → `opq compress --plan`) and opq's own TypeScript loop (`opq finetune --threads N`), at the same
  * sparsity, bits, epochs, batch and learning rate. Top-1 of both `.opq` files is measured by our
  * runtime on the 10k test images; wall time is the whole command (data loading, training, export
  * or encode, and the loop's own evaluations). Not a CI test: ResNet-20 takes tens of minutes.
@@ -58,11 +58,11 @@ rows.push({ loop: `PyTorch DDP (${a.nproc} gloo processes)`, images: fig.images,
   top1Torch: fig.top1, top1Opq: await top1(ptOpq), bytes: statSync(ptOpq).size, leftMask: cj.leftMask, fellToZero: cj.fellToZero });
 
 if (!a["skip-ts"]) {
-  say(`opq finetune (TypeScript, one thread), ${a.epochs} epoch(s) …`);
+  say(`opq finetune (TypeScript, ${a.nproc} threads), ${a.epochs} epoch(s) …`);
   const tsOpq = join(TMP, "ts.opq");
   const r = opq("finetune", onnx, "-o", tsOpq, "--sparsity", a.sparsity!, "--bits", a.bits!, "--epochs", a.epochs!, "--batch", a.batch!, "--lr", a.lr!, "--json", ...limit);
   const j = JSON.parse(r.stdout);
-  rows.push({ loop: "opq finetune (TypeScript, 1 thread)", images: j.imagesSeen, trainSeconds: j.seconds, wallSeconds: r.seconds, top1Torch: null, top1Opq: j.after.top1, bytes: statSync(tsOpq).size });
+  rows.push({ loop: `opq finetune (TypeScript, ${a.nproc} threads)`, images: j.imagesSeen, trainSeconds: j.seconds, wallSeconds: r.seconds, top1Torch: null, top1Opq: j.after.top1, bytes: statSync(tsOpq).size });
 }
 
 const pct = (v: unknown) => (typeof v === "number" ? `${(100 * v).toFixed(2)}%` : "");
