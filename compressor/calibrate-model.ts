@@ -15,7 +15,7 @@
  */
 import { type CompressedTensor, dequantize, type Graph, type Model, mulberry32, type Node, type OpqModel, sizeOf, type Tensor, type ValueInfo } from "../format/mod.ts";
 import {
-  addConvInputs, addDenseInputs, COMPENSATE_DEFAULTS, type ConvGeometry, createHessian, createTarget, estimateBits, finishHessian, type FloatSide, type Grid,
+  addConvInputs, addDenseInputs, COMPENSATE_DEFAULTS, type ConvGeometry, createHessian, createTarget, estimateBits, finishHessian, type FloatSide, type Gemm, type Grid,
   gridNeighbours, gridRounder, gridSpacing, type HessianAccumulator, keepProbability, type PreparedCompensation, prepareCompensation,
 } from "./calibrate.ts";
 import { COMPRESS_ERROR_CODES as E, ensure } from "./errors.ts";
@@ -56,6 +56,10 @@ export interface CalibrateOptions {
   /** Rate-aware rounding that keeps each layer's estimated bits within its one-shot bits (× 1 + rateSlack). */
   rate?: boolean;
   rateSlack?: number;
+  /** Dampening pulls each layer's fit toward its FP32 weights (else toward 0). */
+  anchor?: boolean;
+  /** The products' GEMM (the CLI injects the runtime's WASM one); default float64 loops. */
+  gemm?: Gemm;
   /**
    * Masks to hold, by tensor name (1 = may be non-zero): OPQ's pruning masks M_i. A layer without
    * one holds its stored positions (a weight one-shot rounding sent to 0 then stays 0).
@@ -71,7 +75,7 @@ export interface CalibrateOptions {
  * bias correction as a free column, rate-aware rounding on (file 0.99× the one-shot file's).
  */
 export const CALIBRATE_DEFAULTS = {
-  batch: 64, maxRows: 8192, minRowsPerInput: 16, target: "float" as "float" | "layer", bias: true, seed: 1, rate: true, rateSlack: 0,
+  batch: 64, maxRows: 8192, minRowsPerInput: 16, target: "float" as "float" | "layer", bias: true, seed: 1, rate: true, rateSlack: 0, anchor: false,
   ...COMPENSATE_DEFAULTS,
 } as const;
 
@@ -115,8 +119,8 @@ export interface CalibrationResult {
   skipped: { name: string; reason: string }[];
 }
 
-/** Progress: `done` of `total` layers. */
-export type CalibrateProgress = (done: number, total: number, layer: string) => void;
+/** Progress: `done` of `total` layers, the last one's name and what was done to it (undefined when it was skipped). */
+export type CalibrateProgress = (done: number, total: number, layer: string, result?: CalibrationLayer) => void;
 
 interface LayerSlot {
   index: number;
@@ -404,11 +408,11 @@ export async function calibrateModel(
     if (b0) for (let r = 0; r < lay.rows; r++) offset[r] = (beta / alpha) * b0[r]!;
     // FP32 rows per group.
     const wRows = Array.from({ length: groups }, (_, gr) => {
-      const w = new Float64Array(rg * k);
+      const w = new Float32Array(rg * k);
       for (let r = 0; r < rg; r++) for (let c = 0; c < k; c++) w[r * k + c] = w0[lay.flat(gr * rg + r, c)]!;
       return w;
     });
-    const acc: HessianAccumulator = createHessian(k, groups);
+    const acc: HessianAccumulator = createHessian(k, groups, o.gemm);
     const xf = o.target === "float" ? floatFrontier.get(s.node.inputs[0]!) : undefined;
     ensure(o.target !== "float" || (xf && xf.data.length === x.data.length), E.CALIBRATION, `${s.node.name}: the FP32 network gives no matching input`);
     const fside: FloatSide | undefined = xf ? { x: xf.data as Float32Array, weights: wRows, offset, target: createTarget(rg, k, groups) } : undefined;
@@ -476,7 +480,7 @@ export async function calibrateModel(
         }
         yy = Array.from({ length: rg }, (_, r) => { let v = 0; for (let i = 0; i < ka; i++) v += t[r * ka + i]! * w[r * ka + i]!; return v; });
       }
-      const prep = prepareCompensation(w, m, rg, ka, ha, { damp: o.damp, actOrder: o.actOrder, blockSize: o.blockSize, target: t, free: b0 ? 1 : 0 });
+      const prep = prepareCompensation(w, m, rg, ka, ha, { damp: o.damp, actOrder: o.actOrder, blockSize: o.blockSize, target: t, free: b0 ? 1 : 0, gemm: o.gemm, anchor: o.anchor });
       damp = Math.max(damp, prep.damp);
       parts.push({ r0, ha, q0, t, yy, prep });
     }
@@ -524,7 +528,20 @@ export async function calibrateModel(
       }
       // Errors against Y: Σ_r ŵ'H'ŵ'ᵀ − 2 ŵ'·T_r + Σ y² (one-shot Ŵ with the FP32 bias, then calibrated).
       const { ha, t, yy } = pt;
+      let h32: Float32Array | undefined;
       const err = (v: ArrayLike<number>) => {
+        if (o.gemm && ka >= 256) {
+          // Σ_r v_r H' v_rᵀ by one GEMM (V H'), then row dots.
+          const v32 = Float32Array.from(v), vh = new Float32Array(rg * ka);
+          o.gemm(false, false, rg, ka, ka, v32, ka, h32 ??= Float32Array.from(ha), ka, vh);
+          let e = 0;
+          for (let r = 0; r < rg; r++) {
+            let quad = 0, lin = 0;
+            for (let i = 0; i < ka; i++) { quad += v32[r * ka + i]! * vh[r * ka + i]!; lin += v[r * ka + i]! * t[r * ka + i]!; }
+            e += quad - 2 * lin + yy[r]!;
+          }
+          return e;
+        }
         let e = 0;
         for (let r = 0; r < rg; r++) {
           let quad = 0, lin = 0;
@@ -576,7 +593,7 @@ export async function calibrateModel(
     layerOut.seconds = (tEnd - tl) / 1000;
     layerOut.phases = { collect: (tCollect - tl) / 1000, solve: (tSolve - tCollect) / 1000, forward: (tEnd - tSolve) / 1000 };
     out.push(layerOut);
-    onProgress?.(li + 1, layers.length, name);
+    onProgress?.(li + 1, layers.length, name, layerOut);
   }
   // The calibrated OpqModel: compressed tensors replaced, new/updated biases kept as initializers.
   const finalInits: Record<string, Tensor> = {};

@@ -18,6 +18,7 @@ export type { Kernel, OpVersion } from "./ops/types.ts";
 export { type Plan, planModel, resolveKernels } from "./planner.ts";
 export { type OuterScope, runPlan, type StepObserver, validateFeeds } from "./session.ts";
 export { stopCpuWorkers } from "./cpu/worker-pool.ts";
+export { createMatrixKernels, type GemmF32, type MatrixKernels } from "./linalg.ts";
 export { type Backward, GRAD_OPS, type GradOp, type GradResult } from "./train/grad-ops.ts";
 export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
 export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";

@@ -5,13 +5,14 @@
  * @module
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { mulberry32 as seededRandom } from "../../format/mod.ts";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { COMPRESS_DEFAULTS } from "../../compressor/mod.ts";
 import { chooseOutput, type Command, commandLine, EnvironmentError, VERSION, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import type { CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
+import type { CalibrateOptions, CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
 import type { Model, Preprocess, Tensor } from "../../format/mod.ts";
 
 /** The bundled models trained on Fashion-MNIST: compressed without --labels, they carry its class names. */
@@ -70,12 +71,17 @@ function plainRows(report: CompressReport): (string | number)[][] {
 
 /**
  * The one place the compressor meets the runtime: calibration runs each cut of the network with
- * a runtime session (public API only).
+ * a runtime session on `threads` threads (public API only).
  */
-export const calibrationRunner: ModelRunner = async (model: Model) => {
+export const calibrationRunner = (threads = 1): ModelRunner => async (model: Model) => {
   const { createSession } = await import("../../runtime/mod.ts");
-  return createSession(model);
+  return createSession(model, { threads });
 };
+
+/** Threads for calibration: every core the host reports (2 here), at most 8. */
+export function calibrationThreads(): number {
+  return Math.max(1, Math.min(8, availableParallelism()));
+}
 
 /**
  * `n` calibration images drawn without replacement by a seeded shuffle of the Fashion-MNIST
@@ -158,16 +164,25 @@ export async function calibrationData(model: Model, n: number, seed: number, dat
 
 /**
  * Calibrate a compressModel result in place (OPQ's pruning masks and steps held; see
- * compressor/calibrate-model.ts), with a progress bar; returns what calibration did.
+ * compressor/calibrate-model.ts) on `threads` threads, the products on the runtime's WASM GEMM;
+ * one progress line per layer on stderr unless `quiet`. Returns what calibration did.
  */
-export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean): Promise<CalibrationResult> {
+export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean, threads = calibrationThreads(), options: CalibrateOptions = {}): Promise<CalibrationResult> {
   const { calibrateModel } = await import("../../compressor/mod.ts");
-  const bar = progress("calib ", result.opq.compressed.length, quiet);
-  let last = 0;
-  const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner, { masks: result.masks }, (done) => { bar.tick(done - last); last = done; });
-  bar.done();
-  result.opq = cal.opq;
-  return cal;
+  const { createMatrixKernels } = await import("../../runtime/mod.ts");
+  const kernels = await createMatrixKernels(threads);
+  const start = performance.now();
+  try {
+    const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner(threads), { ...options, masks: result.masks, gemm: kernels?.gemm }, (done, total, name, layer) => {
+      if (quiet || !layer) return;
+      const p = layer.phases;
+      say(`calib ${String(done).padStart(String(total).length)}/${total} ${name} ${layer.rows}×${layer.inputs}, ${layer.samples} rows: ${fmtNum(layer.seconds)} s (collect ${fmtNum(p.collect)}, solve ${fmtNum(p.solve)}, forward ${fmtNum(p.forward)}), total ${fmtNum((performance.now() - start) / 1000)} s`);
+    });
+    result.opq = cal.opq;
+    return cal;
+  } finally {
+    kernels?.dispose();
+  }
 }
 
 /** Default output: out/<input name>.opq under the working directory (inputs may sit in read-only folders). */
