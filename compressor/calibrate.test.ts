@@ -162,6 +162,7 @@ test("gridNeighbours and estimateBits", () => {
   expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(0.7).map((c) => c.code)).toEqual([1, 2]);
   expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(9).map((c) => c.code)).toEqual([2, 2]);
   expect(gridNeighbours({ kind: "table", values: Float32Array.from([0.5, -1, 0]) })(0.2).map((c) => c.code)).toEqual([2, 0]);
-  // 4 codes, 2 symbols equally often: 4 bits of codes + 8·H_b(1/2) = 8 bits of positions.
-  expect(estimateBits([1, -1, 1, -1], 8)).toBeCloseTo(12, 9);
+  // 4 codes, 2 symbols equally often: 4 bits; gaps 0, 1, 1, 1: 2 + 3·log2(4/3) bits.
+  expect(estimateBits([0, 2, 4, 6], [1, -1, 1, -1])).toBeCloseTo(4 + 2 + 3 * Math.log2(4 / 3), 9);
+  expect(estimateBits([], [])).toBe(0);
 });

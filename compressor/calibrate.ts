@@ -255,8 +255,9 @@ export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: 
 
 /**
  * The probability with which each of `total` input vectors enters H so that about `maxRows`
- * do. GPTQ needs n ≫ K rows for a well-conditioned H; a cap of 64·K keeps the O(n·K²) cost of
- * accumulating H from swamping the O(K³) solve on large feature maps.
+ * do (Bernoulli sampling from a seeded generator, so a run is reproducible). GPTQ needs n ≫ K
+ * rows for a well-conditioned H; the cap (CALIBRATE_DEFAULTS: 8192 but ≥ 8·K) bounds the O(n·K²)
+ * cost of accumulating H on large feature maps.
  */
 export function keepProbability(total: number, maxRows: number): number {
   return total <= maxRows ? 1 : maxRows / total;
@@ -325,19 +326,25 @@ export function gridSpacing(grid: Grid): number {
 }
 
 /**
- * Zero-order estimate of a layer's stored bits, the quantity the entropy coder of format/ gets
- * close to (README: 1.03–1.05× this bound): nnz·H(codes) for the codes plus N·H_b(nnz/N) for
- * the positions, taken as a Bernoulli field.
+ * Zero-order bits of a layer's two streams as format/ stores them (SPEC.md §4): the gaps between
+ * its stored positions (`indices` ascending) and its codes, each at its own zero-order entropy,
+ * the quantity the rANS coder gets close to (README: 1.03–1.05× this bound). A Bernoulli field
+ * over the positions overstates what a dropped weight saves (OPQ's masks code below it: LeNet-5's
+ * fc1 at (0.5, 2), 22.0 kbit of gaps against a 25.5 kbit field), which let calibrated 2-bit files grow.
  */
-export function estimateBits(codes: ArrayLike<number>, total: number): number {
+export function estimateBits(indices: ArrayLike<number>, codes: ArrayLike<number>): number {
   const n = codes.length;
-  if (n === 0 || total === 0) return 0;
-  const counts = new Map<number, number>();
-  for (let i = 0; i < n; i++) counts.set(codes[i]!, (counts.get(codes[i]!) ?? 0) + 1);
+  if (n === 0) return 0;
+  const gaps = new Map<number, number>(), syms = new Map<number, number>();
+  for (let i = 0, prev = -1; i < n; i++) {
+    const g = indices[i]! - prev - 1;
+    prev = indices[i]!;
+    gaps.set(g, (gaps.get(g) ?? 0) + 1);
+    syms.set(codes[i]!, (syms.get(codes[i]!) ?? 0) + 1);
+  }
   let bits = 0;
-  for (const c of counts.values()) bits -= c * Math.log2(c / n);
-  const rho = n / total;
-  if (rho < 1) bits += total * (-rho * Math.log2(rho) - (1 - rho) * Math.log2(1 - rho));
+  for (const c of gaps.values()) bits -= c * Math.log2(c / n);
+  for (const c of syms.values()) bits -= c * Math.log2(c / n);
   return bits;
 }
 
@@ -416,11 +423,25 @@ const PANEL = 128;
 /** Column strips of the triangular GEMM updates (blocks above the diagonal skipped). */
 const STRIP = 512;
 
+/** The inverse of the lower-triangular nb×nb block of `a` (row stride k) at (i0, i0), by substitution in float64. */
+function invertLowerBlock(a: Float64Array, k: number, i0: number, nb: number): Float64Array {
+  const d = new Float64Array(nb * nb);
+  for (let c = 0; c < nb; c++) {
+    d[c * nb + c] = 1 / a[(i0 + c) * k + i0 + c]!;
+    for (let r = c + 1; r < nb; r++) {
+      let s = 0;
+      for (let t = c; t < r; t++) s += a[(i0 + r) * k + i0 + t]! * d[t * nb + c]!;
+      d[r * nb + c] = -s / a[(i0 + r) * k + i0 + r]!;
+    }
+  }
+  return d;
+}
+
 /**
  * `inverseCholeskyUpper` for large K, the O(K³) work in GEMMs. With the reversal J (J H J =: A),
  * the upper R of H = R Rᵀ is J L J for the lower Cholesky factor L of A = L Lᵀ, so
- * U = R⁻¹ = J L⁻¹ J. L: right-looking blocked Cholesky (diagonal block and panel in float64 loops,
- * the trailing update A₂₂ −= L₂₁ L₂₁ᵀ a GEMM); L⁻¹ by block rows, X_IJ = −L_II⁻¹ Σ_T L_IT X_TJ
+ * U = R⁻¹ = J L⁻¹ J. L: right-looking blocked Cholesky (diagonal block in float64 loops, the panel
+ * L₂₁ = A₂₁ L₁₁⁻ᵀ and the trailing update A₂₂ −= L₂₁ L₂₁ᵀ GEMMs); L⁻¹ by block rows, X_IJ = −L_II⁻¹ Σ_T L_IT X_TJ
  * (the sum a GEMM over the rows already inverted). The GEMMs are float32, as in GPTQ's own code.
  */
 function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64Array | null {
@@ -429,7 +450,7 @@ function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64
   const out = new Float32Array(k * STRIP);
   for (let j0 = 0; j0 < k; j0 += PANEL) {
     const j1 = Math.min(k, j0 + PANEL), nb = j1 - j0;
-    // The panel's columns (diagonal block and everything below it), left-looking within the panel.
+    // The diagonal block L₁₁ (float64), its inverse, then the panel L₂₁ = A₂₁ L₁₁⁻ᵀ as one GEMM.
     for (let j = j0; j < j1; j++) {
       const aj = j * k;
       let d = a[aj + j]!;
@@ -437,7 +458,7 @@ function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64
       if (!(d > 0) || !Number.isFinite(d)) return null;
       const ljj = Math.sqrt(d);
       a[aj + j] = ljj;
-      for (let i = j + 1; i < k; i++) {
+      for (let i = j + 1; i < j1; i++) {
         const ai = i * k;
         let s = a[ai + j]!;
         for (let t = j0; t < j; t++) s -= a[ai + t]! * a[aj + t]!;
@@ -445,8 +466,11 @@ function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64
       }
     }
     if (j1 === k) break;
-    const rest = k - j1, p = new Float32Array(rest * nb);
-    for (let i = 0; i < rest; i++) for (let c = 0; c < nb; c++) p[i * nb + c] = a[(j1 + i) * k + j0 + c]!;
+    const rest = k - j1, p = new Float32Array(rest * nb), a21 = new Float32Array(rest * nb);
+    const inv = Float32Array.from(invertLowerBlock(a, k, j0, nb));
+    for (let i = 0; i < rest; i++) for (let c = 0; c < nb; c++) a21[i * nb + c] = a[(j1 + i) * k + j0 + c]!;
+    gemm(false, true, rest, nb, nb, a21, nb, inv, nb, p);
+    for (let i = 0; i < rest; i++) for (let c = 0; c < nb; c++) a[(j1 + i) * k + j0 + c] = p[i * nb + c]!;
     for (let c0 = 0; c0 < rest; c0 += STRIP) {
       const w = Math.min(STRIP, rest - c0), m = rest - c0, strip = p.subarray(c0 * nb);
       gemm(false, true, m, w, nb, strip, nb, strip, nb, out);
@@ -461,16 +485,7 @@ function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64
   for (let i = 0; i < k; i++) for (let j = 0; j <= i; j++) l32[i * k + j] = a[i * k + j]!;
   for (let i0 = 0; i0 < k; i0 += PANEL) {
     const i1 = Math.min(k, i0 + PANEL), nb = i1 - i0;
-    // X_II = L_II⁻¹ by substitution (float64).
-    const d = new Float64Array(nb * nb);
-    for (let c = 0; c < nb; c++) {
-      d[c * nb + c] = 1 / a[(i0 + c) * k + i0 + c]!;
-      for (let r = c + 1; r < nb; r++) {
-        let s = 0;
-        for (let t = c; t < r; t++) s += a[(i0 + r) * k + i0 + t]! * d[t * nb + c]!;
-        d[r * nb + c] = -s / a[(i0 + r) * k + i0 + r]!;
-      }
-    }
+    const d = invertLowerBlock(a, k, i0, nb);
     for (let r = 0; r < nb; r++) for (let c = 0; c <= r; c++) x[(i0 + r) * k + i0 + c] = d[r * nb + c]!;
     if (i0 > 0) {
       // S = L[I, 0:i0] X[0:i0, 0:i0], by column strips (X is lower: strip [c0, c1) needs rows ≥ c0).

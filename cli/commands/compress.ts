@@ -13,7 +13,7 @@ import { chooseOutput, type Command, commandLine, EnvironmentError, VERSION, fmt
 import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
 import type { CalibrateOptions, CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
-import type { Model, Preprocess, Tensor } from "../../format/mod.ts";
+import type { Model, OpqModel, Preprocess, Tensor } from "../../format/mod.ts";
 
 /** The bundled models trained on Fashion-MNIST: compressed without --labels, they carry its class names. */
 const FMNIST_MODELS = ["models/resnet20-fmnist.onnx", "models/lenet5-fmnist.onnx"];
@@ -176,7 +176,7 @@ export async function calibrateResult(result: CompressResult, input: Tensor, qui
     const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner(threads), { ...options, masks: result.masks, gemm: kernels?.gemm }, (done, total, name, layer) => {
       if (quiet || !layer) return;
       const p = layer.phases;
-      say(`calib ${String(done).padStart(String(total).length)}/${total} ${name} ${layer.rows}×${layer.inputs}, ${layer.samples} rows: ${fmtNum(layer.seconds)} s (collect ${fmtNum(p.collect)}, solve ${fmtNum(p.solve)}, forward ${fmtNum(p.forward)}), total ${fmtNum((performance.now() - start) / 1000)} s`);
+      say(`calib ${String(done).padStart(String(total).length)}/${total} ${name} ${layer.rows}×${layer.inputs}, ${layer.samples} rows: ${fmtNum(layer.seconds)} s (collect ${fmtNum(p.collect)}, solve ${fmtNum(p.solve)}, forward ${fmtNum(p.forward)})${layer.rateWeight > 0 ? `, rate μ ${fmtNum(layer.rateWeight)}` : ""}, total ${fmtNum((performance.now() - start) / 1000)} s`);
     });
     result.opq = cal.opq;
     return cal;
@@ -316,15 +316,15 @@ export const command: Command = {
       last = done;
     });
     bar?.done();
+    let oneShot: OpqModel | undefined;
     if (calibrate !== undefined) {
-      const { encodeOpq } = await import("../../format/mod.ts");
-      const uncalibratedBytes = encodeOpq(result.opq).length;
+      oneShot = result.opq;
       const data = await calibrationData(model, calibrate, seed, stringOption(args, "data"), stringOption(args, "preprocess"));
       const cal = await calibrateResult(result, data.input, json);
       const { CLASSES_KEY, PREPROCESS_KEY } = await import("../../format/mod.ts");
       // What eval and the server must apply to new images: exactly what calibration used.
       if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, [PREPROCESS_KEY]: data.preprocess, ...(data.classes && !labels ? { [CLASSES_KEY]: data.classes } : {}) };
-      result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
+      result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, target: "float", layers: cal.layers, skipped: cal.skipped };
     }
     if (labels) result.opq.metadata = { ...result.opq.metadata, labels };
     result.report.run = { command: commandLine(), version: VERSION };
@@ -333,6 +333,12 @@ export const command: Command = {
       const { measureTop1 } = await import("./eval.ts");
       result.report.accuracy = await measureTop1(result.opq, { limit: evalLimit, dir: calibrate === undefined ? stringOption(args, "data") : undefined, quiet: json });
       result.opq.metadata = { ...result.opq.metadata, accuracy: result.report.accuracy };
+    }
+    if (oneShot && result.report.calibration) {
+      // The one-shot file as it would be written, with the same metadata but the calibration record.
+      const { encodeOpq } = await import("../../format/mod.ts");
+      const { calibration: _, ...metadata } = result.opq.metadata as Record<string, unknown>;
+      result.report.calibration.uncalibratedBytes = encodeOpq({ ...oneShot, metadata }).length;
     }
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
