@@ -89,9 +89,9 @@ export interface HessianAccumulator {
 }
 
 /**
- * Rows gathered before one rank-B update of H: the GEMM's inner dimension. 512 ran the WASM
- * GEMM at 5.8 GMAC/s on 2304×512 blocks, as fast as 256 or 1024 (/tmp bench in the commit that
- * set it); each block's float32 sums are added into the float64 H.
+ * Rows gathered before one rank-B update of H: the GEMM's inner dimension. The WASM GEMM ran
+ * 5.8 GMAC/s on 2304×512 products with an inner dimension of 256 and of 1024 alike (kernel-only
+ * timing, load average 7); 512 sits between. Each block's float32 sums are added into the float64 H.
  */
 const BLOCK_ROWS = 512;
 /** Columns of H per GEMM of the lower-triangle update (H's blocks above the diagonal are skipped). */
