@@ -7,6 +7,7 @@
  * `--json` one object on stdout.
  * Usage: bun bench/calibration-sweep.ts [--models lenet5-fmnist.onnx,resnet20-fmnist.onnx]
  *   [--sparsity 0.5,0.6,0.7,0.8,0.9] [--bits 2,3,4] [--calibrate 512] [--limit 2000] [--html F] [--json]
+ *   [--max-rows R] [--rows-per-input P] [--damp D]  (calibration knobs, default CALIBRATE_DEFAULTS)
  * @module
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -25,6 +26,7 @@ const { values } = parseArgs({
   options: {
     models: { type: "string" }, sparsity: { type: "string" }, bits: { type: "string" }, calibrate: { type: "string" },
     limit: { type: "string" }, html: { type: "string" }, json: { type: "boolean" },
+    "max-rows": { type: "string" }, "rows-per-input": { type: "string" }, damp: { type: "string" },
   },
 });
 const list = (v: string | undefined, d: string) => (v ?? d).split(",").map((x) => x.trim()).filter(Boolean);
@@ -35,6 +37,12 @@ const N = Number(values.calibrate ?? 512);
 const test = loadFashionMnist({ limit: Number(values.limit ?? 2000) });
 const train = loadFashionMnist({ split: "train" });
 const calib = fashionMnistCalibration(N, 1, train).input;
+const knobs = {
+  ...(values["max-rows"] !== undefined ? { maxRows: Number(values["max-rows"]) } : {}),
+  ...(values["rows-per-input"] !== undefined ? { minRowsPerInput: Number(values["rows-per-input"]) } : {}),
+  ...(values.damp !== undefined ? { damp: Number(values.damp) } : {}),
+};
+if (Object.keys(knobs).length) say(`calibration knobs: ${JSON.stringify(knobs)}`);
 
 const top1 = async (m: OpqModel | Uint8Array) => {
   const s = await createSession(m);
@@ -52,7 +60,7 @@ for (const file of MODELS) {
       const r = compressModel(model, { sparsity, bits });
       const oneShot = encodeOpq(r.opq);
       const a = await top1(oneShot);
-      const cal = await calibrateResult(r, calib, true);
+      const cal = await calibrateResult(r, calib, true, undefined, knobs);
       const calibrated = encodeOpq(r.opq);
       const b = await top1(calibrated);
       rows.push({ model: file, sparsity, bits, bytes: oneShot.length, top1: a, calBytes: calibrated.length, calTop1: b, calSeconds: cal.seconds });

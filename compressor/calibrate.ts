@@ -37,6 +37,40 @@ export interface ConvGeometry {
   outW: number;
 }
 
+/**
+ * C[m×n] = op(A)·op(B) for row-major float32 matrices, `lda`/`ldb` the row strides of A and B as
+ * stored (A is k×m with `transA`, B is n×k with `transB`). The heavy products of calibration (H,
+ * the FP32 targets, the blocked factorizations, the lazy column updates) go through it: the CLI
+ * injects the runtime's WASM SIMD GEMM (runtime/linalg.ts), `jsGemm` is the plain reference.
+ */
+export type Gemm = (
+  transA: boolean, transB: boolean, m: number, n: number, k: number,
+  a: Float32Array, lda: number, b: Float32Array, ldb: number, c: Float32Array,
+) => void;
+
+/** The reference `Gemm`: float64 sums, exact up to the final rounding to float32. */
+export const jsGemm: Gemm = (transA, transB, m, n, k, a, lda, b, ldb, c) => {
+  const row = new Float64Array(n);
+  for (let i = 0; i < m; i++) {
+    row.fill(0);
+    for (let p = 0; p < k; p++) {
+      const av = transA ? a[p * lda + i]! : a[i * lda + p]!;
+      if (av === 0) continue;
+      if (transB) for (let j = 0; j < n; j++) row[j]! += av * b[j * ldb + p]!;
+      else for (let j = 0, o = p * ldb; j < n; j++) row[j]! += av * b[o + j]!;
+    }
+    for (let j = 0; j < n; j++) c[i * n + j] = row[j]!;
+  }
+};
+
+/**
+ * Products below this many multiply-adds run in `jsGemm` whatever is injected: the copies into
+ * the WASM memory would not pay, and small layers (LeNet-5, ResNet-20's first convs) keep float64
+ * sums (rounded to float32 once per product).
+ */
+const SMALL_GEMM_MACS = 1 << 16;
+const routed = (gemm: Gemm): Gemm => (tA, tB, m, n, k, a, lda, b, ldb, c) => (m * n * k < SMALL_GEMM_MACS ? jsGemm : gemm)(tA, tB, m, n, k, a, lda, b, ldb, c);
+
 /** Accumulates H = Σ x xᵀ (lower triangle, float64) and Σ x for each group of one layer. */
 export interface HessianAccumulator {
   /** Inputs per output (K). */
@@ -50,64 +84,49 @@ export interface HessianAccumulator {
   rows: number;
   /** Input vectors offered before sampling. */
   offered: number;
+  /** The products' GEMM. */
+  gemm: Gemm;
 }
 
-/** Rows gathered before one rank-B update of H (the inner loop of `flushBlock` runs over them). */
-const BLOCK_ROWS = 64;
+/**
+ * Rows gathered before one rank-B update of H: the GEMM's inner dimension. The WASM GEMM ran
+ * 5.8 GMAC/s on 2304×512 products with an inner dimension of 256 and of 1024 alike (kernel-only
+ * timing, load average 7); 512 sits between. Each block's float32 sums are added into the float64 H.
+ */
+const BLOCK_ROWS = 512;
+/** Columns of H per GEMM of the lower-triangle update (H's blocks above the diagonal are skipped). */
+const H_COLUMNS = 256;
 
-/** A new, empty accumulator for `groups` groups of `size` inputs. */
-export function createHessian(size: number, groups = 1): HessianAccumulator {
+/** A new, empty accumulator for `groups` groups of `size` inputs; `gemm` does its products. */
+export function createHessian(size: number, groups = 1, gemm: Gemm = jsGemm): HessianAccumulator {
   ensure(Number.isSafeInteger(size) && size > 0 && Number.isSafeInteger(groups) && groups > 0, E.INVALID_OPTION, `Hessian of size ${size} × ${groups} groups`);
   return {
-    size, groups, rows: 0, offered: 0,
+    size, groups, rows: 0, offered: 0, gemm: routed(gemm),
     h: Array.from({ length: groups }, () => new Float64Array(size * size)),
     sum: Array.from({ length: groups }, () => new Float64Array(size)),
   };
 }
 
 /**
- * H += Σ_b x_b x_bᵀ for a block of rows stored column-wise (`block[i·B + b]` = x_b[i]): a
- * symmetric rank-B update of the lower triangle, B = `count`, in 4×4 register tiles (16 sums per
- * 8 loads; about 3× the plain dot-product loop under Bun).
+ * H += Σ_b x_b x_bᵀ for a block of rows stored column-wise (`block[i·B + b]` = x_b[i], B =
+ * BLOCK_ROWS, `count` ≤ B filled): the block is S = Xᵀ (K×count), so H += S Sᵀ, computed for
+ * column strips [j0, j0 + w) and rows ≥ j0 only (the lower triangle and its diagonal blocks).
  */
-function flushBlock(h: Float64Array, sum: Float64Array, block: Float64Array, k: number, count: number): void {
-  const B = BLOCK_ROWS;
+function flushBlock(acc: HessianAccumulator, group: number, block: Float32Array, count: number): void {
+  const B = BLOCK_ROWS, k = acc.size, h = acc.h[group]!, sum = acc.sum[group]!;
   for (let i = 0; i < k; i++) {
     let s = 0;
     for (let b = 0, bi = i * B; b < count; b++) s += block[bi + b]!;
     sum[i]! += s;
   }
-  const k4 = k - (k % 4);
-  for (let i = 0; i < k4; i += 4) {
-    const a0 = i * B, a1 = a0 + B, a2 = a1 + B, a3 = a2 + B;
-    for (let j = 0; j <= i; j += 4) {
-      const c0 = j * B, c1 = c0 + B, c2 = c1 + B, c3 = c2 + B;
-      let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-      let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
-      for (let b = 0; b < count; b++) {
-        const x0 = block[a0 + b]!, x1 = block[a1 + b]!, x2 = block[a2 + b]!, x3 = block[a3 + b]!;
-        const y0 = block[c0 + b]!, y1 = block[c1 + b]!, y2 = block[c2 + b]!, y3 = block[c3 + b]!;
-        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
-        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
-        s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
-        s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
-      }
-      // Only entries with column ≤ row are kept (the diagonal tile computes a few it discards).
-      const r0 = i * k + j, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k;
-      h[r0]! += s00; if (j + 1 <= i) h[r0 + 1]! += s01; if (j + 2 <= i) h[r0 + 2]! += s02; if (j + 3 <= i) h[r0 + 3]! += s03;
-      h[r1]! += s10; if (j + 1 <= i + 1) h[r1 + 1]! += s11; if (j + 2 <= i + 1) h[r1 + 2]! += s12; if (j + 3 <= i + 1) h[r1 + 3]! += s13;
-      h[r2]! += s20; h[r2 + 1]! += s21; if (j + 2 <= i + 2) h[r2 + 2]! += s22; if (j + 3 <= i + 2) h[r2 + 3]! += s23;
-      h[r3]! += s30; h[r3 + 1]! += s31; h[r3 + 2]! += s32; h[r3 + 3]! += s33;
-    }
-  }
-  // Rows past the last full tile of 4.
-  for (let i = k4; i < k; i++) {
-    const bi = i * B, hi = i * k;
-    for (let j = 0; j <= i; j++) {
-      const bj = j * B;
-      let acc = 0;
-      for (let b = 0; b < count; b++) acc += block[bi + b]! * block[bj + b]!;
-      h[hi + j]! += acc;
+  const out = new Float32Array(k * Math.min(k, H_COLUMNS));
+  for (let j0 = 0; j0 < k; j0 += H_COLUMNS) {
+    const w = Math.min(H_COLUMNS, k - j0), m = k - j0;
+    const strip = block.subarray(j0 * B);
+    acc.gemm(false, true, m, w, count, strip, B, strip, B, out);
+    for (let i = 0; i < m; i++) {
+      const hi = (j0 + i) * k + j0, oi = i * w;
+      for (let j = 0, e = Math.min(w, i + 1); j < e; j++) h[hi + j]! += out[oi + j]!;
     }
   }
 }
@@ -127,7 +146,7 @@ export interface TargetAccumulator {
 /** The FP32 side of one layer: its rows per group (R_g×K, row-major), constant output term c per row, and its inputs. */
 export interface FloatSide {
   x: Float32Array;
-  weights: Float64Array[];
+  weights: Float32Array[];
   offset: Float64Array;
   target: TargetAccumulator;
 }
@@ -137,32 +156,24 @@ export function createTarget(rows: number, size: number, groups = 1): TargetAccu
   return { t: Array.from({ length: groups }, () => new Float64Array(rows * size)), ysum: new Float64Array(rows * groups), yy: new Float64Array(rows * groups) };
 }
 
-/** T_g += Y Xᵀ for one block: y_b = W_g x_fp,b + c (rows of group g), X the compensated block. */
-function flushTarget(f: FloatSide, group: number, xf: Float64Array, x: Float64Array, k: number, count: number): void {
+/** T_g += Y Xᵀ for one block: Y = W_g X_fp + c (rows of group g, two GEMMs), X the compensated block. */
+function flushTarget(f: FloatSide, gemm: Gemm, group: number, xf: Float32Array, x: Float32Array, k: number, count: number): void {
   const B = BLOCK_ROWS, w = f.weights[group]!, rows = w.length / k, t = f.target.t[group]!;
-  const y = new Float64Array(B);
+  const y = new Float32Array(rows * count), tb = new Float32Array(rows * k);
+  gemm(false, false, rows, count, k, w, k, xf, B, y);
   for (let r = 0; r < rows; r++) {
-    const c0 = f.offset[group * rows + r]!;
-    y.fill(c0, 0, count);
-    for (let c = 0; c < k; c++) {
-      const wc = w[r * k + c]!;
-      if (wc === 0) continue;
-      for (let b = 0, o = c * B; b < count; b++) y[b]! += wc * xf[o + b]!;
-    }
+    const c0 = Math.fround(f.offset[group * rows + r]!), o = r * count;
     let ys = 0, yq = 0;
-    for (let b = 0; b < count; b++) { ys += y[b]!; yq += y[b]! * y[b]!; }
+    for (let b = 0; b < count; b++) { const v = (y[o + b]! += c0); ys += v; yq += v * v; }
     f.target.ysum[group * rows + r]! += ys;
     f.target.yy[group * rows + r]! += yq;
-    for (let j = 0; j < k; j++) {
-      let s = 0;
-      for (let b = 0, o = j * B; b < count; b++) s += y[b]! * x[o + b]!;
-      t[r * k + j]! += s;
-    }
   }
+  gemm(false, true, rows, k, count, y, count, x, B, tb);
+  for (let i = 0; i < t.length; i++) t[i]! += tb[i]!;
 }
 
 /** Write one im2col patch of image `base` at output (oy, ox) for group `gr` into column `fill` of `block`. */
-function gatherPatch(block: Float64Array, fill: number, x: Float32Array, base: number, gr: number, g: ConvGeometry, oy: number, ox: number): void {
+function gatherPatch(block: Float32Array, fill: number, x: Float32Array, base: number, gr: number, g: ConvGeometry, oy: number, ox: number): void {
   const cg = g.channels / g.group, plane = g.h * g.w;
   const y0 = oy * g.strideH - g.padTop, x0 = ox * g.strideW - g.padLeft;
   let col = 0;
@@ -189,13 +200,13 @@ export function addConvInputs(acc: HessianAccumulator, x: Float32Array, images: 
   const cg = g.channels / g.group, k = cg * g.kh * g.kw;
   ensure(k === acc.size && g.group === acc.groups, E.INVALID_OPTION, `conv geometry gives ${g.group} groups of ${k} inputs, the accumulator has ${acc.groups} of ${acc.size}`);
   ensure(x.length === images * g.channels * g.h * g.w && (!float || float.x.length === x.length), E.INVALID_OPTION, `conv input has ${x.length} values, expected ${images}·${g.channels}·${g.h}·${g.w}`);
-  const blocks = Array.from({ length: g.group }, () => new Float64Array(k * BLOCK_ROWS));
-  const fblocks = float ? Array.from({ length: g.group }, () => new Float64Array(k * BLOCK_ROWS)) : [];
+  const blocks = Array.from({ length: g.group }, () => new Float32Array(k * BLOCK_ROWS));
+  const fblocks = float ? Array.from({ length: g.group }, () => new Float32Array(k * BLOCK_ROWS)) : [];
   let fill = 0;
   const flush = () => {
     for (let gr = 0; gr < g.group; gr++) {
-      flushBlock(acc.h[gr]!, acc.sum[gr]!, blocks[gr]!, k, fill);
-      if (float) flushTarget(float, gr, fblocks[gr]!, blocks[gr]!, k, fill);
+      flushBlock(acc, gr, blocks[gr]!, fill);
+      if (float) flushTarget(float, acc.gemm, gr, fblocks[gr]!, blocks[gr]!, k, fill);
     }
     fill = 0;
   };
@@ -223,11 +234,11 @@ export function addConvInputs(acc: HessianAccumulator, x: Float32Array, images: 
 export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: number, keep: () => boolean = () => true, float?: FloatSide): void {
   const k = acc.size;
   ensure(acc.groups === 1 && x.length === count * k && (!float || float.x.length === x.length), E.INVALID_OPTION, `dense input has ${x.length} values, expected ${count}·${k}`);
-  const block = new Float64Array(k * BLOCK_ROWS), fblock = new Float64Array(float ? k * BLOCK_ROWS : 0);
+  const block = new Float32Array(k * BLOCK_ROWS), fblock = new Float32Array(float ? k * BLOCK_ROWS : 0);
   let fill = 0;
   const flush = () => {
-    flushBlock(acc.h[0]!, acc.sum[0]!, block, k, fill);
-    if (float) flushTarget(float, 0, fblock, block, k, fill);
+    flushBlock(acc, 0, block, fill);
+    if (float) flushTarget(float, acc.gemm, 0, fblock, block, k, fill);
     fill = 0;
   };
   for (let r = 0; r < count; r++) {
@@ -244,8 +255,9 @@ export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: 
 
 /**
  * The probability with which each of `total` input vectors enters H so that about `maxRows`
- * do. GPTQ needs n ≫ K rows for a well-conditioned H; a cap of 64·K keeps the O(n·K²) cost of
- * accumulating H from swamping the O(K³) solve on large feature maps.
+ * do (Bernoulli sampling from a seeded generator, so a run is reproducible). GPTQ needs n ≫ K
+ * rows for a well-conditioned H; the cap (CALIBRATE_DEFAULTS: 8192 but ≥ 8·K) bounds the O(n·K²)
+ * cost of accumulating H on large feature maps.
  */
 export function keepProbability(total: number, maxRows: number): number {
   return total <= maxRows ? 1 : maxRows / total;
@@ -314,19 +326,25 @@ export function gridSpacing(grid: Grid): number {
 }
 
 /**
- * Zero-order estimate of a layer's stored bits, the quantity the entropy coder of format/ gets
- * close to (README: 1.03–1.05× this bound): nnz·H(codes) for the codes plus N·H_b(nnz/N) for
- * the positions, taken as a Bernoulli field.
+ * Zero-order bits of a layer's two streams as format/ stores them (SPEC.md §4): the gaps between
+ * its stored positions (`indices` ascending) and its codes, each at its own zero-order entropy,
+ * the quantity the rANS coder gets close to (README: 1.03–1.05× this bound). A Bernoulli field
+ * over the positions overstates what a dropped weight saves (OPQ's masks code below it: LeNet-5's
+ * fc1 at (0.5, 2), 22.0 kbit of gaps against a 25.5 kbit field), which let calibrated 2-bit files grow.
  */
-export function estimateBits(codes: ArrayLike<number>, total: number): number {
+export function estimateBits(indices: ArrayLike<number>, codes: ArrayLike<number>): number {
   const n = codes.length;
-  if (n === 0 || total === 0) return 0;
-  const counts = new Map<number, number>();
-  for (let i = 0; i < n; i++) counts.set(codes[i]!, (counts.get(codes[i]!) ?? 0) + 1);
+  if (n === 0) return 0;
+  const gaps = new Map<number, number>(), syms = new Map<number, number>();
+  for (let i = 0, prev = -1; i < n; i++) {
+    const g = indices[i]! - prev - 1;
+    prev = indices[i]!;
+    gaps.set(g, (gaps.get(g) ?? 0) + 1);
+    syms.set(codes[i]!, (syms.get(codes[i]!) ?? 0) + 1);
+  }
   let bits = 0;
-  for (const c of counts.values()) bits -= c * Math.log2(c / n);
-  const rho = n / total;
-  if (rho < 1) bits += total * (-rho * Math.log2(rho) - (1 - rho) * Math.log2(1 - rho));
+  for (const c of gaps.values()) bits -= c * Math.log2(c / n);
+  for (const c of syms.values()) bits -= c * Math.log2(c / n);
   return bits;
 }
 
@@ -348,6 +366,10 @@ export interface CompensateOptions {
    * constant input 1); they are visited last, so they absorb what the quantized columns leave.
    */
   free?: number;
+  /** With a target: dampening pulls the fit toward `w` rather than toward 0 (see prepareCompensation). */
+  anchor?: boolean;
+  /** Products of at least BLOCKED_MIN columns go through this GEMM (float32; see `Gemm`); without it everything is float64 loops. */
+  gemm?: Gemm;
 }
 
 /** Defaults of `compensateLayer`; damp and act-order set by bench/calibration-sweep.ts on ResNet-20. */
@@ -361,7 +383,8 @@ export const COMPENSATE_DEFAULTS = { damp: 0.01, blockSize: 128, actOrder: true 
  * columns < i are fixed (the sequential eliminations of GPTQ Eq. 3 are rows of this factor).
  * Returns null when H is not positive definite.
  */
-export function inverseCholeskyUpper(h: Float64Array, k: number): Float64Array | null {
+export function inverseCholeskyUpper(h: Float64Array, k: number, gemm?: Gemm): Float64Array | null {
+  if (gemm && k >= BLOCKED_MIN) return inverseCholeskyBlocked(h, k, routed(gemm));
   const r = new Float64Array(k * k);
   for (let j = k - 1; j >= 0; j--) {
     const rj = j * k;
@@ -390,6 +413,97 @@ export function inverseCholeskyUpper(h: Float64Array, k: number): Float64Array |
       for (let j = t; j < k; j++) u[ri + j]! -= f * u[ut + j]!;
     }
   }
+  return u;
+}
+
+/** From this size on, with a GEMM given, the factorizations run blocked (below it: the float64 loops above). */
+const BLOCKED_MIN = 256;
+/** Panel width of the blocked factorizations (the GEMMs' inner dimension there). */
+const PANEL = 128;
+/** Column strips of the triangular GEMM updates (blocks above the diagonal skipped). */
+const STRIP = 512;
+
+/** The inverse of the lower-triangular nb×nb block of `a` (row stride k) at (i0, i0), by substitution in float64. */
+function invertLowerBlock(a: Float64Array, k: number, i0: number, nb: number): Float64Array {
+  const d = new Float64Array(nb * nb);
+  for (let c = 0; c < nb; c++) {
+    d[c * nb + c] = 1 / a[(i0 + c) * k + i0 + c]!;
+    for (let r = c + 1; r < nb; r++) {
+      let s = 0;
+      for (let t = c; t < r; t++) s += a[(i0 + r) * k + i0 + t]! * d[t * nb + c]!;
+      d[r * nb + c] = -s / a[(i0 + r) * k + i0 + r]!;
+    }
+  }
+  return d;
+}
+
+/**
+ * `inverseCholeskyUpper` for large K, the O(K³) work in GEMMs. With the reversal J (J H J =: A),
+ * the upper R of H = R Rᵀ is J L J for the lower Cholesky factor L of A = L Lᵀ, so
+ * U = R⁻¹ = J L⁻¹ J. L: right-looking blocked Cholesky (diagonal block in float64 loops, the panel
+ * L₂₁ = A₂₁ L₁₁⁻ᵀ and the trailing update A₂₂ −= L₂₁ L₂₁ᵀ GEMMs); L⁻¹ by block rows, X_IJ = −L_II⁻¹ Σ_T L_IT X_TJ
+ * (the sum a GEMM over the rows already inverted). The GEMMs are float32, as in GPTQ's own code.
+ */
+function inverseCholeskyBlocked(h: Float64Array, k: number, gemm: Gemm): Float64Array | null {
+  const a = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j <= i; j++) a[i * k + j] = h[(k - 1 - i) * k + (k - 1 - j)]!;
+  const out = new Float32Array(k * STRIP);
+  for (let j0 = 0; j0 < k; j0 += PANEL) {
+    const j1 = Math.min(k, j0 + PANEL), nb = j1 - j0;
+    // The diagonal block L₁₁ (float64), its inverse, then the panel L₂₁ = A₂₁ L₁₁⁻ᵀ as one GEMM.
+    for (let j = j0; j < j1; j++) {
+      const aj = j * k;
+      let d = a[aj + j]!;
+      for (let t = j0; t < j; t++) d -= a[aj + t]! * a[aj + t]!;
+      if (!(d > 0) || !Number.isFinite(d)) return null;
+      const ljj = Math.sqrt(d);
+      a[aj + j] = ljj;
+      for (let i = j + 1; i < j1; i++) {
+        const ai = i * k;
+        let s = a[ai + j]!;
+        for (let t = j0; t < j; t++) s -= a[ai + t]! * a[aj + t]!;
+        a[ai + j] = s / ljj;
+      }
+    }
+    if (j1 === k) break;
+    const rest = k - j1, p = new Float32Array(rest * nb), a21 = new Float32Array(rest * nb);
+    const inv = Float32Array.from(invertLowerBlock(a, k, j0, nb));
+    for (let i = 0; i < rest; i++) for (let c = 0; c < nb; c++) a21[i * nb + c] = a[(j1 + i) * k + j0 + c]!;
+    gemm(false, true, rest, nb, nb, a21, nb, inv, nb, p);
+    for (let i = 0; i < rest; i++) for (let c = 0; c < nb; c++) a[(j1 + i) * k + j0 + c] = p[i * nb + c]!;
+    for (let c0 = 0; c0 < rest; c0 += STRIP) {
+      const w = Math.min(STRIP, rest - c0), m = rest - c0, strip = p.subarray(c0 * nb);
+      gemm(false, true, m, w, nb, strip, nb, strip, nb, out);
+      for (let i = 0; i < m; i++) {
+        const ai = (j1 + c0 + i) * k + j1 + c0, oi = i * w;
+        for (let j = 0, e = Math.min(w, i + 1); j < e; j++) a[ai + j]! -= out[oi + j]!;
+      }
+    }
+  }
+  // X = L⁻¹ (lower), block row by block row; l32/x32 hold L and the finished rows of X in float32.
+  const x = new Float64Array(k * k), l32 = new Float32Array(k * k), x32 = new Float32Array(k * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j <= i; j++) l32[i * k + j] = a[i * k + j]!;
+  for (let i0 = 0; i0 < k; i0 += PANEL) {
+    const i1 = Math.min(k, i0 + PANEL), nb = i1 - i0;
+    const d = invertLowerBlock(a, k, i0, nb);
+    for (let r = 0; r < nb; r++) for (let c = 0; c <= r; c++) x[(i0 + r) * k + i0 + c] = d[r * nb + c]!;
+    if (i0 > 0) {
+      // S = L[I, 0:i0] X[0:i0, 0:i0], by column strips (X is lower: strip [c0, c1) needs rows ≥ c0).
+      const sm = new Float32Array(nb * i0);
+      for (let c0 = 0; c0 < i0; c0 += STRIP) {
+        const w = Math.min(STRIP, i0 - c0), depth = i0 - c0;
+        gemm(false, false, nb, w, depth, l32.subarray(i0 * k + c0), k, x32.subarray(c0 * k + c0), k, out);
+        for (let r = 0; r < nb; r++) sm.set(out.subarray(r * w, r * w + w), r * i0 + c0);
+      }
+      // X[I, 0:i0] = −X_II S.
+      const d32 = Float32Array.from(d), xs = new Float32Array(nb * i0);
+      gemm(false, false, nb, i0, nb, d32, nb, sm, i0, xs);
+      for (let r = 0; r < nb; r++) for (let c = 0; c < i0; c++) x[(i0 + r) * k + c] = -xs[r * i0 + c]!;
+    }
+    for (let r = i0; r < i1; r++) for (let c = 0; c <= r; c++) x32[r * k + c] = x[r * k + c]!;
+  }
+  const u = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) for (let j = i; j < k; j++) u[i * k + j] = x[(k - 1 - i) * k + (k - 1 - j)]!;
   return u;
 }
 
@@ -477,22 +591,42 @@ export function prepareCompensation(w: Float64Array, mask: Uint8Array, rows: num
       if (hp[i * k + i] === 0) hp[i * k + i] = 1;
       hp[i * k + i]! += damp * mean;
     }
-    u = inverseCholeskyUpper(hp, k);
+    u = inverseCholeskyUpper(hp, k, options.gemm);
     if (u) break;
   }
   ensure(u, E.NUMERIC, "the calibration Hessian is not positive definite even after dampening");
   // Permuted working copy of the weights and mask; with a target, W* = T H⁻¹ = T Uᵀ U.
   const wp = new Float64Array(rows * k), mp = new Uint8Array(rows * k);
   for (let r = 0; r < rows; r++) for (let i = 0; i < k; i++) { wp[r * k + i] = w[r * k + perm[i]!]!; mp[r * k + i] = i >= kq ? 1 : mask[r * k + perm[i]!]!; }
+  const gemm = options.gemm && k >= BLOCKED_MIN ? routed(options.gemm) : undefined;
+  const u32 = gemm ? Float32Array.from(u) : undefined;
+  // The permuted target; anchored, T + D W with D the dampening added to H's diagonal, so that
+  // W* = (T + D W)(H + D)⁻¹ is the ridge fit pulled toward the FP32 weights instead of toward 0
+  // (with T = W H, GPTQ's own objective, W* = W exactly, as undampened).
+  let tp: Float64Array | undefined;
   if (options.target) {
-    const t = options.target, a = new Float64Array(k);
+    const t = options.target;
     ensure(t.length === rows * k, E.INVALID_OPTION, `target has ${t.length} entries for ${rows}×${k}`);
+    tp = new Float64Array(rows * k);
+    for (let i = 0; i < k; i++) {
+      const c = perm[i]!, d = options.anchor ? hp[i * k + i]! - h[c * k + c]! : 0;
+      for (let r = 0; r < rows; r++) tp[r * k + i] = t[r * k + c]! + d * w[r * k + c]!;
+    }
+  }
+  if (tp && gemm) {
+    // W* = (T_π Uᵀ) U, two GEMMs.
+    const a = new Float32Array(rows * k), ws = new Float32Array(rows * k);
+    gemm(false, true, rows, k, k, Float32Array.from(tp), k, u32!, k, a);
+    gemm(false, false, rows, k, k, a, k, u32!, k, ws);
+    wp.set(ws);
+  } else if (tp) {
+    const t = tp, a = new Float64Array(k);
     for (let r = 0; r < rows; r++) {
       const tr = r * k;
       // a = t_r Uᵀ (a_i = Σ_{j ≥ i} t_j U_ij), then w*_r = a U (w_j = Σ_{i ≤ j} a_i U_ij).
       for (let i = 0; i < k; i++) {
         let sum = 0;
-        for (let j = i, ui = i * k; j < k; j++) sum += t[tr + perm[j]!]! * u[ui + j]!;
+        for (let j = i, ui = i * k; j < k; j++) sum += t[tr + j]! * u[ui + j]!;
         a[i] = sum;
       }
       wp.fill(0, tr, tr + k);
@@ -544,7 +678,13 @@ export function prepareCompensation(w: Float64Array, mask: Uint8Array, rows: num
             if (e !== 0) for (let t = c + 1; t < i2; t++) wp[wr + t]! -= e * u[uc + t]!;
           }
         }
-        if (i2 < k) {
+        if (i2 < k && gemm) {
+          // W_{:,rest} −= E U_{block,rest} (GPTQ Eq. 4) as one GEMM.
+          const n = k - i2, e32 = new Float32Array(rows * nb), d = new Float32Array(rows * n);
+          for (let r = 0; r < rows; r++) for (let j = 0; j < nb; j++) e32[r * nb + j] = err[r * blockSize + j]!;
+          gemm(false, false, rows, n, nb, e32, nb, u32!.subarray(i1 * k + i2), k, d);
+          for (let r = 0; r < rows; r++) for (let j = 0, wr = r * k + i2, dr = r * n; j < n; j++) wp[wr + j]! -= d[dr + j]!;
+        } else if (i2 < k) {
           for (let r = 0; r < rows; r++) {
             const wr = r * k, er = r * blockSize;
             for (let j = 0; j < nb; j++) {

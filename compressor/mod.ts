@@ -6,6 +6,7 @@
 export { COMPRESS_ERROR_CODES, type CompressErrorCode, CompressError } from "./errors.ts";
 export { COMPRESS_DEFAULTS, compressModel, encodeCompressed, type CompressOptions, type CompressResult, findWeights, type Method, METHODS, type ProgressFn, type WeightSlot } from "./compress.ts";
 export { type AccuracyInfo, addFileStats, type CalibrationSummary, type CompressReport, type FileStats, HISTOGRAM_BINS, type LayerReport, type RunInfo, weightHistogram, type WeightHistogram } from "./report.ts";
+export type { Gemm } from "./calibrate.ts";
 export { CALIBRATE_DEFAULTS, type CalibrateOptions, calibrateModel, type CalibrationLayer, type CalibrationResult, type ModelRunner, type RunnableModel } from "./calibrate-model.ts";
 export { renderReportHtml, renderSweepHtml, type SizeAccuracyPoint, sizeAccuracyPlot } from "./report-html.ts";
 export { laplaceFit, type LaplaceFit } from "./laplace.ts";

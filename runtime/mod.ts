@@ -14,6 +14,7 @@ export { OpqRuntimeError, RUNTIME_ERROR_CODES, type RuntimeErrorCode } from "./e
 export { type BackendChoice, createSession, type LayerInfo, type LayerProfile, type Session, type SessionInfo, type SessionOptions } from "./session.ts";
 export type { BackendName } from "./backend.ts";
 export { type ClassScore, classify, type ImageData8, tensor } from "./classify.ts";
+export { createMatrixKernels, type GemmF32, type MatrixKernels } from "./linalg.ts";
 export type { Backward, GradOp, GradResult } from "./ops/types.ts";
 export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
 export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";

@@ -48,7 +48,7 @@ async function classes(m: Model): Promise<Uint8Array> {
 
 test("OPQ (0.74, 3) on LeNet-5: errors drop, masks and steps held, size kept, closer to FP32", async () => {
   const one: CompressResult = compressModel(MODEL, { sparsity: 0.74, bits: 3 });
-  const cal = await calibrateModel(one.float, one.opq, calib, calibrationRunner, { masks: one.masks });
+  const cal = await calibrateModel(one.float, one.opq, calib, calibrationRunner(), { masks: one.masks });
   expect(cal.layers.map((l) => l.name)).toEqual(one.opq.compressed.map((t) => t.name));
   const before = cal.layers.reduce((a, l) => a + l.errorBefore, 0), after = cal.layers.reduce((a, l) => a + l.errorAfter, 0);
   expect(after).toBeLessThan(0.7 * before);
@@ -72,7 +72,7 @@ test("OPQ (0.74, 3) on LeNet-5: errors drop, masks and steps held, size kept, cl
 
 test("gm-apot on LeNet-5: tables held, codes index them, stored positions only shrink", async () => {
   const one = compressModel(MODEL, { method: "gm-apot", bits: 3 });
-  const cal = await calibrateModel(one.float, one.opq, calib, calibrationRunner, { masks: one.masks });
+  const cal = await calibrateModel(one.float, one.opq, calib, calibrationRunner(), { masks: one.masks });
   const before = cal.layers.reduce((a, l) => a + l.errorBefore, 0), after = cal.layers.reduce((a, l) => a + l.errorAfter, 0);
   expect(after).toBeLessThan(before);
   for (const [i, t] of cal.opq.compressed.entries()) {
@@ -87,11 +87,11 @@ test("gm-apot on LeNet-5: tables held, codes index them, stored positions only s
 test("typed errors: bad input batch, a graph with two inputs", async () => {
   const one = compressModel(MODEL, { sparsity: 0.5, bits: 4 });
   const bad: Tensor = { dtype: "float32", dims: [0, 1, 28, 28], data: new Float32Array(0) };
-  const err = await calibrateModel(one.float, one.opq, bad, calibrationRunner).catch((e) => e);
+  const err = await calibrateModel(one.float, one.opq, bad, calibrationRunner()).catch((e) => e);
   expect(err).toBeInstanceOf(CompressError);
   expect(err.code).toBe(COMPRESS_ERROR_CODES.INVALID_OPTION);
   const two: OpqModel = { ...one.opq, model: { ...one.opq.model, graph: { ...one.opq.model.graph, inputs: [...one.opq.model.graph.inputs, { name: "extra", dtype: "float32", shape: [1] }] } } };
-  const err2 = await calibrateModel(one.float, two, calib, calibrationRunner).catch((e) => e);
+  const err2 = await calibrateModel(one.float, two, calib, calibrationRunner()).catch((e) => e);
   expect(err2.code).toBe(COMPRESS_ERROR_CODES.CALIBRATION);
 });
 

@@ -5,14 +5,15 @@
  * @module
  */
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { mulberry32 as seededRandom } from "../../format/mod.ts";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { COMPRESS_DEFAULTS } from "../../compressor/mod.ts";
 import { chooseOutput, type Command, commandLine, EnvironmentError, VERSION, fmtBytes, fmtNum, formatTable, numberOption, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { bundledFile, DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, FMNIST_SIDE, loadFashionMnist, normalizePixels } from "../fashion-mnist.ts";
-import type { CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
-import type { Model, Preprocess, Tensor } from "../../format/mod.ts";
+import type { CalibrateOptions, CalibrationResult, CompressReport, CompressResult, ModelRunner } from "../../compressor/mod.ts";
+import type { Model, OpqModel, Preprocess, Tensor } from "../../format/mod.ts";
 
 /** The bundled models trained on Fashion-MNIST: compressed without --labels, they carry its class names. */
 const FMNIST_MODELS = ["models/resnet20-fmnist.onnx", "models/lenet5-fmnist.onnx"];
@@ -70,12 +71,17 @@ function plainRows(report: CompressReport): (string | number)[][] {
 
 /**
  * The one place the compressor meets the runtime: calibration runs each cut of the network with
- * a runtime session (public API only).
+ * a runtime session on `threads` threads (public API only).
  */
-export const calibrationRunner: ModelRunner = async (model: Model) => {
+export const calibrationRunner = (threads = 1): ModelRunner => async (model: Model) => {
   const { createSession } = await import("../../runtime/mod.ts");
-  return createSession(model);
+  return createSession(model, { threads });
 };
+
+/** Threads for calibration: every core the host reports (2 here), at most 8. */
+export function calibrationThreads(): number {
+  return Math.max(1, Math.min(8, availableParallelism()));
+}
 
 /**
  * `n` calibration images drawn without replacement by a seeded shuffle of the Fashion-MNIST
@@ -158,16 +164,25 @@ export async function calibrationData(model: Model, n: number, seed: number, dat
 
 /**
  * Calibrate a compressModel result in place (OPQ's pruning masks and steps held; see
- * compressor/calibrate-model.ts), with a progress bar; returns what calibration did.
+ * compressor/calibrate-model.ts) on `threads` threads, the products on the runtime's WASM GEMM;
+ * one progress line per layer on stderr unless `quiet`. Returns what calibration did.
  */
-export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean): Promise<CalibrationResult> {
+export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean, threads = calibrationThreads(), options: CalibrateOptions = {}): Promise<CalibrationResult> {
   const { calibrateModel } = await import("../../compressor/mod.ts");
-  const bar = progress("calib ", result.opq.compressed.length, quiet);
-  let last = 0;
-  const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner, { masks: result.masks }, (done) => { bar.tick(done - last); last = done; });
-  bar.done();
-  result.opq = cal.opq;
-  return cal;
+  const { createMatrixKernels } = await import("../../runtime/mod.ts");
+  const kernels = await createMatrixKernels(threads);
+  const start = performance.now();
+  try {
+    const cal = await calibrateModel(result.float, result.opq, input, calibrationRunner(threads), { ...options, masks: result.masks, gemm: kernels?.gemm }, (done, total, name, layer) => {
+      if (quiet || !layer) return;
+      const p = layer.phases;
+      say(`calib ${String(done).padStart(String(total).length)}/${total} ${name} ${layer.rows}×${layer.inputs}, ${layer.samples} rows: ${fmtNum(layer.seconds)} s (collect ${fmtNum(p.collect)}, solve ${fmtNum(p.solve)}, forward ${fmtNum(p.forward)})${layer.rateWeight > 0 ? `, rate μ ${fmtNum(layer.rateWeight)}` : ""}, total ${fmtNum((performance.now() - start) / 1000)} s`);
+    });
+    result.opq = cal.opq;
+    return cal;
+  } finally {
+    kernels?.dispose();
+  }
 }
 
 /** Default output: out/<input name>.opq under the working directory (inputs may sit in read-only folders). */
@@ -232,7 +247,7 @@ export const command: Command = {
     "  --data: a folder of class subfolders of PNG/JPEG images, an .npy array (the model input as is), a Fashion-MNIST IDX folder (default: the shared training set), or random (timing only)",
     '  --preprocess \'{"resize":256,"crop":[224,224],"channels":"rgb","mean":[0.485,0.456,0.406],"std":[0.229,0.224,0.225]}\' for image folders; stored in the .opq with the class names',
     "(no model: the bundled models/resnet20-fmnist.onnx → out/resnet20-fmnist.opq)",
-    "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 collapses one-shot: add --calibrate 512 (ResNet-20: 11.9% → 91.0%) or use `opq finetune`",
+    "defaults: --sparsity 0.5 --bits 3 --max-layer-sparsity 0.9; the paper's 0.74/3 collapses one-shot: add --calibrate 512 (ResNet-20: 11.9% → 91.6%) or use `opq finetune`",
   ].join("\n"),
   options: {
     ...ALLOCATION_OPTIONS,
@@ -301,15 +316,15 @@ export const command: Command = {
       last = done;
     });
     bar?.done();
+    let oneShot: OpqModel | undefined;
     if (calibrate !== undefined) {
-      const { encodeOpq } = await import("../../format/mod.ts");
-      const uncalibratedBytes = encodeOpq(result.opq).length;
+      oneShot = result.opq;
       const data = await calibrationData(model, calibrate, seed, stringOption(args, "data"), stringOption(args, "preprocess"));
       const cal = await calibrateResult(result, data.input, json);
       const { CLASSES_KEY, PREPROCESS_KEY } = await import("../../format/mod.ts");
       // What eval and the server must apply to new images: exactly what calibration used.
       if (data.preprocess) result.opq.metadata = { ...result.opq.metadata, [PREPROCESS_KEY]: data.preprocess, ...(data.classes && !labels ? { [CLASSES_KEY]: data.classes } : {}) };
-      result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, uncalibratedBytes, target: "float", layers: cal.layers, skipped: cal.skipped };
+      result.report.calibration = { images: cal.images, data: data.description, seconds: cal.seconds, target: "float", layers: cal.layers, skipped: cal.skipped };
     }
     if (labels) result.opq.metadata = { ...result.opq.metadata, labels };
     result.report.run = { command: commandLine(), version: VERSION };
@@ -318,6 +333,12 @@ export const command: Command = {
       const { measureTop1 } = await import("./eval.ts");
       result.report.accuracy = await measureTop1(result.opq, { limit: evalLimit, dir: calibrate === undefined ? stringOption(args, "data") : undefined, quiet: json });
       result.opq.metadata = { ...result.opq.metadata, accuracy: result.report.accuracy };
+    }
+    if (oneShot && result.report.calibration) {
+      // The one-shot file as it would be written, with the same metadata but the calibration record.
+      const { encodeOpq } = await import("../../format/mod.ts");
+      const { calibration: _, ...metadata } = result.opq.metadata as Record<string, unknown>;
+      result.report.calibration.uncalibratedBytes = encodeOpq({ ...oneShot, metadata }).length;
     }
     const enc = progress("encode", 1, json);
     const out = encodeCompressed(result);
