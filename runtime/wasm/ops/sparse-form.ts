@@ -44,7 +44,7 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  * values, numbered in first-use order. Uniform codes map through an offset table over their
  * range (at most 2^16 distinct values are addressable anyway).
  */
-function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } {
+export function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } {
   const codes = t.codes, n = codes.length;
   const level = new Int32Array(n);
   const values: number[] = [];
