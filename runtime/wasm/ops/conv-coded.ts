@@ -10,7 +10,7 @@
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import { convGemmClaim, convGemmRunner, depthwiseClaim, depthwiseRunner, winogradNs, winogradRunner, winogradShape } from "./conv-dense.ts";
-import { levelIds } from "./sparse-form.ts";
+import { codeSpan, levelIds } from "./sparse-form.ts";
 
 /** Most levels the u8 form holds (id 0 is the zero). */
 const MAX_CODED_LEVELS = 255;
@@ -26,8 +26,7 @@ const TILES_PER_UNIT = 128;
 function fitsCoded(spec: NodeSpec): boolean {
   const w = spec.compressed[1]!;
   if (w.codebook.kind === "table") return w.codebook.values.length <= MAX_CODED_LEVELS;
-  let lo = 0, hi = 0;
-  for (const c of w.codes) { if (c < lo) lo = c; if (c > hi) hi = c; }
+  const { lo, hi } = codeSpan(w);
   return hi - lo + 1 <= MAX_CODED_LEVELS;
 }
 
