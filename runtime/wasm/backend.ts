@@ -9,7 +9,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import type { Backend, BoundKernel, NodeSpec, RunContext } from "../backend.ts";
-import { kernelSupport, WasmKernels } from "./module.ts";
+import { envVar, kernelSupport, WasmKernels } from "./module.ts";
 import { ThreadTeam } from "./threads.ts";
 import { WASM_OPS } from "./ops/index.ts";
 
@@ -33,6 +33,12 @@ export interface WasmOpImpl {
    * (SessionOptions.denseCopies): the compression then pays in memory, not only on disk.
    */
   keepsCompressed?: boolean;
+  /**
+   * True if it keeps a compressed weight as dense u8 codes (ops/conv-coded.ts). With
+   * OPQ_WASM_FORMS=sparse in the environment such implementations are not offered compressed
+   * layers (the sparse-row form then runs them: to compare the forms, and to test the sparse kernels).
+   */
+  codeForm?: boolean;
   /**
    * Undefined if this implementation cannot run the node; else the path it would report, its
    * weight form and an estimated cost (lower wins; any consistent unit, e.g. ns from a benchmark).
@@ -70,7 +76,9 @@ export class WasmBackend implements Backend {
 
   bind(spec: NodeSpec): BoundKernel | undefined {
     let best: { impl: WasmOpImpl; claim: { path: string; weightForm: string; cost: number } } | undefined;
+    const sparseOnly = envVar("OPQ_WASM_FORMS") === "sparse";
     for (const impl of WASM_OPS) {
+      if (sparseOnly && impl.codeForm) continue;
       if (!impl.opTypes.includes(spec.node.opType) || (spec.epilogue && !impl.fuses)) continue;
       if (!impl.keepsCompressed && !this.denseCopies && spec.compressed.some((c) => c !== undefined)) continue;
       const claim = impl.claim(spec, this.env);

@@ -38,10 +38,10 @@ export interface KernelExports {
   sparseGemvF32(begin: number, end: number, rowPtr: number, stream: number, levels: number, x: number, K: number, M: number, y: number, bias: number, lo: number, hi: number): void;
   /** MR · 256 + NR of the GEMM register tile (as/gemm.ts). */
   gemmTile(): number;
-  convGemmF32(begin: number, end: number, geo: number, aPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
+  convGemmF32(begin: number, end: number, geo: number, aPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number, codes: number): void;
   gemmPackedF32(begin: number, end: number, slices: number, m: number, n: number, k: number, a: number, lda: number, aks: number, bPack: number, y: number, colBias: number, residual: number, lo: number, hi: number, strips: number): void;
-  winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number): void;
-  dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number): void;
+  winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number, codes: number): void;
+  dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
   globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;
 }

@@ -47,9 +47,12 @@ const PT = 10, PL = 11, OUT_H = 12, OUT_W = 13;
 /**
  * Planes [begin, end) of batch × M output planes: plane (n, m) reads input plane (n, m / MULT)
  * and weights `w + m·kh·kw` (dense, row-major). `bias` (0 = none) per output channel;
- * `residual` (0 = none) has the output's layout.
+ * `residual` (0 = none) has the output's layout. With `codes` ≠ 0 the weight is in code form (one
+ * u8 level id per weight, same order; `w` = the f32 level values, id 0 = 0) and each plane's
+ * kh·kw weights are decoded into `wbuf + begin·kh·kw·4` (one slot per call: ranges of the
+ * threads are disjoint, so their `begin`s differ; wbuf holds a slot per plane).
  */
-export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32): void {
+export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32, codes: usize, wbuf: usize): void {
   const ch = geo(g, CH), mult = geo(g, MULT), inH = geo(g, IN_H), inW = geo(g, IN_W);
   const kh = geo(g, KH), kw = geo(g, KW), sh = geo(g, SH), sw = geo(g, SW), dh = geo(g, DH), dw = geo(g, DW);
   const pt = geo(g, PT), pl = geo(g, PL), outH = geo(g, OUT_H), outW = geo(g, OUT_W);
@@ -73,11 +76,17 @@ export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y:
     const src = x + (<usize>(n * ch + c)) * inPlane;
     const dst = y + <usize>plane * outPlane;
     const res = residual != 0 ? residual + <usize>plane * outPlane : 0;
-    const wm = w + (<usize>(oc * kh * kw) << 2);
+    let wm = w + (<usize>(oc * kh * kw) << 2);
+    if (codes != 0) {
+      const taps = kh * kw;
+      wm = wbuf + (<usize>(begin * taps) << 2);
+      const cp = codes + <usize>(oc * taps);
+      for (let j = 0; j < taps; j++) store<f32>(wm + (<usize>j << 2), load<f32>(w + (<usize>load<u8>(cp + j) << 2)));
+    }
     const b: f32 = bias != 0 ? load<f32>(bias + (<usize>oc << 2)) : 0;
     const vb = f32x4.splat(b);
     // The 9 weights of a 3×3 kernel (read only on the fast path: a smaller kernel has fewer).
-    const wf = fast ? wm : w;
+    const wf = fast ? wm : codes != 0 ? wbuf : w;
     const w0 = v128.load32_splat(wf), w1 = v128.load32_splat(wf, 4), w2 = v128.load32_splat(wf, 8);
     const w3 = v128.load32_splat(wf, 12), w4 = v128.load32_splat(wf, 16), w5 = v128.load32_splat(wf, 20);
     const w6 = v128.load32_splat(wf, 24), w7 = v128.load32_splat(wf, 28), w8 = v128.load32_splat(wf, 32);

@@ -109,7 +109,7 @@ function packIm2col(dst: usize, x: usize, g: usize, k0: i32, kb: i32, j0: i32, j
  */
 export function convGemmF32(
   begin: i32, end: i32, g: usize, aPack: usize, x: usize, y: usize,
-  bias: usize, residual: usize, lo: f32, hi: f32, scratch: usize,
+  bias: usize, residual: usize, lo: f32, hi: f32, scratch: usize, codes: usize,
 ): void {
   const cg = geo(g, CG), kh = geo(g, KH), kw = geo(g, KW), mg = geo(g, MG), mgPad = geo(g, MG_PAD);
   const groups = geo(g, GROUPS), batch = geo(g, BATCH), nc = geo(g, NC), mc = geo(g, MC), kcMax = geo(g, KC);
@@ -122,6 +122,9 @@ export function convGemmF32(
   const ldc = <usize>p << 2;
   for (let s = begin; s < end; s++) {
     const slot = scratch + <usize>s * slotBytes;
+    // Code form: the decoded A panels of row chunk `haveA` (group · N_MC + mi), after the pixels.
+    const aSlot = slot + ((<usize>min(kcMax, k) * <usize>nc) << 2);
+    let haveA = -1;
     let packed = -1; // the pixel chunk (u / nMc) the slot holds, when K is one block
     for (;;) {
       // Units are claimed one at a time from the shared counter, so a preempted thread takes fewer.
@@ -134,7 +137,13 @@ export function convGemmF32(
       const xImg = x + (<usize>(n * groups * cg + grp * cg)) * inPlane;
       const yG = y + (<usize>(n * groups * mg + grp * mg)) * ldc;
       const rG = residual != 0 ? residual + (<usize>(n * groups * mg + grp * mg)) * ldc : 0;
-      const aG = aPack + ((<usize>grp * <usize>mgPad * <usize>k) << 2);
+      // Code form: A rows from m0 in the slot (decoded once per row chunk); else the packed A.
+      let aG = aPack + ((<usize>grp * <usize>mgPad * <usize>k) << 2);
+      if (codes != 0) {
+        const key = grp * nMc + mi;
+        if (haveA != key) { haveA = key; decodeA(codes + <usize>(grp * mg + m0) * <usize>k, aPack, k, m1 - m0, aSlot); }
+        aG = aSlot - ((<usize>m0 * <usize>k) << 2);
+      }
       const bG = bias != 0 ? bias + (<usize>(grp * mg) << 2) : 0;
       const jnPad = (jn + GEMM_NR - 1) & ~(GEMM_NR - 1);
       for (let k0 = 0; k0 < k; k0 += kcMax) {
@@ -155,6 +164,24 @@ export function convGemmF32(
         }
       }
     }
+  }
+}
+
+/**
+ * Rows [0, rows) of a code-form weight (`codes`: one u8 level id per weight, rows of k; `levels`:
+ * f32 per id, id 0 = 0) as GEMM_MR-row panels of k × GEMM_MR (k-major) at `dst`, the last
+ * panel's missing rows zero.
+ */
+function decodeA(codes: usize, levels: usize, k: i32, rows: i32, dst: usize): void {
+  const rowsPad = (rows + GEMM_MR - 1) & ~(GEMM_MR - 1);
+  for (let r = 0; r < rowsPad; r++) {
+    const d = dst + ((<usize>(r / GEMM_MR) * <usize>k * GEMM_MR + <usize>(r % GEMM_MR)) << 2);
+    if (r >= rows) {
+      for (let c = 0; c < k; c++) store<f32>(d + (<usize>(c * GEMM_MR) << 2), 0);
+      continue;
+    }
+    const cp = codes + <usize>r * <usize>k;
+    for (let c = 0; c < k; c++) store<f32>(d + (<usize>(c * GEMM_MR) << 2), load<f32>(levels + (<usize>load<u8>(cp + c) << 2)));
   }
 }
 

@@ -48,14 +48,61 @@ const NT = 10, N_TC = 11, N_MC = 12, MC = 13, SLOT_BYTES = 15, NEXT = 16;
 }
 
 /**
+ * U_ξ = (G g Gᵀ)_ξ (Lavin & Gray Eq. 7) of rows [m0, m1) of a code-form weight, into `u`: 16
+ * blocks `xiBytes` apart (≥ rows · C · 4), each (m1 − m0 rounded up to 4)/4 panels of C × 4 (k-major), rows past
+ * m1 zero. `codes`: one u8 level id per weight, [M][C][3][3]; `levels`: f32 per id (id 0 = 0).
+ * G = [[1,0,0],[½,½,½],[½,−½,½],[0,0,1]].
+ */
+function decodeU(codes: usize, levels: usize, c: i32, m0: i32, m1: i32, u: usize, xiBytes: usize): void {
+  const rows = m1 - m0, rowsPad = (rows + 3) & ~3;
+  for (let rr = 0; rr < rowsPad; rr++) {
+    const lane = ((<usize>(rr >> 2) * <usize>c) << 4) + (<usize>(rr & 3) << 2);
+    if (rr >= rows) {
+      for (let ch = 0; ch < c; ch++) for (let xi = 0; xi < 16; xi++) store<f32>(u + <usize>xi * xiBytes + lane + (<usize>ch << 4), 0);
+      continue;
+    }
+    let cp = codes + <usize>(m0 + rr) * <usize>c * 9;
+    for (let ch = 0; ch < c; ch++, cp += 9) {
+      const o = u + lane + (<usize>ch << 4);
+      // Skip the transform of an all-zero 3×3 block (common in a pruned layer).
+      if (load<u64>(cp) == 0 && load<u8>(cp, 8) == 0) {
+        for (let xi = 0; xi < 16; xi++) store<f32>(o + <usize>xi * xiBytes, 0);
+        continue;
+      }
+      const l = levels;
+      const g00 = load<f32>(l + (<usize>load<u8>(cp) << 2)), g01 = load<f32>(l + (<usize>load<u8>(cp, 1) << 2)), g02 = load<f32>(l + (<usize>load<u8>(cp, 2) << 2));
+      const g10 = load<f32>(l + (<usize>load<u8>(cp, 3) << 2)), g11 = load<f32>(l + (<usize>load<u8>(cp, 4) << 2)), g12 = load<f32>(l + (<usize>load<u8>(cp, 5) << 2));
+      const g20 = load<f32>(l + (<usize>load<u8>(cp, 6) << 2)), g21 = load<f32>(l + (<usize>load<u8>(cp, 7) << 2)), g22 = load<f32>(l + (<usize>load<u8>(cp, 8) << 2));
+      // t = G g (4×3, over the kernel's rows), then each row of t times Gᵀ.
+      uRow(o, xiBytes, g00, g01, g02);
+      uRow(o + 4 * xiBytes, xiBytes, <f32>0.5 * (g00 + g10 + g20), <f32>0.5 * (g01 + g11 + g21), <f32>0.5 * (g02 + g12 + g22));
+      uRow(o + 8 * xiBytes, xiBytes, <f32>0.5 * (g00 - g10 + g20), <f32>0.5 * (g01 - g11 + g21), <f32>0.5 * (g02 - g12 + g22));
+      uRow(o + 12 * xiBytes, xiBytes, g20, g21, g22);
+    }
+  }
+}
+
+/** One row (a0, a1, a2) of t = G g times Gᵀ: the 4 values of ξ = 4i + 0..3, `xiBytes` apart. */
+// @ts-ignore: decorator
+@inline function uRow(o: usize, xiBytes: usize, a0: f32, a1: f32, a2: f32): void {
+  store<f32>(o, a0);
+  store<f32>(o + xiBytes, <f32>0.5 * (a0 + a1 + a2));
+  store<f32>(o + 2 * xiBytes, <f32>0.5 * (a0 - a1 + a2));
+  store<f32>(o + 3 * xiBytes, a2);
+}
+
+/**
  * Winograd convolution, stride 1, dilation 1, one group. Work units (image, tile chunk of NT
  * tiles, row chunk of MC outputs) are claimed one at a time from the counter in word NEXT (zeroed
  * by the binder) by the slices [begin, end) this call runs, slice s using scratch slot s: V (16 × C × NT floats, 8-tile panels per ξ) then M (16 × MC × NT).
- * `uPack`: 16 matrices U_ξ, each M_PAD/4 panels of C × 4 (k-major).
+ * `uPack`: 16 matrices U_ξ, each M_PAD/4 panels of C × 4 (k-major). With `codes` ≠ 0 the weight
+ * is in code form instead (decodeU: u8 level ids and the `uPack` level values) and each unit
+ * decodes its row chunk's U into its slot after M (16 × MC × C floats), so no whole-layer float
+ * weight exists.
  */
 export function winogradF32(
   begin: i32, end: i32, g: usize, uPack: usize, x: usize, y: usize,
-  bias: usize, residual: usize, lo: f32, hi: f32, scratch: usize,
+  bias: usize, residual: usize, lo: f32, hi: f32, scratch: usize, codes: usize,
 ): void {
   const c = geo(g, C), inH = geo(g, IN_H), inW = geo(g, IN_W), pt = geo(g, PT), pl = geo(g, PL);
   const outH = geo(g, OUT_H), outW = geo(g, OUT_W), m = geo(g, M), mPad = geo(g, M_PAD), batch = geo(g, BATCH);
@@ -71,7 +118,11 @@ export function winogradF32(
     // would share L1 sets (the transforms touch all 16 at once).
     const vXi = (<usize>c * <usize>nt << 2) + 64;
     const mBase = vBase + 16 * vXi;
-    let have = -1;
+    // Code form: the decoded U of the row chunk `haveU`, after the 16 M blocks.
+    const uBase = mBase + 16 * ((<usize>mc * <usize>nt << 2) + 64);
+    // One cache line more than a block needs, as vXi (16 blocks a power of two apart share L1 sets).
+    const uXiBytes = (<usize>mc * <usize>c << 2) + 64;
+    let have = -1, haveU = -1;
     for (;;) {
       // Units are claimed one at a time from the shared counter, so a preempted thread takes fewer.
       const u = atomic.add<i32>(g + (<usize>NEXT << 2), 1);
@@ -133,8 +184,10 @@ export function winogradF32(
       const m0 = mi * mc, m1 = min(m, m0 + mc);
       const ldm = <usize>tnPad << 2;
       const mXi = <usize>mc * ldm + 64; // + one line, as vXi
+      if (codes != 0 && haveU != mi) { haveU = mi; decodeU(codes, uPack, c, m0, m1, uBase, uXiBytes); }
       for (let xi = 0; xi < 16; xi++) {
-        const uXi = uPack + ((<usize>xi * <usize>mPad * <usize>c) << 2);
+        // Code form: U rows from m0 in the slot; else the packed U of all rows.
+        const uXi = codes != 0 ? uBase + <usize>xi * uXiBytes - ((<usize>m0 * <usize>c) << 2) : uPack + ((<usize>xi * <usize>mPad * <usize>c) << 2);
         const vb = vBase + <usize>xi * vXi;
         const mb = mBase + <usize>xi * mXi;
         for (let jr = 0; jr < tnPad; jr += 8) {

@@ -85,23 +85,29 @@ function biasToWasm(k: WasmKernels, spec: NodeSpec, outChannels: number): number
   return weightToWasm(k, spec, 2, outChannels)[0];
 }
 
+/** Path and estimated ns (one image) of a Conv through the GEMM kernel, or undefined for a depthwise node. */
+export function convGemmClaim(spec: NodeSpec): { path: string; cost: number } | undefined {
+  const w = constantDims(spec, 1)!;
+  const g = plannedGeometry(spec);
+  if (g && g.inChannels / g.group === 1) return undefined; // depthwise: the dedicated kernel
+  const [m, cg, kh, kw] = w as [number, number, number, number];
+  const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+  const flops = 2 * m * cg * kh * kw * p;
+  const rate = m / (g?.group ?? 1) >= 32 ? DENSE_GFLOPS.convGemm : DENSE_GFLOPS.convGemmThin;
+  const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+  return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", cost: CALL_NS + flops / rate };
+}
+
 const convGemm: WasmOpImpl = {
   opTypes: ["Conv"],
   fuses: true,
   claim(spec) {
     if (!convSupported(spec)) return undefined;
-    const w = constantDims(spec, 1)!;
-    const g = plannedGeometry(spec);
-    if (g && g.inChannels / g.group === 1) return undefined; // depthwise: the dedicated kernel
-    const [m, cg, kh, kw] = w as [number, number, number, number];
-    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
-    const flops = 2 * m * cg * kh * kw * p;
-    const rate = m / (g?.group ?? 1) >= 32 ? DENSE_GFLOPS.convGemm : DENSE_GFLOPS.convGemmThin;
-    const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
-    return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", weightForm: "dense-f32-packed-4x", cost: CALL_NS + flops / rate };
+    const c = convGemmClaim(spec);
+    return c && { path: c.path, weightForm: "dense-f32-packed-4x", cost: c.cost };
   },
   bind(spec, env): DenseBound {
-    const k = env.kernels, team = env.team;
+    const k = env.kernels;
     const wDims = constantDims(spec, 1)!;
     const [m, cg, kh, kw] = wDims as [number, number, number, number];
     const group = spec.attrs.int("group", 1);
@@ -116,103 +122,142 @@ const convGemm: WasmOpImpl = {
       const base = grp * mgPad * kk + (r >> 2) * 4 * kk + (r & 3);
       for (let col = 0; col < kk; col++) a[base + col * 4] = v[col]!;
     });
-    const bias = biasToWasm(k, spec, m);
-    const geo = new GeoCache(k, CONV_GEO.length);
-    const threads = team.threads;
-    return {
-      residentBytes: aFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr, epilogue) {
-        const x = inputs[0];
-        epilogue ??= fusedEpilogue(spec, inputs);
-        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
-          const p = g.outSpatial[0]! * g.outSpatial[1]!;
-          const nc = Math.min(NC, Math.ceil(p / 8) * 8);
-          const nPc = Math.ceil(p / nc);
-          const base = g.batch * g.group * nPc;
-          const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
-          let nMc = base >= target ? 1 : Math.min(Math.ceil(mg / 4), Math.ceil(target / base));
-          const mc = Math.ceil(Math.ceil(mg / nMc) / 4) * 4;
-          nMc = Math.ceil(mg / mc);
-          const slices = Math.min(threads, base * nMc);
-          const slotBytes = Math.min(KC, kk) * nc * 4;
-          const pointwise = kh === 1 && kw === 1 && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
-          const vals: Record<(typeof CONV_GEO)[number], number> = {
-            cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
-            dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0, next: 0,
-          };
-          CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
-        });
-        const view = k.i32(geoPtr, CONV_GEO.length);
-        const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
-        view[NEXT_WORD] = 0; // the kernel's unit counter
-        const p = g.outSpatial[0]! * g.outSpatial[1]!;
-        const y = rc.alloc(g.batch * m * p);
-        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
-        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
-        const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
-        if (slices > 1) team.run("convGemmF32", slices, 1, args);
-        else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
-        return [{ dtype: "float32", dims, data: y } as Tensor];
-      },
-      dispose() { k.free(aPack); if (bias) k.free(bias); geo.dispose(); },
-    };
+    return convGemmRunner(spec, env, { aPack, codes: 0, bytes: aFloats * 4, free: () => k.free(aPack) });
   },
 };
 
+/** Bytes of decoded A a code-form GEMM unit holds (its row chunk follows K). */
+const GEMM_CODED_A_BYTES = 1 << 18;
+
+/**
+ * The conv GEMM runner over a weight held packed (`codes` = 0: `aPack` = the 4-row panels) or in
+ * code form (`codes`: u8 level ids [M][K], `aPack`: their f32 values), the latter decoded per row
+ * chunk into the unit's slot after the pixel panels (as/gemm.ts decodeA).
+ */
+export function convGemmRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"]>[1], wt: { aPack: number; codes: number; bytes: number; free: () => void }): DenseBound {
+  const k = env.kernels, team = env.team;
+  const wDims = constantDims(spec, 1)!;
+  const [m, cg, kh, kw] = wDims as [number, number, number, number];
+  const group = spec.attrs.int("group", 1);
+  const mg = m / group, kk = cg * kh * kw, mgPad = Math.ceil(mg / 4) * 4;
+  const aPack = wt.aPack, coded = wt.codes !== 0;
+  const bias = biasToWasm(k, spec, m);
+  const geo = new GeoCache(k, CONV_GEO.length);
+  const threads = team.threads;
+  return {
+    residentBytes: wt.bytes + (bias ? m * 4 : 0),
+    run(inputs, rc, addr, epilogue) {
+      const x = inputs[0];
+      epilogue ??= fusedEpilogue(spec, inputs);
+      const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+        const p = g.outSpatial[0]! * g.outSpatial[1]!;
+        const nc = Math.min(NC, Math.ceil(p / 8) * 8);
+        const nPc = Math.ceil(p / nc);
+        const base = g.batch * g.group * nPc;
+        const target = threads > 1 ? UNITS_PER_THREAD * threads : 1;
+        let nMc = base >= target ? 1 : Math.min(Math.ceil(mg / 4), Math.ceil(target / base));
+        if (coded) nMc = Math.max(nMc, Math.ceil(mg / Math.max(4, Math.floor(GEMM_CODED_A_BYTES / (4 * kk) / 4) * 4)));
+        const mc = Math.ceil(Math.ceil(mg / nMc) / 4) * 4;
+        nMc = Math.ceil(mg / mc);
+        const slices = Math.min(threads, base * nMc);
+        // The pixel panels, then (code form) the row chunk's decoded A.
+        const slotBytes = Math.min(KC, kk) * nc * 4 + (coded ? mc * kk * 4 : 0);
+        const pointwise = kh === 1 && kw === 1 && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
+        const vals: Record<(typeof CONV_GEO)[number], number> = {
+          cg, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, kh, kw, sh: g.strides[0]!, sw: g.strides[1]!,
+          dh: g.dilations[0]!, dw: g.dilations[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+          mg, mgPad, groups: group, batch: g.batch, nc, mc, kc: KC, nPc, nMc, slices, slotBytes, pointwise: pointwise ? 1 : 0, next: 0,
+        };
+        CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
+      });
+      const view = k.i32(geoPtr, CONV_GEO.length);
+      const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
+      view[NEXT_WORD] = 0; // the kernel's unit counter
+      const p = g.outSpatial[0]! * g.outSpatial[1]!;
+      const y = rc.alloc(g.batch * m * p);
+      const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+      if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+      const scratch = scratchBlock(k, slices * slotBytes);
+      const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch, wt.codes];
+      if (slices > 1) team.run("convGemmF32", slices, 1, args);
+      else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number, number]));
+      return [{ dtype: "float32", dims, data: y } as Tensor];
+    },
+    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); },
+  };
+}
+
 /** Below this many output pixels a depthwise call stays on one thread (a split costs ~20 µs). */
 const DW_PARALLEL_MIN = 1 << 14;
+
+/** Path and estimated ns (one image) of a depthwise Conv, or undefined if the node is not one. */
+export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } | undefined {
+  const w = constantDims(spec, 1)!;
+  if (w[1] !== 1) return undefined;
+  const g = plannedGeometry(spec);
+  if (g && g.inChannels !== g.group) return undefined;
+  const kh = w[2]!, kw = w[3]!;
+  const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
+  const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
+    g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
+  const flops = 2 * w[0]! * kh * kw * p;
+  return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+}
 
 const depthwise: WasmOpImpl = {
   opTypes: ["Conv"],
   fuses: true,
   claim(spec) {
     if (!convSupported(spec)) return undefined;
-    const w = constantDims(spec, 1)!;
-    if (w[1] !== 1) return undefined;
-    const g = plannedGeometry(spec);
-    if (g && g.inChannels !== g.group) return undefined;
-    const kh = w[2]!, kw = w[3]!;
-    const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
-    const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
-      g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
-    const flops = 2 * w[0]! * kh * kw * p;
-    return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", weightForm: "dense-f32", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+    const c = depthwiseClaim(spec);
+    return c && { path: c.path, weightForm: "dense-f32", cost: c.cost };
   },
   bind(spec, env): DenseBound {
     const k = env.kernels;
-    const wDims = constantDims(spec, 1)!;
-    const m = wDims[0]!;
     const [w, wFloats] = weightToWasm(k, spec, 1);
-    const bias = biasToWasm(k, spec, m);
-    const geo = new GeoCache(k, DW_GEO.length);
-    return {
-      residentBytes: wFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr, epilogue) {
-        const x = inputs[0];
-        epilogue ??= fusedEpilogue(spec, inputs);
-        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
-          if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
-          const vals: Record<(typeof DW_GEO)[number], number> = {
-            ch: g.inChannels, mult: g.outChannels / g.inChannels, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!,
-            kh: g.kernel[0]!, kw: g.kernel[1]!, sh: g.strides[0]!, sw: g.strides[1]!, dh: g.dilations[0]!, dw: g.dilations[1]!,
-            pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-          };
-          DW_GEO.forEach((name, i) => { view[i] = vals[name]; });
-        });
-        const p = g.outSpatial[0]! * g.outSpatial[1]!;
-        const planes = g.batch * m;
-        const y = rc.alloc(planes * p);
-        const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr)];
-        if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
-        else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number]));
-        return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
-      },
-      dispose() { k.free(w); if (bias) k.free(bias); geo.dispose(); },
-    };
+    return depthwiseRunner(spec, env, { w, codes: 0, bytes: wFloats * 4, free: () => k.free(w) });
   },
 };
+
+/**
+ * The depthwise runner over a weight held dense (`codes` = 0: `w` = the f32 weights) or in code
+ * form (`codes`: u8 level ids in the weight's order, `w`: their f32 values), the latter decoded
+ * plane by plane into a per-thread slot of scratch (as/depthwise.ts).
+ */
+export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"]>[1], wt: { w: number; codes: number; bytes: number; free: () => void }): DenseBound {
+  const k = env.kernels;
+  const wDims = constantDims(spec, 1)!;
+  const m = wDims[0]!;
+  const w = wt.w;
+  const bias = biasToWasm(k, spec, m);
+  const geo = new GeoCache(k, DW_GEO.length);
+  return {
+    residentBytes: wt.bytes + (bias ? m * 4 : 0),
+    run(inputs, rc, addr, epilogue) {
+      const x = inputs[0];
+      epilogue ??= fusedEpilogue(spec, inputs);
+      const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+        if (g.inChannels !== g.group || g.outChannels % g.inChannels !== 0) throw new Error("depthwise Conv: group must equal the input channels");
+        const vals: Record<(typeof DW_GEO)[number], number> = {
+          ch: g.inChannels, mult: g.outChannels / g.inChannels, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!,
+          kh: g.kernel[0]!, kw: g.kernel[1]!, sh: g.strides[0]!, sw: g.strides[1]!, dh: g.dilations[0]!, dw: g.dilations[1]!,
+          pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+        };
+        DW_GEO.forEach((name, i) => { view[i] = vals[name]; });
+      });
+      const p = g.outSpatial[0]! * g.outSpatial[1]!;
+      const planes = g.batch * m;
+      const y = rc.alloc(planes * p);
+      // Code form: a decode slot per possible range start (kh·kw floats each; only the threads' starts are written).
+      const wbuf = wt.codes ? scratchBlock(k, planes * g.kernel[0]! * g.kernel[1]! * 4 + 64) : 0;
+      const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), wt.codes, wbuf];
+      if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
+      else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number, number, number]));
+      return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
+    },
+    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); },
+  };
+}
 
 /** Words of the Winograd geometry block (as/winograd.ts). */
 const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes", "next"] as const;
@@ -223,13 +268,19 @@ const WINO_V_BYTES = 1 << 19;
 const WINO_MIN_CHANNELS = 8;
 
 /** 3×3, stride 1, dilation 1, one group, static geometry known: the shapes F(2×2, 3×3) takes. */
-function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
+export function winogradShape(spec: NodeSpec): ConvGeometry | undefined {
   const w = constantDims(spec, 1)!;
   // Under 8 input or output channels the transforms outweigh the GEMMs saved (as cpu/winograd.ts measured).
   if (w[2] !== 3 || w[3] !== 3 || spec.attrs.int("group", 1) !== 1 || w[0]! < WINO_MIN_CHANNELS || w[1]! < WINO_MIN_CHANNELS) return undefined;
   const g = plannedGeometry(spec);
   if (!g || !g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1)) return undefined;
   return g;
+}
+
+/** Estimated ns of one image: 16 GEMMs of m × c × tiles, plus the transforms (per channel and tile in, per output and tile out). */
+export function winogradNs(m: number, c: number, g: ConvGeometry): number {
+  const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+  return CALL_NS + (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
 }
 
 const winograd: WasmOpImpl = {
@@ -240,13 +291,10 @@ const winograd: WasmOpImpl = {
     const g = winogradShape(spec);
     if (!g) return undefined;
     const [m, c] = constantDims(spec, 1)! as [number, number];
-    const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
-    // 16 GEMMs of m × c × tiles, plus the transforms (per channel and tile in, per output and tile out).
-    const ns = (2 * 16 * m * c * tiles) / DENSE_GFLOPS.winogradGemm + (c + m) * tiles * DENSE_GFLOPS.winogradTransformNs;
-    return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: CALL_NS + ns };
+    return { path: "wasm-winograd-f2x2", weightForm: "winograd-f32-packed-4x", cost: winogradNs(m, c, g) };
   },
   bind(spec, env): DenseBound {
-    const k = env.kernels, team = env.team;
+    const k = env.kernels;
     const wDims = constantDims(spec, 1)!;
     const [m, c] = wDims as [number, number];
     const mPad = Math.ceil(m / 4) * 4;
@@ -273,53 +321,71 @@ const winograd: WasmOpImpl = {
         u[o + 3 * stride] = a2;
       }
     });
-    const bias = biasToWasm(k, spec, m);
-    const geo = new GeoCache(k, WINO_GEO.length);
-    const threads = team.threads;
-    return {
-      residentBytes: uFloats * 4 + (bias ? m * 4 : 0),
-      run(inputs, rc, addr, epilogue) {
-        const x = inputs[0];
-        epilogue ??= fusedEpilogue(spec, inputs);
-        const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
-          if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
-          const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
-          const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
-          // Enough tile chunks for UNITS_PER_THREAD per thread where the tiles allow it.
-          const nt = Math.min(ntMax, Math.ceil(tiles / (threads > 1 ? UNITS_PER_THREAD * threads : 1) / 8) * 8);
-          const nTc = Math.ceil(tiles / nt);
-          const base = g.batch * nTc;
-          // Row chunks only when there are fewer tile chunks than threads: a row chunk claimed by
-          // another thread than its tile chunk's first recomputes the chunk's input transform.
-          const target = threads;
-          let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
-          const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
-          nMc = Math.ceil(m / mc);
-          // V (16 × C × nt) then M (16 × mc × nt), each ξ block one cache line longer (as/winograd.ts),
-          // plus one vector the output transform may read past the end.
-          const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64;
-          const vals: Record<(typeof WINO_GEO)[number], number> = {
-            c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
-            m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes, next: 0,
-          };
-          WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
-        });
-        const view = k.i32(geoPtr, WINO_GEO.length);
-        const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
-        view[WINO_NEXT] = 0; // the kernel's unit counter
-        const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
-        const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
-        if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
-        const scratch = scratchBlock(k, slices * slotBytes);
-        const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch];
-        if (slices > 1) team.run("winogradF32", slices, 1, args);
-        else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number]));
-        return [{ dtype: "float32", dims, data: y } as Tensor];
-      },
-      dispose() { k.free(uPack); if (bias) k.free(bias); geo.dispose(); },
-    };
+    return winogradRunner(spec, env, { uPack, codes: 0, bytes: uFloats * 4, free: () => k.free(uPack) });
   },
 };
+
+/** Bytes of decoded U (16 × MC × C floats) a code-form Winograd unit holds: the row chunk follows C so U stays in L2 next to V. */
+const WINO_CODED_U_BYTES = 1 << 18;
+
+/**
+ * The Winograd runner over a weight held either packed (`codes` = 0: `uPack` = the 16 U_ξ) or in
+ * code form (`codes`: u8 level ids [M][C][3][3], `uPack`: their f32 values), the latter decoded
+ * per unit into the unit's slot (as/winograd.ts decodeU). `bytes`: the weight's resident bytes.
+ */
+export function winogradRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"]>[1], w: { uPack: number; codes: number; bytes: number; free: () => void }): DenseBound {
+  const k = env.kernels, team = env.team;
+  const wDims = constantDims(spec, 1)!;
+  const [m, c] = wDims as [number, number];
+  const uPack = w.uPack, coded = w.codes !== 0, mPad = Math.ceil(m / 4) * 4;
+  const bias = biasToWasm(k, spec, m);
+  const geo = new GeoCache(k, WINO_GEO.length);
+  const threads = team.threads;
+  return {
+    residentBytes: w.bytes + (bias ? m * 4 : 0),
+    run(inputs, rc, addr, epilogue) {
+      const x = inputs[0];
+      epilogue ??= fusedEpilogue(spec, inputs);
+      const [g, geoPtr] = geo.get(x!, wDims, spec, (g, view) => {
+        if (!g.strides.every((v) => v === 1) || !g.dilations.every((v) => v === 1) || g.group !== 1) throw new Error("winograd Conv: needs stride 1, dilation 1, one group");
+        const tiles = Math.ceil(g.outSpatial[0]! / 2) * Math.ceil(g.outSpatial[1]! / 2);
+        const ntMax = Math.max(8, Math.min(128, Math.floor(WINO_V_BYTES / (64 * c) / 8) * 8));
+        // Enough tile chunks for UNITS_PER_THREAD per thread where the tiles allow it.
+        const nt = Math.min(ntMax, Math.ceil(tiles / (threads > 1 ? UNITS_PER_THREAD * threads : 1) / 8) * 8);
+        const nTc = Math.ceil(tiles / nt);
+        const base = g.batch * nTc;
+        // Row chunks only when there are fewer tile chunks than threads: a row chunk claimed by
+        // another thread than its tile chunk's first recomputes the chunk's input transform.
+        const target = threads;
+        let nMc = base >= target ? 1 : Math.min(Math.ceil(m / 4), Math.ceil(target / base));
+        if (coded) nMc = Math.max(nMc, Math.ceil(m / Math.max(8, Math.floor(WINO_CODED_U_BYTES / (64 * c) / 4) * 4)));
+        const mc = Math.ceil(Math.ceil(m / nMc) / 4) * 4;
+        nMc = Math.ceil(m / mc);
+        // V (16 × C × nt) then M (16 × mc × nt), each ξ block one cache line longer (as/winograd.ts),
+        // plus one vector the output transform may read past the end.
+        // Code form: then the row chunk's decoded U (16 × mc × C, each block a line longer).
+        const slotBytes = 16 * ((c + mc) * nt * 4 + 128) + 64 + (coded ? 16 * (mc * c * 4 + 64) : 0);
+        const vals: Record<(typeof WINO_GEO)[number], number> = {
+          c, inH: g.inSpatial[0]!, inW: g.inSpatial[1]!, pt: g.pads[0]!, pl: g.pads[1]!, outH: g.outSpatial[0]!, outW: g.outSpatial[1]!,
+          m, mPad, batch: g.batch, nt, nTc, nMc, mc, slices: Math.min(threads, base * nMc), slotBytes, next: 0,
+        };
+        WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
+      });
+      const view = k.i32(geoPtr, WINO_GEO.length);
+      const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
+      view[WINO_NEXT] = 0; // the kernel's unit counter
+      const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
+      const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
+      if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+      const scratch = scratchBlock(k, slices * slotBytes);
+      const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch, w.codes];
+      if (slices > 1) team.run("winogradF32", slices, 1, args);
+      else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number, number]));
+      return [{ dtype: "float32", dims, data: y } as Tensor];
+    },
+    dispose() { w.free(); if (bias) k.free(bias); geo.dispose(); },
+  };
+}
 
 /** The dense Conv implementations. */
 export const CONV_DENSE_WASM: readonly WasmOpImpl[] = [convGemm, depthwise, winograd];

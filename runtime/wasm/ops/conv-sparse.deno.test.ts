@@ -5,7 +5,7 @@
  * conv-sparse.test.ts.
  * @module
  */
-import { type CaseResult, checkCase, SPARSE_CASES } from "./sparse-check.ts";
+import { boundAsExpected, type CaseResult, checkCase, SPARSE_CASES } from "./sparse-check.ts";
 
 const TOL = 1e-5;
 
@@ -14,13 +14,15 @@ function assert(cond: unknown, message: string): asserts cond {
 }
 
 for (const threads of [1, 2]) {
-  Deno.test(`sparse kernels: every case matches the reference, ${threads} thread(s)`, async () => {
-    for (const c of SPARSE_CASES) {
-      const r = await checkCase(c, threads);
-      assert(r.backend === "wasm" && r.weightForm === "sparse-levels-u16", `${c.name}: bound to ${r.backend} ${r.weightForm}`);
-      assert(r.relErr <= TOL, `${c.name}: relative error ${r.relErr}`);
-    }
-  });
+  for (const forms of ["auto", "sparse"] as const) {
+    Deno.test(`sparse kernels: every case matches the reference, ${threads} thread(s), forms ${forms}`, async () => {
+      for (const c of SPARSE_CASES) {
+        const r = await checkCase(c, threads, forms);
+        assert(boundAsExpected(c, r, forms), `${c.name}: bound to ${r.backend} ${r.path} ${r.weightForm}`);
+        assert(r.relErr <= TOL, `${c.name}: relative error ${r.relErr}`);
+      }
+    });
+  }
 }
 
 Deno.test("sparse kernels: the plain-SIMD build matches too (child process, 2 threads)", async () => {
@@ -29,8 +31,8 @@ Deno.test("sparse kernels: the plain-SIMD build matches too (child process, 2 th
     args: ["run", "-A", "--no-check", script, "2"], env: { OPQ_WASM_RELAXED: "0" }, stdout: "piped", stderr: "inherit",
   }).output();
   assert(out.success, "sparse-check.ts failed");
-  const r = JSON.parse(new TextDecoder().decode(out.stdout)) as { relaxed: boolean; results: CaseResult[] };
+  const r = JSON.parse(new TextDecoder().decode(out.stdout)) as { relaxed: boolean; results: (CaseResult & { ok: boolean })[] };
   assert(r.relaxed === false, "the child ran the relaxed build");
-  assert(r.results.length === SPARSE_CASES.length, "not every case ran");
-  for (const x of r.results) assert(x.backend === "wasm" && x.relErr <= TOL, `${x.name}: ${x.backend} relative error ${x.relErr}`);
+  assert(r.results.length === 2 * SPARSE_CASES.length, "not every case ran");
+  for (const x of r.results) assert(x.ok && x.relErr <= TOL, `${x.name}: ${x.backend} ${x.path} relative error ${x.relErr}`);
 });

@@ -19,30 +19,31 @@ import { createSession } from "../../session.ts";
 import { WasmKernels } from "../module.ts";
 import { ThreadTeam } from "../threads.ts";
 import { bindSparseConv } from "./conv-sparse.ts";
-import { caseWeight, type CaseResult, checkCase, SPARSE_CASES } from "./sparse-check.ts";
+import { boundAsExpected, caseWeight, type CaseResult, checkCase, expectedBinding, SPARSE_CASES } from "./sparse-check.ts";
 
 const TOL = 1e-5;
 
 describe("sparse kernels vs the reference (current build)", () => {
   for (const threads of [1, 2]) {
-    test(`every case, ${threads} thread(s)`, async () => {
-      for (const c of SPARSE_CASES) {
-        const r = await checkCase(c, threads);
-        expect({ name: r.name, backend: r.backend, form: r.weightForm }).toEqual({ name: c.name, backend: "wasm", form: "sparse-levels-u16" });
-        expect(r.path).toBe(c.op === "Conv" ? "wasm-sparse-direct" : "wasm-sparse-gemv");
-        if (!(r.relErr <= TOL)) throw new Error(`${c.name}: relative error ${r.relErr}`);
-      }
-    }, 60_000);
+    for (const forms of ["auto", "sparse"] as const) {
+      test(`every case, ${threads} thread(s), forms ${forms}`, async () => {
+        for (const c of SPARSE_CASES) {
+          const r = await checkCase(c, threads, forms);
+          if (!boundAsExpected(c, r, forms)) throw new Error(`${c.name}: bound ${r.backend} ${r.path} ${r.weightForm}, expected ${JSON.stringify(expectedBinding(c, forms))}`);
+          if (!(r.relErr <= TOL)) throw new Error(`${c.name}: relative error ${r.relErr}`);
+        }
+      }, 60_000);
+    }
   }
 
   test("the plain-SIMD build (OPQ_WASM_RELAXED=0) in a child process, 2 threads", () => {
     const script = fileURLToPath(new URL("./sparse-check.ts", import.meta.url));
     const r = spawnSync(process.execPath, [script, "2"], { env: { ...process.env, OPQ_WASM_RELAXED: "0" }, encoding: "utf8" });
     expect(r.status).toBe(0);
-    const out = JSON.parse(r.stdout) as { relaxed: boolean; results: CaseResult[] };
+    const out = JSON.parse(r.stdout) as { relaxed: boolean; results: (CaseResult & { ok: boolean })[] };
     expect(out.relaxed).toBe(false);
-    expect(out.results.length).toBe(SPARSE_CASES.length);
-    for (const x of out.results) if (!(x.relErr <= TOL) || x.backend !== "wasm") throw new Error(`${x.name}: ${x.backend} relative error ${x.relErr}`);
+    expect(out.results.length).toBe(2 * SPARSE_CASES.length);
+    for (const x of out.results) if (!(x.relErr <= TOL) || !x.ok) throw new Error(`${x.name}: ${x.backend} ${x.path} relative error ${x.relErr}`);
   }, 60_000);
 });
 
@@ -148,12 +149,13 @@ describe("shared models: wasm logits within 1e-4 of cpu-reference on the same .o
         let maxAbs = 0, maxDiff = 0;
         for (let i = 0; i < a.length; i++) { maxAbs = Math.max(maxAbs, Math.abs(a[i]!)); maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!)); }
         expect(maxDiff / maxAbs).toBeLessThan(1e-4);
-        // Every compressed Conv/Gemm runs on the sparse form; no layer holds a dense copy of a compressed weight.
+        // Every compressed Conv/Gemm runs on a compressed form (sparse rows, or u8 codes for the
+        // Winograd/depthwise kernels); no layer holds a dense float copy of a compressed weight.
         const names = new Set(opq.compressed.map((c) => c.name));
         const step = (l: { name: string }) => opq.model.graph.nodes.find((n) => (n.name || "") === l.name);
         for (const l of ours.info.layers) {
           const node = step(l);
-          if (node && node.inputs.some((i) => names.has(i))) expect(`${l.name}: ${l.weightForm}`).toBe(`${l.name}: sparse-levels-u16`);
+          if (node && node.inputs.some((i) => names.has(i))) expect([`${l.name}: sparse-levels-u16`, `${l.name}: codes-u8-dense`]).toContain(`${l.name}: ${l.weightForm}`);
         }
         // Issue 8's memory target is set at (0.74, 3); at (0.5, 4) half the weights are kept (≈ 0.26×).
         if (sparsity === 0.74) expect(ours.info.residentWeightBytes).toBeLessThan(0.25 * opq.compressed.reduce((s, c) => s + 4 * c.dims.reduce((p, q) => p * q, 1), 0));

@@ -29,6 +29,13 @@ import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.
 export const SPARSE_CONV_RATE = { productsPerNs: 8, callNs: 4000 } as const;
 /** Per-row overhead of a conv row (header, level splats, epilogue) in ns per output pixel run of 32. */
 const ROW_TILE_NS = 6;
+/**
+ * The same for a depthwise row (one input channel a row: no input tile shared between rows), which
+ * ROW_TILE_NS underestimates 4–6×: bench/sparse-kernels-bench.ts --cpu on MobileNetV2 at (0.74, 3),
+ * AMD EPYC: features.1 conv.0 (32 rows, 112×114 run) 4.07 ms = 318 ns a row tile, features.2
+ * conv.1 (144 rows, stride 2) 6.7 ms = 465 ns.
+ */
+const DEPTHWISE_ROW_TILE_NS = 300;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
 
@@ -264,12 +271,13 @@ const sparseConv: WasmOpImpl = {
     const inBytes = 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56);
     const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
     const run = plannedRun(spec, KH, KW);
+    const depthwiseRows = ok.w.dims[1] === 1 ? M * Math.ceil(run / 32) * DEPTHWISE_ROW_TILE_NS : 0;
     const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
     // Sums straight into y (1×1, no padding): y written, then read and written by the epilogue;
     // otherwise the scratch run is written and read, and y written once.
     const scratch = !(inPlace && KW === 1);
     const copyBytes = (inPlace ? 0 : 2 * inBytes) + (scratch ? 8 * M * run + outBytes : 3 * outBytes);
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) };
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) + depthwiseRows };
   },
   bind(spec, env) {
     return bindSparseConv(spec, env);

@@ -28,6 +28,35 @@ export interface SparseCase {
   bias?: boolean;
   /** Rows (output channels) with no kept weight. */
   emptyRows?: number[];
+  /** The path the case must bind (default: wasm-sparse-direct for Conv, wasm-sparse-gemv otherwise). */
+  path?: string;
+}
+
+/**
+ * Which weight forms a check offers: "sparse" sets OPQ_WASM_FORMS=sparse (only the sparse-row
+ * kernels take compressed layers), "auto" lets the cheapest claim win (sparse rows or u8 codes).
+ */
+export type FormChoice = "auto" | "sparse";
+
+/** The compressed weight forms of the wasm backend. */
+export const COMPRESSED_FORMS = ["sparse-levels-u16", "codes-u8-dense"] as const;
+
+/**
+ * The path and weight form case `c` must bind under `forms` (path undefined: any path, the form
+ * one of COMPRESSED_FORMS).
+ */
+export function expectedBinding(c: SparseCase, forms: FormChoice): { path?: string; weightForm?: string } {
+  const sparse = { path: c.op === "Conv" ? "wasm-sparse-direct" : "wasm-sparse-gemv", weightForm: "sparse-levels-u16" };
+  if (forms === "sparse") return sparse;
+  if (c.path?.endsWith("coded")) return { path: c.path, weightForm: "codes-u8-dense" };
+  return c.op === "Conv" ? {} : sparse;
+}
+
+/** True if result `r` of case `c` bound as expectedBinding says. */
+export function boundAsExpected(c: SparseCase, r: CaseResult, forms: FormChoice): boolean {
+  const want = expectedBinding(c, forms);
+  if (r.backend !== "wasm" || !(COMPRESSED_FORMS as readonly string[]).includes(r.weightForm)) return false;
+  return (want.path === undefined || r.path === want.path) && (want.weightForm === undefined || r.weightForm === want.weightForm);
 }
 
 const ints = (value: number[]): AttrValue => ({ type: "ints", value });
@@ -47,11 +76,25 @@ export const SPARSE_CASES: readonly SparseCase[] = [
   { name: "asymmetric pads, strides (1, 2)", op: "Conv", x: [1, 3, 10, 13], w: [4, 3, 3, 3], attrs: { pads: ints([0, 2, 1, 0]), strides: ints([1, 2]) }, density: 0.6, bits: 4 },
   { name: "SAME_UPPER s2", op: "Conv", x: [1, 3, 10, 11], w: [4, 3, 3, 3], attrs: { auto_pad: { type: "string", value: "SAME_UPPER" }, strides: ints([2, 2]) }, density: 0.6, bits: 5 },
   { name: "grouped g=2", op: "Conv", x: [1, 6, 9, 9], w: [8, 3, 3, 3], attrs: { group: int(2), pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 4, bias: true },
-  { name: "depthwise 3x3 s1", op: "Conv", x: [2, 10, 11, 7], w: [10, 1, 3, 3], attrs: { group: int(10), pads: ints([1, 1, 1, 1]) }, density: 0.4, bits: 3, bias: true, emptyRows: [3] },
-  { name: "depthwise 3x3 s2, multiplier 2", op: "Conv", x: [1, 6, 13, 13], w: [12, 1, 3, 3], attrs: { group: int(6), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.5, bits: 8 },
+  // Depthwise 3×3 goes to the u8 code form (cheaper than sparse rows of ≤ 9 weights); 5×5 dilated stays sparse.
+  { name: "depthwise 3x3 s1", op: "Conv", x: [2, 10, 11, 7], w: [10, 1, 3, 3], attrs: { group: int(10), pads: ints([1, 1, 1, 1]) }, density: 0.4, bits: 3, bias: true, emptyRows: [3], path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s2, multiplier 2", op: "Conv", x: [1, 6, 13, 13], w: [12, 1, 3, 3], attrs: { group: int(6), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.5, bits: 8, path: "wasm-depthwise-3x3-coded" },
   { name: "APoT table 3x3", op: "Conv", x: [1, 8, 9, 9], w: [6, 8, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 4, table: true, bias: true },
   { name: "all rows empty", op: "Conv", x: [1, 4, 6, 6], w: [3, 4, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 3, bias: true, emptyRows: [0, 1, 2] },
-  { name: "large enough to split across threads", op: "Conv", x: [1, 32, 28, 28], w: [48, 32, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 3, bias: true },
+  { name: "large enough to split across threads", op: "Conv", x: [1, 32, 28, 28], w: [48, 32, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.3, bits: 3, bias: true },
+  // Dense enough for Winograd on the u8 code form: odd output sizes (border tiles), rows not a
+  // multiple of 4 and more than one 32-row chunk, batch 2, empty rows, bits 2/8, an APoT table.
+  { name: "coded Winograd 3x3 p1 odd 19x17, 41 rows, batch 2", op: "Conv", x: [2, 12, 19, 17], w: [41, 12, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.9, bits: 3, bias: true, emptyRows: [5, 33], path: "wasm-winograd-coded" },
+  { name: "coded Winograd 3x3 valid 2 bits", op: "Conv", x: [1, 16, 24, 22], w: [16, 16, 3, 3], density: 0.95, bits: 2, path: "wasm-winograd-coded" },
+  { name: "coded Winograd asymmetric pads 8 bits", op: "Conv", x: [1, 9, 20, 20], w: [20, 9, 3, 3], attrs: { pads: ints([0, 1, 2, 1]) }, density: 0.9, bits: 8, bias: true, path: "wasm-winograd-coded" },
+  { name: "coded Winograd APoT table", op: "Conv", x: [1, 16, 20, 20], w: [24, 16, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.9, bits: 4, table: true, path: "wasm-winograd-coded" },
+  { name: "coded depthwise 3x3 s1 odd 23x9, batch 2", op: "Conv", x: [2, 24, 23, 9], w: [24, 1, 3, 3], attrs: { group: int(24), pads: ints([1, 1, 1, 1]) }, density: 0.9, bits: 3, bias: true, emptyRows: [7], path: "wasm-depthwise-3x3-coded" },
+  { name: "coded depthwise 3x3 s2 multiplier 2, 8 bits", op: "Conv", x: [1, 16, 29, 30], w: [32, 1, 3, 3], attrs: { group: int(16), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.9, bits: 8, path: "wasm-depthwise-3x3-coded" },
+  { name: "sparse depthwise 5x5 dilation 2, table", op: "Conv", x: [1, 16, 30, 30], w: [16, 1, 5, 5], attrs: { group: int(16), pads: ints([4, 4, 4, 4]), dilations: ints([2, 2]) }, density: 0.9, bits: 4, table: true, emptyRows: [2] },
+  { name: "coded depthwise 3x3 s3 (generic loop), table", op: "Conv", x: [1, 64, 12, 13], w: [64, 1, 3, 3], attrs: { group: int(64), strides: ints([3, 3]) }, density: 0.8, bits: 4, table: true, path: "wasm-depthwise-coded" },
+  { name: "coded GEMM 1x1 s1, 37 rows, batch 2", op: "Conv", x: [2, 24, 9, 11], w: [37, 24, 1, 1], density: 0.85, bits: 3, bias: true, emptyRows: [36], path: "wasm-gemm-1x1-coded" },
+  { name: "coded im2col GEMM 3x3 s2 grouped g=2, 5 bits", op: "Conv", x: [1, 8, 17, 15], w: [12, 4, 3, 3], attrs: { group: int(2), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.85, bits: 5, path: "wasm-im2col-gemm-coded" },
+  { name: "coded im2col GEMM, K 4608: row chunks of 12", op: "Conv", x: [1, 512, 16, 16], w: [32, 512, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.95, bits: 3, bias: true, path: "wasm-im2col-gemm-coded" },
   { name: "Gemm transB=1 bias batch 3", op: "Gemm", x: [3, 37], w: [11, 37], attrs: { transB: int(1) }, density: 0.4, bits: 3, bias: true, emptyRows: [2] },
   { name: "Gemm transB=0", op: "Gemm", x: [1, 20], w: [20, 9], density: 0.5, bits: 6 },
   { name: "Gemm APoT table", op: "Gemm", x: [2, 33], w: [7, 33], attrs: { transB: int(1) }, density: 0.3, bits: 5, table: true, bias: true },
@@ -120,14 +163,24 @@ export interface CaseResult {
   backend: string;
 }
 
-/** Run case `c` on both backends with `threads` threads. */
-export async function checkCase(c: SparseCase, threads = 1): Promise<CaseResult> {
+/** Run case `c` on both backends with `threads` threads, the wasm one offering `forms`. */
+export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = "auto"): Promise<CaseResult> {
   const opq = caseModel(c);
   const rand = mulberry32(5);
   const n = c.x.reduce((a, b) => a * b, 1);
   const x: Tensor = { dtype: "float32", dims: c.x.slice(), data: Float32Array.from({ length: n }, () => rand() * 2 - 1) };
   const ref = await createSession(opq, { backend: "cpu-reference" });
-  const ours = await createSession(opq, { backend: "wasm", threads });
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process!.env;
+  const before = env.OPQ_WASM_FORMS;
+  if (forms === "sparse") env.OPQ_WASM_FORMS = "sparse";
+  else delete env.OPQ_WASM_FORMS;
+  let ours;
+  try {
+    ours = await createSession(opq, { backend: "wasm", threads });
+  } finally {
+    if (before === undefined) delete env.OPQ_WASM_FORMS;
+    else env.OPQ_WASM_FORMS = before;
+  }
   try {
     const a = (await ref.run({ x })).y!, b = (await ours.run({ x })).y!;
     if (a.dims.join() !== b.dims.join()) throw new Error(`${c.name}: dims [${b.dims}] vs reference [${a.dims}]`);
@@ -147,7 +200,9 @@ export async function checkCase(c: SparseCase, threads = 1): Promise<CaseResult>
 if (import.meta.main) {
   const threads = Number((globalThis as { process?: { argv: string[] } }).process?.argv[2] ?? 1);
   const { kernelSupport } = await import("../module.ts");
-  const results: CaseResult[] = [];
-  for (const c of SPARSE_CASES) results.push(await checkCase(c, threads));
+  const results: (CaseResult & { ok: boolean })[] = [];
+  for (const forms of ["auto", "sparse"] as const) {
+    for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms); results.push({ ...r, ok: boundAsExpected(c, r, forms) }); }
+  }
   console.log(JSON.stringify({ relaxed: kernelSupport().relaxed, results }));
 }

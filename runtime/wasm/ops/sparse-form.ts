@@ -44,7 +44,7 @@ const align16 = (n: number) => Math.ceil(n / 16) * 16;
  * values, numbered in first-use order. Uniform codes map through an offset table over their
  * range (at most 2^16 distinct values are addressable anyway).
  */
-function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } {
+export function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } {
   const codes = t.codes, n = codes.length;
   const level = new Int32Array(n);
   const values: number[] = [];
@@ -81,12 +81,29 @@ function levelIds(t: CompressedTensor): { level: Int32Array; values: number[] } 
   return { level, values };
 }
 
+const SPANS = new WeakMap<Int32Array, { lo: number; hi: number }>();
+
+/**
+ * Smallest and largest stored code (0 included), computed once per tensor: every implementation's
+ * claim asks, and a scan of ResNet-18's 3 M codes is ~20 ms.
+ */
+export function codeSpan(t: CompressedTensor): { lo: number; hi: number } {
+  let s = SPANS.get(t.codes);
+  if (!s) {
+    const codes = t.codes;
+    let lo = 0, hi = 0;
+    for (let i = 0; i < codes.length; i++) { const c = codes[i]!; if (c < lo) lo = c; else if (c > hi) hi = c; }
+    s = { lo, hi };
+    SPANS.set(codes, s);
+  }
+  return s;
+}
+
 /** True if the form can hold `t` as a matrix of `cols` columns (u16 columns, at most 65535 distinct levels). */
 export function sparseFormFits(t: CompressedTensor, cols: number): boolean {
   if (cols > SPARSE_MAX_COLS) return false;
   if (t.codebook.kind === "table") return t.codebook.values.length <= MAX_LEVELS;
-  let lo = 0, hi = 0;
-  for (const c of t.codes) { if (c < lo) lo = c; if (c > hi) hi = c; }
+  const { lo, hi } = codeSpan(t);
   return hi - lo < MAX_LEVELS;
 }
 
