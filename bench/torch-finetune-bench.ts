@@ -60,7 +60,7 @@ rows.push({ loop: `PyTorch DDP (${a.nproc} gloo processes)`, images: fig.images,
 if (!a["skip-ts"]) {
   say(`opq finetune (TypeScript, ${a.nproc} threads), ${a.epochs} epoch(s) …`);
   const tsOpq = join(TMP, "ts.opq");
-  const r = opq("finetune", onnx, "-o", tsOpq, "--sparsity", a.sparsity!, "--bits", a.bits!, "--epochs", a.epochs!, "--batch", a.batch!, "--lr", a.lr!, "--json", ...limit);
+  const r = opq("finetune", onnx, "-o", tsOpq, "--sparsity", a.sparsity!, "--bits", a.bits!, "--epochs", a.epochs!, "--batch", a.batch!, "--lr", a.lr!, "--threads", a.nproc!, "--json", ...limit);
   const j = JSON.parse(r.stdout);
   rows.push({ loop: `opq finetune (TypeScript, ${a.nproc} threads)`, images: j.imagesSeen, trainSeconds: j.seconds, wallSeconds: r.seconds, top1Torch: null, top1Opq: j.after.top1, bytes: statSync(tsOpq).size });
 }
