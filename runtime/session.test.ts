@@ -7,7 +7,8 @@
 import { describe, expect, test } from "bun:test";
 import { sharedPath } from "../cli/shared.ts";
 import { type AttrValue, encodeOpq, type Graph, type Model, type Node, type OpqModel, type Tensor, type ValueInfo } from "../format/mod.ts";
-import { createSession, OpqRuntimeError, RUNTIME_ERROR_CODES, stopCpuWorkers } from "./mod.ts";
+import { createSession, OpqRuntimeError, RUNTIME_ERROR_CODES } from "./mod.ts";
+import { stopCpuWorkers } from "./cpu/worker-pool.ts";
 import { KernelError, type OpVersion } from "./ops/types.ts";
 
 const f32 = (dims: number[], values: number[]): Tensor => ({ dtype: "float32", dims, data: Float32Array.from(values) });

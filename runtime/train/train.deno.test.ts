@@ -6,7 +6,8 @@
 import { readFileSync } from "node:fs";
 import { mulberry32, readOnnx } from "../../format/mod.ts";
 import { sharedPath } from "../../cli/shared.ts";
-import { createSession, createTrainableGraph, softmaxCrossEntropy } from "../mod.ts";
+import { createSession, createTrainableGraph } from "../mod.ts";
+import { softmaxCrossEntropy } from "./loss.ts";
 
 function assert(cond: unknown, message: string): asserts cond {
   if (!cond) throw new Error(message);
