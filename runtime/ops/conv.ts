@@ -17,7 +17,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare, withGrad } from "./types.ts";
+import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type KernelContext, type OpVersion, type Prepare, withGrad, f32Tensor } from "./types.ts";
 import { stridesOf } from "./elementwise.ts";
 import { matrixView, sgemm, simdGemmInUse } from "../cpu/sgemm.ts";
 import { col2imAdd, im2col, type Window2d } from "../cpu/im2col.ts";
@@ -629,8 +629,6 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
 };
 
 /** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
-/** A float32 tensor. */
-const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
 
 /**
  * Conv, 2-D, any group/stride/dilation/padding. Per image and group: `Y_g = W_g·col(X_g) + B`;

@@ -7,7 +7,7 @@
  * @module
  */
 import { allocData, type DType, sizeOf, type Tensor, type TensorData } from "../../format/mod.ts";
-import { type Alloc, type Attrs, type Backward, f32Of, freshAlloc, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
+import { type Alloc, type Attrs, type Backward, f32Of, freshAlloc, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad, f32Tensor } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared tensor helpers
@@ -302,8 +302,6 @@ export function reduceToShape(d: Float32Array, outDims: readonly number[], dims:
   return r;
 }
 
-/** A float32 tensor. */
-const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
 
 /** An elementwise clamp to [lo, hi]; the gradient passes where lo < x < hi (0 at the kinks, as PyTorch). */
 function clampGrad(x: Tensor, lo: number, hi: number, alloc: Alloc): GradResult {

@@ -7,7 +7,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { type Attrs, type Backward, f32Of, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
+import { type Attrs, type Backward, f32Of, type GradOp, type GradResult, KernelError, type Kernel, type OpVersion, withGrad, f32Tensor } from "./types.ts";
 import { type MatrixView, matrixView, sgemm } from "../cpu/sgemm.ts";
 import { broadcastOffsets, reduceToShape } from "./elementwise.ts";
 
@@ -205,8 +205,6 @@ export const matmul: Kernel = (inputs, attrs, ctx) => {
 };
 
 /** Gemm/MatMul ops by ONNX op type. Gemm's C became optional at opset 11; MatMul's semantics never changed. */
-/** A float32 tensor. */
-const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
 const transposeView = (v: MatrixView): MatrixView => ({ data: v.data, offset: v.offset, rowStride: v.colStride, colStride: v.rowStride });
 /** View of `op(X)` (rows × cols) where X is stored row-major as rows × cols, or as cols × rows when `trans`. */
 const opView = (data: Float32Array, rows: number, cols: number, trans: boolean): MatrixView =>

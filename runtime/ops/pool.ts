@@ -12,7 +12,7 @@
  */
 import type { Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
-import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type OpVersion, withGrad } from "./types.ts";
+import { Attrs, type Backward, f32Of, freshAlloc, type GradOp, KernelError, type Kernel, type OpVersion, withGrad, f32Tensor } from "./types.ts";
 import { checkedElements, MAX_WINDOW_OUTPUT_ELEMENTS, readAutoPad, resolvePads, spatialAttr, unravel, windowOutputSize } from "./conv.ts";
 
 type PoolArray = Float32Array | Float64Array | Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array | Uint32Array;
@@ -384,8 +384,6 @@ export const maxPool: Kernel = maxPoolWith({ ceilMode: true, dilations: true });
 export const averagePool: Kernel = averagePoolWith({ ceilMode: true, dilations: true, countIncludePad: true });
 
 /** Pooling ops by ONNX op type, versioned where an attribute appeared. */
-/** A float32 tensor. */
-const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
 
 /** Geometry of a 2-D pooling node, or an error naming the op. */
 function trainPool2d(x: Tensor, attrs: Attrs) {

@@ -1019,8 +1019,6 @@ const tfIdfVectorizer: Kernel = (inputs, attrs) => {
 };
 
 /** Every data-movement op, by ONNX op type. */
-/** A float32 tensor. */
-const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
 
 /** An op that only relabels the shape: the data (and its gradient) pass through unchanged. */
 const reshapeTo = (x: Tensor, dims: number[]): GradResult => {

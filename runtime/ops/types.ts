@@ -133,6 +133,9 @@ export const freshAlloc: Alloc = (length) => new Float32Array(length);
  */
 export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, alloc?: Alloc) => GradResult;
 
+/** A float32 tensor of `dims` over `data`. */
+export const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });
+
 /** The float32 data of a differentiable op's input, or a KernelError naming it. */
 export function f32Of(t: Tensor | undefined, what: string): Float32Array {
   if (!t || !(t.data instanceof Float32Array)) throw new KernelError(`${what} must be a float32 tensor`);
