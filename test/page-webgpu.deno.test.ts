@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { PROJECT_ROOT } from "../cli/shared.ts";
 import { CHROMIUM } from "./preflight.ts";
+import { drawTrousers } from "./page-support.ts";
 
 interface Served {
   url: string;
@@ -76,13 +77,7 @@ async function predictSample(page: Page, k: number): Promise<number> {
 
 /** Draw the same two strokes (a trouser-like shape) on the pad, classify, read the class. */
 async function predictDrawing(page: Page): Promise<number> {
-  const box = (await page.locator("#draw").boundingBox())!;
-  for (const x of [0.38, 0.62]) {
-    await page.mouse.move(box.x + x * box.width, box.y + 0.15 * box.height);
-    await page.mouse.down();
-    await page.mouse.move(box.x + x * box.width, box.y + 0.9 * box.height, { steps: 12 });
-    await page.mouse.up();
-  }
+  await drawTrousers(page);
   await page.evaluate(() => { document.getElementById("result")!.dataset.state = "idle"; });
   await page.locator("#classify-own").click();
   await page.waitForSelector("#result[data-state=done]", { timeout: 30_000 });

@@ -13,6 +13,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { PROJECT_ROOT } from "../cli/shared.ts";
 import { createApp, listen, loadModelFile, loadSampleBundle, ModelRegistry, type RunningServer } from "../server/mod.ts";
 import { CHROMIUM } from "./preflight.ts";
+import { drawTrousers } from "./page-support.ts";
 import { FAVICON_SVG } from "../server/routes/assets.ts";
 
 const MODEL = join(PROJECT_ROOT, "models", "resnet20-fmnist.opq");
@@ -75,14 +76,7 @@ test("the page loads with no 404 (favicon included) and shows the stored top-1",
 
 test("a drawn image and an uploaded one are classified as the API classifies their pixels", async () => {
   const { page, errors } = await open(1280);
-  const box = (await page.locator("#draw").boundingBox())!;
-  // A trouser-like drawing: two vertical strokes.
-  for (const x of [0.38, 0.62]) {
-    await page.mouse.move(box.x + x * box.width, box.y + 0.15 * box.height);
-    await page.mouse.down();
-    await page.mouse.move(box.x + x * box.width, box.y + 0.9 * box.height, { steps: 12 });
-    await page.mouse.up();
-  }
+  await drawTrousers(page);
   await page.locator("#classify-own").click();
   await page.waitForSelector("#result[data-state=done]", { timeout: 20_000 });
   expect(Number(await page.locator("#prediction").getAttribute("data-index"))).toBe(await apiTop1ForPad(page, true));
