@@ -1,8 +1,8 @@
 /** The compensation math on small synthetic layers: H from im2col, the inverse Cholesky, GPTQ with a fixed mask and grid. */
 import { expect, test } from "bun:test";
-import { mulberry32 } from "../format/mod.ts";
+import { mulberry32, streamBits } from "../format/mod.ts";
 import {
-  addConvInputs, addDenseInputs, compensateLayer, jsGemm, createHessian, estimateBits, finishHessian, gridNeighbours, gridRounder, inverseCholeskyUpper, outputError,
+  addConvInputs, addDenseInputs, compensateLayer, jsGemm, createHessian, finishHessian, gridNeighbours, gridRounder, inverseCholeskyUpper, outputError,
 } from "./calibrate.ts";
 import { convGeometryOf } from "./calibrate-model.ts";
 import type { Node } from "../format/mod.ts";
@@ -158,11 +158,11 @@ test("compensateLayer: on a coarse fixed grid it lowers the output error of roun
   for (let i = 0; i < w.length; i++) expect(t.stored[i] ? values[t.codes[i]!] : 0).toBe(t.weights[i]!);
 });
 
-test("gridNeighbours and estimateBits", () => {
+test("gridNeighbours and streamBits (the rate the rounding prices)", () => {
   expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(0.7).map((c) => c.code)).toEqual([1, 2]);
   expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(9).map((c) => c.code)).toEqual([2, 2]);
   expect(gridNeighbours({ kind: "table", values: Float32Array.from([0.5, -1, 0]) })(0.2).map((c) => c.code)).toEqual([2, 0]);
   // 4 codes, 2 symbols equally often: 4 bits; gaps 0, 1, 1, 1: 2 + 3·log2(4/3) bits.
-  expect(estimateBits([0, 2, 4, 6], [1, -1, 1, -1])).toBeCloseTo(4 + 2 + 3 * Math.log2(4 / 3), 9);
-  expect(estimateBits([], [])).toBe(0);
+  expect(streamBits([0, 2, 4, 6], [1, -1, 1, -1])).toBeCloseTo(4 + 2 + 3 * Math.log2(4 / 3), 9);
+  expect(streamBits([], [])).toBe(0);
 });

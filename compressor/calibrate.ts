@@ -325,29 +325,6 @@ export function gridSpacing(grid: Grid): number {
   return v.length > 1 ? (v[v.length - 1]! - v[0]!) / (v.length - 1) : 1;
 }
 
-/**
- * Zero-order bits of a layer's two streams as format/ stores them (SPEC.md §4): the gaps between
- * its stored positions (`indices` ascending) and its codes, each at its own zero-order entropy,
- * the quantity the rANS coder gets close to (README: 1.03–1.05× this bound). A Bernoulli field
- * over the positions overstates what a dropped weight saves (OPQ's masks code below it: LeNet-5's
- * fc1 at (0.5, 2), 22.0 kbit of gaps against a 25.5 kbit field), which let calibrated 2-bit files grow.
- */
-export function estimateBits(indices: ArrayLike<number>, codes: ArrayLike<number>): number {
-  const n = codes.length;
-  if (n === 0) return 0;
-  const gaps = new Map<number, number>(), syms = new Map<number, number>();
-  for (let i = 0, prev = -1; i < n; i++) {
-    const g = indices[i]! - prev - 1;
-    prev = indices[i]!;
-    gaps.set(g, (gaps.get(g) ?? 0) + 1);
-    syms.set(codes[i]!, (syms.get(codes[i]!) ?? 0) + 1);
-  }
-  let bits = 0;
-  for (const c of gaps.values()) bits -= c * Math.log2(c / n);
-  for (const c of syms.values()) bits -= c * Math.log2(c / n);
-  return bits;
-}
-
 /** Options of `compensateLayer`. */
 export interface CompensateOptions {
   /** Dampening λ: H + λ·mean(diag H)·I (GPTQ's "percdamp"; 0.01 there). */

@@ -43,11 +43,16 @@ export function zeroOrderBits(values: ArrayLike<number>): number {
 }
 
 /** Gaps of strictly increasing indices (SPEC.md §4), without validation. */
-function gapsOf(indices: Uint32Array): Uint32Array {
+function gapsOf(indices: ArrayLike<number>): Uint32Array {
   const g = new Uint32Array(indices.length);
   let prev = -1;
   for (let k = 0; k < indices.length; k++) { g[k] = indices[k]! - prev - 1; prev = indices[k]!; }
   return g;
+}
+
+/** One compressed tensor's share of the bound: n·H0 of its gaps plus n·H0 of its codes, in bits. */
+export function streamBits(indices: ArrayLike<number>, codes: ArrayLike<number>): number {
+  return zeroOrderBits(gapsOf(indices)) + zeroOrderBits(codes);
 }
 
 /** Every tensor a `.opq` keeps exactly: initializers and tensor attributes, subgraphs included. */

@@ -9,7 +9,7 @@ export { readOnnx, readTensorProto, readTensorProtoNamed } from "./onnx-reader.t
 export { checkCompressedTensor, toDenseModel, writeOnnx, writeTensorProto } from "./onnx-writer.ts";
 export { type DecodeOptions, decodeOpq, type EncodeOptions, encodeOpq, isOpqBytes, OPQ_FORMAT_VERSION, releaseDecoded, type WeightCodec } from "./container.ts";
 export { type InspectOptions, type OpqByteBreakdown, type OpqInspection, type OpqLayerRow, inspectOpq, sizeRatio } from "./inspect.ts";
-export { type EntropyBound, entropyBound } from "./entropy.ts";
+export { type EntropyBound, entropyBound, streamBits } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";
 export { mulberry32 } from "./prng.ts";
 export { readSafetensors, type SafetensorsDType, type SafetensorsFile, type SafeTensor, type SafeTensorInput, safeTensorFloat32, writeSafetensors } from "./safetensors.ts";
