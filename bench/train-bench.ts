@@ -6,8 +6,10 @@
  * `--profile` adds our time per op type, forward and backward (of the calling thread's shard).
  * `--threads T`: ours splits the batch over T threads (data-parallel, runtime/train/parallel.ts),
  * PyTorch gets torch.set_num_threads(T).
- * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--threads 1] [--sparse 0.74] [--profile] [--no-peer] [--json]
- * `--sparse P` trains the OPQ-compressed model at sparsity P as finetune does (masked weights).
+ * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--threads 1] [--sparse 0.74] [--profile] [--js-kernels] [--no-peer] [--json]
+ * `--sparse P` trains the OPQ-compressed model at sparsity P as finetune does (masked weights; the
+ * masks go to the graph, so Conv's weight gradient is computed at kept weights only).
+ * `--js-kernels`: without the WASM training conv kernels (train/wasm-conv.ts), to compare.
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -24,7 +26,7 @@ import { sharedPath } from "../cli/shared.ts";
 
 const { values } = parseArgs({
   options: {
-    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, threads: { type: "string" }, profile: { type: "boolean" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
+    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, threads: { type: "string" }, profile: { type: "boolean" }, "js-kernels": { type: "boolean" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
   },
 });
 const file = values.model ?? "resnet20-fmnist.onnx";
@@ -36,10 +38,10 @@ const inputDims = [batch, ...inputInfo.shape!.slice(1).map(Number)];
 // Per-op timing: wrap each differentiable op's forward and its backward closure.
 const profile = new Map<string, { fwd: number; bwd: number; calls: number }>();
 if (values.profile) {
-  const wrap = (name: string, op: GradOp): GradOp => (inputs, attrs, alloc) => {
+  const wrap = (name: string, op: GradOp): GradOp => (inputs, attrs, alloc, ctx) => {
     const p = profile.get(name) ?? profile.set(name, { fwd: 0, bwd: 0, calls: 0 }).get(name)!;
     const t0 = performance.now();
-    const r = op(inputs, attrs, alloc);
+    const r = op(inputs, attrs, alloc, ctx);
     p.fwd += performance.now() - t0;
     p.calls++;
     return { outputs: r.outputs, backward: (d, n) => { const t1 = performance.now(); const g = r.backward(d, n); p.bwd += performance.now() - t1; return g; } };
@@ -48,10 +50,11 @@ if (values.profile) {
 }
 
 const inits = { ...model.graph.initializers };
-const graph = await createParallelTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, threads, batch, inputDims.slice(1));
+const constraints = values.sparse ? layerConstraints(compressModel(model, { sparsity: Number(values.sparse), bits: 3 }).opq) : new Map();
+const keep = new Map([...constraints].map(([name, c]) => [name, c.mask]));
+const graph = await createParallelTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, threads, batch, inputDims.slice(1), { keep, wasm: !values["js-kernels"] });
 const master = new Map<string, Float32Array>();
 let method: TrainMethod = {};
-const constraints = values.sparse ? layerConstraints(compressModel(model, { sparsity: Number(values.sparse), bits: 3 }).opq) : new Map();
 const hats = new Map<string, Float32Array>();
 for (const name of graph.params) {
   const w = Float32Array.from(inits[name]!.data as Float32Array);

@@ -16,5 +16,5 @@ export type { BackendName } from "./backend.ts";
 export { type ClassScore, classify, type ImageData8, tensor } from "./classify.ts";
 export { createMatrixKernels, type GemmF32, type MatrixKernels } from "./linalg.ts";
 export type { Backward, GradOp, GradResult } from "./ops/types.ts";
-export { createTrainableGraph, type TrainableGraph } from "./train/graph-grad.ts";
+export { createTrainableGraph, type TrainableGraph, type TrainGraphOptions } from "./train/graph-grad.ts";
 export { createParallelTrainableGraph, type ParallelTrainableGraph } from "./train/parallel.ts";

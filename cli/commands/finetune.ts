@@ -103,7 +103,9 @@ export async function finetuneOpq(
   const inits = { ...model.graph.initializers };
   const master = new Map<string, Float32Array>(), hats = new Map<string, Float32Array>();
   const trainModel: Model = { ...model, graph: { ...model.graph, initializers: inits } };
-  const graph = await createParallelTrainableGraph(trainModel, threads, batch, sampleDims);
+  // The masks are fixed: Conv's weight gradient is computed at the kept weights only.
+  const keep = new Map([...constraints].map(([name, c]) => [name, c.mask]));
+  const graph = await createParallelTrainableGraph(trainModel, threads, batch, sampleDims, { keep });
   for (const name of graph.params) {
     const t = model.graph.initializers[name]!;
     const w = Float32Array.from(t.data as Float32Array);

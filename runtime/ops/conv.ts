@@ -631,11 +631,22 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
 /** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
 
 /**
+ * Conv products a training graph may lend its Conv grads (GradContext.conv; train/wasm-conv.ts).
+ * Each returns false where it does not apply or pay, and the grad computes that product itself.
+ */
+export interface ConvGradKernels {
+  /** conv(x, w) + b (dims from `g`, no epilogue, into a buffer of `out`) on a kernel that skips the zeros of `w`; undefined where it does not apply or pay. */
+  sparseConv(x: Float32Array, w: Float32Array, b: Float32Array | undefined, g: ConvGeometry, attrs: Attrs, out: (n: number) => Float32Array): Float32Array | undefined;
+  /** `dw` = ∂L/∂W from the input `x` and `dy`, at the positions `keep` marks (everywhere without it; 0 elsewhere). */
+  weightGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, keep: Uint8Array | undefined, dw: Float32Array): boolean;
+}
+
+/**
  * Conv, 2-D, any group/stride/dilation/padding. Per image and group: `Y_g = W_g·col(X_g) + B`;
  * backward `dW_g += dY_g·col(X_g)ᵀ`, `dX_g = col2im(W_gᵀ·dY_g)`, `dB = Σ dY` (the usual GEMM
  * adjoints; col2imAdd is im2col's adjoint).
  */
-const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc) => {
+const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
   const [x, w, b] = inputs;
   const xd = f32Of(x, "Conv X"), wd = f32Of(w, "Conv W"), bd = b ? f32Of(b, "Conv B") : undefined;
   const g = convGeometry(x!.dims, w!.dims, attrs);
@@ -649,11 +660,14 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc) => {
   };
   const k = cg * win.kH * win.kW, p = win.outH * win.outW, planeIn = win.inH * win.inW;
   const col = alloc(k * p);
-  // Forward through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned
-  // weights, im2col + GEMM otherwise): the same numbers a session computes.
-  const path = convPath(g, wd);
-  const y = path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false);
-  for (let n = 0; n < batch && !path; n++) {
+  // Forward on the lent sparse kernel when Ŵ is sparse enough, else through the inference
+  // kernels' path choice (Winograd for 3×3/1, CSR for pruned weights, im2col + GEMM otherwise).
+  const kernels = ctx?.conv;
+  const sparseY = kernels?.sparseConv(xd, wd, bd, g, attrs, (n) => alloc(n, false));
+  const sparse = !!sparseY;
+  const path = sparse ? undefined : convPath(g, wd);
+  const y = sparseY ?? (path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false));
+  for (let n = 0; n < batch && !path && !sparse; n++) {
     for (let gi = 0; gi < group; gi++) {
       im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
       sgemm(mg, p, k, 1, matrixView(wd, gi * mg * k, k), matrixView(col, 0, p), y, (n * outChannels + gi * mg) * p, p, false);
@@ -673,19 +687,22 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc) => {
     const dxGemm = needs[0] && !transposedDx ? alloc(xd.length) : undefined;
     let dx = dxGemm;
     const dw = needs[1] ? alloc(wd.length) : undefined;
+    // Masked (only where ctx.keep has a 1) on the lent kernels, else the dense GEMMs below.
+    const dwDone = !!dw && !!kernels && kernels.weightGrad(xd, dy, g, ctx?.keep?.[1], dw);
     const dcol = dxGemm ? alloc(k * p) : undefined;
     if (needs[0] && transposedDx) {
       const wt = alloc(wd.length, false);
       for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
       const wT: Tensor = f32Tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = f32Tensor([batch, outChannels, win.outH, win.outW], dy);
       const gt = convGeometry(dyT.dims, wT.dims, attrs);
-      dx = conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
+      dx = kernels?.sparseConv(dy, wt, undefined, gt, attrs, (n) => alloc(n, false))
+        ?? conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
     }
     for (let n = 0; n < batch; n++) {
       for (let gi = 0; gi < group; gi++) {
         const yOff = (n * outChannels + gi * mg) * p, xOff = (n * inChannels + gi * cg) * planeIn;
         const dyView = matrixView(dy, yOff, p);
-        if (dw) {
+        if (dw && !dwDone) {
           im2col(xd, xOff, win, col);
           sgemm(mg, k, p, 1, dyView, matrixView(col, 0, p, true), dw, gi * mg * k, k, true);
         }

@@ -5,6 +5,7 @@
  * attribute parsing and shape logic, so keep shape math in exported helpers, not inside loops.
  * @module
  */
+import type { ConvGradKernels } from "./conv.ts";
 import type { AttrValue, Dim, Tensor } from "../../format/mod.ts";
 import type { RunBudget } from "../budget.ts";
 
@@ -131,7 +132,18 @@ export const freshAlloc: Alloc = (length) => new Float32Array(length);
  * shape rules); Conv recomputes its im2col columns in backward instead of keeping them (a batch
  * of 256 would hold ~100 MB of columns per layer).
  */
-export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, alloc?: Alloc) => GradResult;
+export type GradOp = (inputs: readonly (Tensor | undefined)[], attrs: Attrs, alloc?: Alloc, ctx?: GradContext) => GradResult;
+
+/** What a training graph lends a differentiable op beyond its inputs. */
+export interface GradContext {
+  /**
+   * Per input: 1 where its gradient is used, 0 where the caller discards it (a pruned weight
+   * under a fixed mask); undefined: everywhere. An op may leave the discarded positions 0.
+   */
+  keep?: readonly (Uint8Array | undefined)[];
+  /** Faster conv products, where the graph has them (train/wasm-conv.ts). */
+  conv?: ConvGradKernels;
+}
 
 /** A float32 tensor of `dims` over `data`. */
 export const f32Tensor = (dims: number[], data: Float32Array): Tensor => ({ dtype: "float32", dims, data });

@@ -10,7 +10,8 @@ import type { Model, Node, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
 import { Attrs, KernelError } from "../ops/types.ts";
-import type { Alloc, Backward, GradOp } from "../ops/types.ts";
+import type { Alloc, Backward, GradContext, GradOp } from "../ops/types.ts";
+import { createWasmConvKernels } from "./wasm-conv.ts";
 import { OPQ_DOMAIN, OPQ_DOMAIN_OPS } from "../ops/quantize.ts";
 import { resolveOp } from "../ops/registry.ts";
 import { opsetFor } from "../planner.ts";
@@ -50,11 +51,22 @@ const gradOpOf = (n: Node, model: Model): GradOp | undefined =>
   isDefaultDomain(n) ? resolveOp(n.opType, opsetFor(model, "") ?? 1)?.grad
   : n.domain === OPQ_DOMAIN ? resolveOp(n.opType, opsetFor(model, OPQ_DOMAIN) ?? 1, OPQ_DOMAIN_OPS)?.grad : undefined;
 
+/** How a training graph computes. */
+export interface TrainGraphOptions {
+  /**
+   * Fixed masks of parameters (1 = trains): their gradients are needed only where the mask is 1,
+   * so the ops may skip the rest (Conv's weight gradient then costs the kept fraction).
+   */
+  keep?: ReadonlyMap<string, Uint8Array>;
+  /** Use the WASM SIMD conv kernels where they pay (train/wasm-conv.ts); default true where the engine has WASM SIMD. */
+  wasm?: boolean;
+}
+
 /**
  * Prepare `model` for training on the CPU. Throws OpqRuntimeError UNSUPPORTED_OPS naming every
  * op without a `grad`, INVALID_MODEL for a graph without one float input and one output.
  */
-export function createTrainableGraph(model: Model): TrainableGraph {
+export function createTrainableGraph(model: Model, options: TrainGraphOptions = {}): TrainableGraph {
   const graph = model.graph;
   const inits = graph.initializers;
   const unsupported = [...new Set(graph.nodes.filter((n) => n.opType !== "Constant" && !gradOpOf(n, model)).map((n) => n.domain ? `${n.domain}.${n.opType}` : n.opType))];
@@ -91,6 +103,8 @@ export function createTrainableGraph(model: Model): TrainableGraph {
   }
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
   const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n, model)]));
+  const conv = options.wasm === false ? undefined : createWasmConvKernels();
+  const contexts = new Map(graph.nodes.map((n): [Node, GradContext] => [n, { conv, keep: options.keep && n.inputs.map((i) => options.keep!.get(i)) }]));
   // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
   // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
   // graph's output, whose producer allocates fresh arrays (a caller may keep the logits).
@@ -151,7 +165,7 @@ export function createTrainableGraph(model: Model): TrainableGraph {
         try {
           const pool = pools.get(node);
           if (pool) pool.next = 0;
-          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!, pool?.alloc);
+          r = ops.get(node)!(node.inputs.map(value), attrs.get(node)!, pool?.alloc, contexts.get(node));
         } catch (e) {
           if (!(e instanceof KernelError)) throw e;
           throw new OpqRuntimeError(E.KERNEL_FAILED, `${node.opType} ${node.name}: ${e.message}`, { node: node.name, opType: node.opType }, { cause: e });

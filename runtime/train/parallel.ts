@@ -14,7 +14,7 @@
 import type { Model, Tensor } from "../../format/mod.ts";
 import { sizeOf } from "../../format/mod.ts";
 import { OpqRuntimeError, RUNTIME_ERROR_CODES as E } from "../errors.ts";
-import { createTrainableGraph, type TrainableGraph } from "./graph-grad.ts";
+import { createTrainableGraph, type TrainableGraph, type TrainGraphOptions } from "./graph-grad.ts";
 
 /** Control words of one worker (Int32 indices). */
 export const TCTL = { SEQ: 0, DONE: 1, CMD: 2, STATUS: 3, ROWS: 4, READY: 5, ERROR_LENGTH: 6, WORDS: 8 } as const;
@@ -53,8 +53,8 @@ export interface ParallelTrainableGraph extends TrainableGraph {
  * at most `maxBatch` images of `sampleDims` each (dims of one image, without the batch axis).
  * Each forward reads the current data of the model's parameter initializers, as TrainableGraph does.
  */
-export async function createParallelTrainableGraph(model: Model, threads: number, maxBatch: number, sampleDims: readonly number[]): Promise<ParallelTrainableGraph> {
-  const local = createTrainableGraph(model);
+export async function createParallelTrainableGraph(model: Model, threads: number, maxBatch: number, sampleDims: readonly number[], options: TrainGraphOptions = {}): Promise<ParallelTrainableGraph> {
+  const local = createTrainableGraph(model, options);
   if (threads <= 1 || !WEB_WORKER || maxBatch < 2) return Object.assign(local, { threads: 1, dispose() {} });
   const inits = model.graph.initializers;
   const offsets = new Map<string, number>();
@@ -84,7 +84,7 @@ export async function createParallelTrainableGraph(model: Model, threads: number
     };
     worker.onmessage = (e: MessageEvent) => { if (e.data?.error) slot.error = String(e.data.error); };
     worker.onerror = (e: ErrorEvent) => { slot.error = e.message || "worker error"; e.preventDefault?.(); };
-    worker.postMessage({ model: shell, params: [...offsets].map(([name, off]) => [name, off, inits[name]!.dims, inits[name]!.data.length]), paramBuffer, ctl: ctlBuf, io, shardMax, sample, sampleDims: [...sampleDims], logitsMax, total });
+    worker.postMessage({ options: { wasm: options.wasm, keep: options.keep && [...options.keep] }, model: shell, params: [...offsets].map(([name, off]) => [name, off, inits[name]!.dims, inits[name]!.data.length]), paramBuffer, ctl: ctlBuf, io, shardMax, sample, sampleDims: [...sampleDims], logitsMax, total });
     slots.push(slot);
   }
   const started = performance.now();

@@ -9,6 +9,7 @@ import { createTrainableGraph } from "./graph-grad.ts";
 import { ERROR_BYTES, TCMD, TCTL } from "./parallel.ts";
 
 interface Setup {
+  options: { wasm?: boolean; keep?: [string, Uint8Array][] };
   model: Model;
   params: [string, number, number[], number][];
   paramBuffer: SharedArrayBuffer;
@@ -28,7 +29,7 @@ scope.onmessage = (e) => {
   const ctl = new Int32Array(s.ctl);
   const inits = { ...s.model.graph.initializers };
   for (const [name, off, dims, length] of s.params) inits[name] = { dtype: "float32", dims, data: new Float32Array(s.paramBuffer, 4 * off, length) };
-  const graph = createTrainableGraph({ ...s.model, graph: { ...s.model.graph, initializers: inits } });
+  const graph = createTrainableGraph({ ...s.model, graph: { ...s.model.graph, initializers: inits } }, { wasm: s.options.wasm, keep: s.options.keep && new Map(s.options.keep) });
   const input = new Float32Array(s.io, 0, s.shardMax * s.sample);
   const logits = new Float32Array(s.io, 4 * s.shardMax * s.sample, s.logitsMax);
   const dLogits = new Float32Array(s.io, 4 * (s.shardMax * s.sample + s.logitsMax), s.logitsMax);

@@ -70,6 +70,11 @@ export class ThreadTeam {
   /** How many kernel calls were split so far (tests check the threaded path ran). */
   get splits(): number { return this.#splits; }
 
+  /** A team of the calling thread alone (no workers, nothing to await): for callers that are threads themselves, e.g. training shards. */
+  static single(kernels: WasmKernels): ThreadTeam {
+    return new ThreadTeam(kernels, []);
+  }
+
   /** Start `threads - 1` workers on the kernels' memory; resolves once each has instantiated the module. */
   static async start(kernels: WasmKernels, threads: number): Promise<ThreadTeam> {
     const slots: Slot[] = [];

@@ -7,3 +7,4 @@ export * from "./gemm";
 export * from "./depthwise";
 export * from "./pool";
 export * from "./winograd";
+export * from "./train";

@@ -90,8 +90,8 @@ export function sparseConvNs(nnz: number, rows: number, run: number, copyBytes =
   return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS + copyBytes / COPY_BYTES_PER_NS;
 }
 
-/** Per-input-shape layout of a conv: phase planes, tap table, run length. */
-interface ConvLayout {
+/** Per-input-shape layout of a conv: phase planes, tap table, run length (also the training kernels' layout, train/wasm-conv.ts). */
+export interface ConvLayout {
   key: string;
   g: ConvGeometry;
   direct: boolean;
@@ -110,7 +110,8 @@ interface ConvLayout {
   L8: number;
 }
 
-function convLayout(k: WasmKernels, g: ConvGeometry, KH: number, KW: number): ConvLayout {
+/** The layout of `g` with a KH×KW kernel; its tap table and phase list are allocated in `k` (freeLayout releases them). */
+export function convLayout(k: WasmKernels, g: ConvGeometry, KH: number, KW: number): ConvLayout {
   const [sy, sx] = g.strides as [number, number];
   const [dy, dx] = g.dilations as [number, number];
   const [H, W] = g.inSpatial as [number, number];
@@ -155,7 +156,8 @@ function convLayout(k: WasmKernels, g: ConvGeometry, KH: number, KW: number): Co
   };
 }
 
-function freeLayout(k: WasmKernels, l: ConvLayout | undefined): void {
+/** Release a layout's tables. */
+export function freeLayout(k: WasmKernels, l: ConvLayout | undefined): void {
   if (!l) return;
   k.free(l.table);
   if (l.phases) k.free(l.phases);

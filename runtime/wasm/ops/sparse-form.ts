@@ -126,27 +126,28 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   }
   const nL = values.length;
   if (nL > MAX_LEVELS) throw new RangeError(`sparse form: ${nL} levels (at most ${MAX_LEVELS})`);
-  // Counting sort by (row, level); stable, so columns stay ascending within a bucket (the
-  // stored order is row-major; for a transposed tensor it is column-major, i.e. ascending
-  // columns within a row too).
-  const buckets = rows * nL;
-  const start = new Int32Array(buckets + 1);
-  for (let i = 0; i < n; i++) if (level[i]! >= 0) start[row[i]! * nL + level[i]! + 1]!++;
-  for (let b = 0; b < buckets; b++) start[b + 1]! += start[b]!;
-  const order = new Int32Array(start[buckets]!);
-  const fill = start.slice(0, buckets);
-  for (let i = 0; i < n; i++) if (level[i]! >= 0) order[fill[row[i]! * nL + level[i]!]!++] = i;
-  const nnz = order.length;
+  // Order the kept weights by (row, level), columns ascending within: two stable counting sorts,
+  // by level then by row (the stored order is row-major; for a transposed tensor column-major, so
+  // columns ascend within a row either way). O(n + rows + levels): a weight of ~10^4 distinct
+  // values (training's unquantized Ŵ, train/wasm-conv.ts) costs no rows × levels table.
+  const byLevel = new Int32Array(nL + 1);
+  for (let i = 0; i < n; i++) if (level[i]! >= 0) byLevel[level[i]! + 1]!++;
+  for (let l = 0; l < nL; l++) byLevel[l + 1]! += byLevel[l]!;
+  const nnz = byLevel[nL]!;
+  const tmp = new Int32Array(nnz);
+  for (let i = 0; i < n; i++) if (level[i]! >= 0) tmp[byLevel[level[i]!]!++] = i;
+  const rowStart = new Int32Array(rows + 1);
+  for (let j = 0; j < nnz; j++) rowStart[row[tmp[j]!]! + 1]!++;
+  for (let r = 0; r < rows; r++) rowStart[r + 1]! += rowStart[r]!;
+  const order = new Int32Array(nnz), put = rowStart.slice(0, rows);
+  for (let j = 0; j < nnz; j++) { const i = tmp[j]!; order[put[row[i]!]!++] = i; }
   // Stream size: per row 1 + 2·(levels used) + its indices.
-  const rowNnz = new Int32Array(rows);
+  const rowNnz = new Int32Array(rows), used = new Int32Array(rows);
   let units = 0;
   for (let r = 0; r < rows; r++) {
-    let used = 0;
-    for (let l = 0; l < nL; l++) {
-      const c = start[r * nL + l + 1]! - start[r * nL + l]!;
-      if (c > 0) { used++; rowNnz[r]! += c; }
-    }
-    units += 1 + 2 * used + rowNnz[r]!;
+    rowNnz[r] = rowStart[r + 1]! - rowStart[r]!;
+    for (let j = rowStart[r]!; j < rowStart[r + 1]!; j++) if (j === rowStart[r] || level[order[j]!] !== level[order[j - 1]!]) used[r]!++;
+    units += 1 + 2 * used[r]! + rowNnz[r]!;
   }
   const levelsBytes = align16(nL * 4), rowPtrBytes = align16(rows * 4), streamBytes = align16(units * 2);
   const bytes = levelsBytes + rowPtrBytes + streamBytes;
@@ -158,19 +159,16 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
   let u = 0;
   for (let r = 0; r < rows; r++) {
     rp[r] = u;
-    const head = u;
-    u += 1;
-    let used = 0;
-    for (let l = 0; l < nL; l++) if (start[r * nL + l + 1]! > start[r * nL + l]!) used++;
-    s[head] = used;
-    let h = head + 1;
-    u += 2 * used;
-    for (let l = 0; l < nL; l++) {
-      const b0 = start[r * nL + l]!, b1 = start[r * nL + l + 1]!;
-      if (b1 === b0) continue;
+    s[u] = used[r]!;
+    let h = u + 1;
+    u += 1 + 2 * used[r]!;
+    for (let j = rowStart[r]!; j < rowStart[r + 1]!;) {
+      const l = level[order[j]!]!;
+      let e = j;
+      while (e < rowStart[r + 1]! && level[order[e]!] === l) s[u++] = col[order[e++]!]!;
       s[h++] = l;
-      s[h++] = b1 - b0;
-      for (let j = b0; j < b1; j++) s[u++] = col[order[j]!]!;
+      s[h++] = e - j;
+      j = e;
     }
   }
   return { rows, cols, nnz, nLevels: nL, levels, rowPtr, stream, bytes, rowNnz };

@@ -1,0 +1,82 @@
+// Training kernels on the sparse conv kernels' run layout (as/sparse.ts): the input is the
+// zero-padded, phase-split copy (phaseSplitF32), an output pixel (oy, ox) has run index
+// p = oy·Wq + ox, and kept weight j reads the input at taps[j] + p (byte offset from its image
+// and group base). Runs are L8 floats: Ho·Wq rounded up to 8.
+import { madd } from "./simd";
+
+/** Horizontal sum of a float32 vector. */
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  return f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1) + f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3);
+}
+
+/**
+ * dst[item·L8 + p] = src[item·Ho·Wo + oy·Wo + ox] for p = oy·Wq + ox with ox < Wo, else 0, for the
+ * rows item = n·M + m in [begin, end): a [N, M, Ho, Wo] gradient laid out as runs, the garbage
+ * columns (ox ≥ Wo) and the tail [Ho·Wq, L8) zero so they add nothing to a dot over the run.
+ */
+export function padRunsF32(begin: i32, end: i32, src: usize, Ho: i32, Wo: i32, Wq: i32, L8: i32, dst: usize): void {
+  const plane = <usize>Ho * <usize>Wo;
+  for (let item = begin; item < end; item++) {
+    const s = src + ((<usize>item * plane) << 2), d = dst + ((<usize>item * <usize>L8) << 2);
+    if (Wq == Wo) {
+      memory.copy(d, s, plane << 2);
+      memory.fill(d + (plane << 2), 0, (<usize>L8 - plane) << 2);
+      continue;
+    }
+    memory.fill(d, 0, <usize>L8 << 2);
+    for (let oy = 0; oy < Ho; oy++) memory.copy(d + ((<usize>oy * <usize>Wq) << 2), s + ((<usize>oy * <usize>Wo) << 2), <usize>Wo << 2);
+  }
+}
+
+/**
+ * The weight gradient of a conv at its kept weights only (a masked product: the pruned ones get
+ * none), rows m in [begin, end):
+ *   out[j] += Σ_n Σ_{p < L8} dyq[(n·M + m)·L8 + p] · x_n,g(m)[taps[j] + p]   for j in [rowPtr[m], rowPtr[m + 1])
+ * — dL/dW[m, c, ky, kx] = Σ_n Σ_{oy, ox} dY[n, m, oy, ox] · X[n, c, oy·s + ky·d − pad, …], with dyq
+ * from padRunsF32 (zero where a run has no output pixel) and x the phase-split input (`xImg`
+ * bytes an image, `gStride` bytes a group of `Mg` rows). Four kept weights share each dY load.
+ */
+export function convWeightGradF32(
+  begin: i32, end: i32, rowPtr: usize, taps: usize, x: usize, xImg: i32, gStride: i32, Mg: i32, M: i32, N: i32,
+  dyq: usize, L8: i32, out: usize,
+): void {
+  const runBytes = <usize>L8 << 2;
+  const z = f32x4.splat(0);
+  // Image by image, so one image's input planes stay in cache across the rows.
+  for (let n = 0; n < N; n++) {
+    for (let m = begin; m < end; m++) {
+      const j0 = load<i32>(rowPtr + (<usize>m << 2)), j1 = load<i32>(rowPtr + (<usize>(m + 1) << 2));
+      if (j0 == j1) continue;
+      const gOff = <usize>(m / Mg) * <usize>gStride;
+      const d = dyq + (<usize>n * <usize>M + <usize>m) * runBytes;
+      const base = x + <usize>n * <usize>xImg + gOff;
+      let j = j0;
+      for (; j + 4 <= j1; j += 4) {
+        const t = taps + (<usize>j << 2);
+        const s0 = base + <usize>load<i32>(t), s1 = base + <usize>load<i32>(t, 4);
+        const s2 = base + <usize>load<i32>(t, 8), s3 = base + <usize>load<i32>(t, 12);
+        let a0 = z, a1 = z, a2 = z, a3 = z;
+        for (let p: usize = 0; p < runBytes; p += 16) {
+          const dv = v128.load(d + p);
+          a0 = madd(dv, v128.load(s0 + p), a0);
+          a1 = madd(dv, v128.load(s1 + p), a1);
+          a2 = madd(dv, v128.load(s2 + p), a2);
+          a3 = madd(dv, v128.load(s3 + p), a3);
+        }
+        const o = out + (<usize>j << 2);
+        store<f32>(o, load<f32>(o) + hsum(a0));
+        store<f32>(o, load<f32>(o, 4) + hsum(a1), 4);
+        store<f32>(o, load<f32>(o, 8) + hsum(a2), 8);
+        store<f32>(o, load<f32>(o, 12) + hsum(a3), 12);
+      }
+      for (; j < j1; j++) {
+        const s = base + <usize>load<i32>(taps + (<usize>j << 2));
+        let a = z;
+        for (let p: usize = 0; p < runBytes; p += 16) a = madd(v128.load(d + p), v128.load(s + p), a);
+        const o = out + (<usize>j << 2);
+        store<f32>(o, load<f32>(o) + hsum(a));
+      }
+    }
+  }
+}
