@@ -3,7 +3,7 @@
  * several sparsities: forward (train/wasm-conv.ts sparseConv vs ops/conv.ts convPath's choice) and
  * weight gradient (masked convWeightGradF32 vs im2col + GEMM on every weight), interleaved, CPU
  * time of this thread (steadier than the wall clock on a shared machine), min of `--reps`.
- * Sets TRAIN_SPARSE_MIN_ZEROS (train/wasm-conv.ts): the sparsity from which the sparse forward wins.
+ * Sets sparsePays (train/wasm-conv.ts): the sparsity from which each kernel wins, by geometry.
  * Usage: bun bench/train-conv-bench.ts [--model resnet20-fmnist.onnx] [--batch 64] [--reps 3] [--sparsity 0,0.3,0.5,0.7,0.9]
  * @module
  */
@@ -22,7 +22,7 @@ const { values } = parseArgs({ options: { model: { type: "string" }, batch: { ty
 const model = readOnnx(new Uint8Array(readFileSync(sharedPath("models", values.model ?? "resnet20-fmnist.onnx"))));
 const batch = Number(values.batch ?? 64), reps = Number(values.reps ?? 3);
 const sparsities = (values.sparsity ?? "0,0.3,0.5,0.7,0.9").split(",").map(Number);
-const kernels = createWasmConvKernels(0);
+const kernels = createWasmConvKernels(true);
 if (!kernels) throw new Error("no WASM SIMD in this engine");
 const cpuMs = (f: () => void) => { const c = process.cpuUsage(); f(); const d = process.cpuUsage(c); return (d.user + d.system) / 1000; };
 const best = (f: () => void) => Math.min(...Array.from({ length: reps }, () => cpuMs(f)));

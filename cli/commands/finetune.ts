@@ -307,7 +307,8 @@ export const command: Command = {
     const top1 = (m: OpqModel, label: string) => top1On(m, test, label, json);
     const startLabel = calibrate !== undefined ? `calibrated (${calibrate} images)` : "one-shot";
     const before = await top1(oneShot, `eval ${startLabel}`);
-    if (!json) say(`${startLabel} OPQ at (${sparsity}, ${bits}): test top-1 ${(100 * before).toFixed(2)}% on ${test.count} images`);
+    // Progress goes to stderr with --json too (stdout carries only the JSON object).
+    say(`${startLabel} OPQ at (${sparsity}, ${bits}): test top-1 ${(100 * before).toFixed(2)}% on ${test.count} images`);
 
     const tty = !json && (process.stderr as { isTTY?: boolean }).isTTY === true;
     const t0 = performance.now();
@@ -319,7 +320,7 @@ export const command: Command = {
       hits += s.correct;
       const line = `finetune stage ${s.stage} step ${s.step + 1}/${o.steps} loss ${s.loss.toFixed(4)} running acc ${(100 * hits / seen).toFixed(1)}% ${((performance.now() - t0) / 1000).toFixed(0)}s`;
       if (tty) process.stderr.write(`\r${line}`);
-      else if (!json && ((s.step + 1) % 10 === 0 || s.step + 1 === o.steps)) say(line);
+      else if ((s.step + 1) % 10 === 0 || s.step + 1 === o.steps) say(line);
     });
     if (tty) process.stderr.write("\n");
     const seconds = (performance.now() - t0) / 1000;

@@ -635,10 +635,12 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
  * Each returns false where it does not apply or pay, and the grad computes that product itself.
  */
 export interface ConvGradKernels {
+  /** A zeroed float32 buffer the kernels read and write in place (kept until the process ends: a training graph's step buffers). */
+  buffer(n: number): Float32Array;
   /** conv(x, w) + b (dims from `g`, no epilogue, into a buffer of `out`) on a kernel that skips the zeros of `w`; undefined where it does not apply or pay. */
   sparseConv(x: Float32Array, w: Float32Array, b: Float32Array | undefined, g: ConvGeometry, attrs: Attrs, out: (n: number) => Float32Array): Float32Array | undefined;
-  /** `dw` = ∂L/∂W from the input `x` and `dy`, at the positions `keep` marks (everywhere without it; 0 elsewhere). */
-  weightGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, keep: Uint8Array | undefined, dw: Float32Array): boolean;
+  /** `dw` = ∂L/∂W from the input `x` and `dy`, at the positions `keep` marks (everywhere without it; 0 elsewhere); `db` = ∂L/∂B when given. */
+  weightGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, keep: Uint8Array | undefined, dw: Float32Array, db?: Float32Array): boolean;
 }
 
 /**
@@ -688,7 +690,8 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
     let dx = dxGemm;
     const dw = needs[1] ? alloc(wd.length) : undefined;
     // Masked (only where ctx.keep has a 1) on the lent kernels, else the dense GEMMs below.
-    const dwDone = !!dw && !!kernels && kernels.weightGrad(xd, dy, g, ctx?.keep?.[1], dw);
+    const dbLent = needs[2] && bd ? new Float32Array(outChannels) : undefined;
+    const dwDone = !!dw && !!kernels && kernels.weightGrad(xd, dy, g, ctx?.keep?.[1], dw, dbLent);
     const dcol = dxGemm ? alloc(k * p) : undefined;
     if (needs[0] && transposedDx) {
       const wt = alloc(wd.length, false);
@@ -712,8 +715,8 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
         }
       }
     }
-    let db: Float32Array | undefined;
-    if (needs[2] && bd) {
+    let db = dwDone ? dbLent : undefined;
+    if (needs[2] && bd && !db) {
       db = new Float32Array(outChannels);
       for (let n = 0; n < batch; n++) {
         for (let m = 0; m < outChannels; m++) {

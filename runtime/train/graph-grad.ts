@@ -104,6 +104,9 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
   const attrs = new Map(graph.nodes.map((n) => [n, new Attrs(n.attrs, n.opType)]));
   const ops = new Map(graph.nodes.map((n) => [n, gradOpOf(n, model)]));
   const conv = options.wasm === false ? undefined : createWasmConvKernels();
+  // The step's buffers live in the conv kernels' memory when there are kernels, so they read and
+  // write activations and gradients in place instead of copying them in and out.
+  const fresh = conv ? (n: number) => conv.buffer(n) : (n: number) => new Float32Array(n);
   const contexts = new Map(graph.nodes.map((n): [Node, GradContext] => [n, { conv, keep: options.keep && n.inputs.map((i) => options.keep!.get(i)) }]));
   // Every node gets the same buffers each step (the k-th buffer it asks for is the k-th of the last
   // step, zeroed): nothing of a step outlives the next step's forward of that node, except the
@@ -125,7 +128,7 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
   const backAlloc: Alloc = (n, zeroed = true) => {
     const b = free.get(n)?.pop();
     if (b) isFree.delete(b);
-    const out = b ? (zeroed ? b.fill(0) : b) : new Float32Array(n);
+    const out = b ? (zeroed ? b.fill(0) : b) : fresh(n);
     owned.add(out);
     handedOut.push(out);
     return out;
@@ -137,9 +140,9 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
       if (inBackward) return backAlloc(n, zeroed);
       const b = pool.bufs[pool.next];
       if (b && b.length === n) { pool.next++; return zeroed ? b.fill(0) : b; }
-      const fresh = new Float32Array(n);
-      pool.bufs[pool.next++] = fresh;
-      return fresh;
+      const made = fresh(n);
+      pool.bufs[pool.next++] = made;
+      return made;
     } };
     pools.set(node, pool);
   }

@@ -20,25 +20,33 @@ import { bindSparseConv, convLayout, freeLayout } from "../wasm/ops/conv-sparse.
 import { sparseFormFits } from "../wasm/ops/sparse-form.ts";
 
 /**
- * Fraction of zeros in Ŵ from which the forward and the input gradient run on the sparse kernel
- * instead of the JS Winograd/GEMM paths. bench/train-bench.ts --profile on ResNet-20, batch 256,
- * one thread (AMD EPYC): see the commit that set it.
+ * Fraction of zeros from which a kernel here beats the JS path it replaces, by the conv's output
+ * size: bench/train-conv-bench.ts --batch 32 --reps 5 (AMD EPYC, Bun, shared machine), ResNet-20's
+ * convs. Forward, sparse ÷ JS (Winograd or im2col + GEMM): 3×3 16→16 @28² 0.78 at 20% zeros,
+ * 32→32 @14² 1.04 at 40% and 0.93 at 50%, 64→64 @7² 1.12 at 50% and 0.90 at 60%, stride 2
+ * 1.03–1.45 at 60% (1×1 stride 2 1.2–1.8 up to 60%). Weight gradient, masked ÷ dense im2col + GEMM:
+ * 0.58–1.0 with no zeros at ≥ 14² outputs, at 7² 1.25 dense, 1.0 at 20%, 0.75 at 40%.
  */
-export const TRAIN_SPARSE_MIN_ZEROS = 0.5;
+export function sparsePays(g: ConvGeometry, zeros: number, product: "forward" | "weightGrad"): boolean {
+  const pixels = g.outSpatial.reduce((a, b) => a * b, 1);
+  if (product === "weightGrad") return pixels >= 196 || zeros >= 0.3;
+  if (g.strides.some((s) => s !== 1)) return zeros >= (g.kernel.every((k) => k === 1) ? 0.75 : 0.65);
+  return zeros >= (pixels >= 784 ? 0.15 : pixels >= 196 ? 0.45 : 0.6);
+}
 
 /** Kept weights of one mask per layout: row starts and tap offsets, in wasm memory. */
 interface KeptRows { key: string; rowPtr: number; taps: number; flat: Int32Array; nnz: number }
 
 /**
- * The conv kernels on a fresh wasm instance; undefined where the engine lacks WASM SIMD.
- * `minZeros`: the fraction of zeros in Ŵ from which sparseConv claims a product.
+ * The conv kernels on a fresh wasm instance; undefined where the engine lacks WASM SIMD. Each
+ * product is claimed where sparsePays says so, or always with `claimAll` (tests, the bench).
  */
-export function createWasmConvKernels(minZeros = TRAIN_SPARSE_MIN_ZEROS): ConvGradKernels | undefined {
+export function createWasmConvKernels(claimAll = false): ConvGradKernels | undefined {
   const k = WasmKernels.create(1 << 24);
   if (!k) return undefined;
   const env = { kernels: k, team: ThreadTeam.single(k) };
   const ex = k.exports;
-  const kept = new WeakMap<Uint8Array, KeptRows>(), everyWeight = new Map<string, KeptRows>();
+  const keptByMask = new WeakMap<Uint8Array, KeptRows>(), everyWeight = new Map<string, KeptRows>();
   /** Float32 views of wasm blocks reused across calls by slot (grown on demand). */
   const blocks: { ptr: number; bytes: number }[] = [];
   const block = (slot: number, bytes: number): number => {
@@ -50,10 +58,30 @@ export function createWasmConvKernels(minZeros = TRAIN_SPARSE_MIN_ZEROS): ConvGr
     return blocks[slot]!.ptr;
   };
   const zeros = (w: Float32Array) => { let z = 0; for (let i = 0; i < w.length; i++) if (w[i] === 0) z++; return z / Math.max(1, w.length); };
+  const keptShare = new WeakMap<Uint8Array, number>();
+  const keptFraction = (m: Uint8Array) => {
+    let f = keptShare.get(m);
+    if (f === undefined) { let n = 0; for (let i = 0; i < m.length; i++) n += m[i]! ? 1 : 0; keptShare.set(m, f = n / Math.max(1, m.length)); }
+    return f;
+  };
+
+  /** The address of `a` in the kernels' memory, copying it into block `slot` if it lives elsewhere. */
+  const addr = (a: Float32Array, slot: number): number => {
+    const p = k.addressOf(a);
+    if (p >= 0) return p;
+    const q = block(slot, a.length * 4);
+    k.f32(q, a.length).set(a);
+    return q;
+  };
 
   return {
+    buffer(n) {
+      const p = k.alloc(Math.max(4, n * 4));
+      return k.f32(p, n).fill(0);
+    },
+
     sparseConv(x, w, b, g, attrs, alloc) {
-      if (g.inSpatial.length !== 2 || zeros(w) < minZeros) return undefined;
+      if (g.inSpatial.length !== 2 || !(claimAll || sparsePays(g, zeros(w), "forward"))) return undefined;
       const M = g.outChannels, cols = (g.inChannels / g.group) * g.kernel[0]! * g.kernel[1]!;
       const ct = compressedOf(w, [M, g.inChannels / g.group, g.kernel[0]!, g.kernel[1]!]);
       if (!sparseFormFits(ct, cols)) return undefined;
@@ -61,21 +89,19 @@ export function createWasmConvKernels(minZeros = TRAIN_SPARSE_MIN_ZEROS): ConvGr
       const spec = convSpec(attrs, xDims, ct, b, yDims);
       const bound = bindSparseConv(spec, env);
       const y = alloc(yDims.reduce((a, d) => a * d, 1));
-      const yPtr = block(0, y.length * 4);
+      const resident = k.addressOf(y) >= 0;
       try {
-        const xPtr = block(1, x.length * 4);
-        k.f32(xPtr, x.length).set(x);
-        const xt = { dtype: "float32" as const, dims: xDims, data: k.f32(xPtr, x.length) };
-        const out = bound.runFused(xt, undefined, -Infinity, Infinity, (n) => k.f32(yPtr, n), (t) => (t.data as Float32Array).byteOffset);
-        y.set(out.data as Float32Array);
+        const xt = { dtype: "float32" as const, dims: xDims, data: x };
+        const out = bound.runFused(xt, undefined, -Infinity, Infinity, (n) => (resident ? y : k.f32(block(0, n * 4), n)), (t) => addr(t.data as Float32Array, 1));
+        if (!resident) y.set(out.data as Float32Array);
       } finally {
         bound.dispose?.();
       }
       return y;
     },
 
-    weightGrad(x, dy, g, keep, dw) {
-      if (g.inSpatial.length !== 2) return false;
+    weightGrad(x, dy, g, keep, dw, db) {
+      if (g.inSpatial.length !== 2 || !(claimAll || sparsePays(g, keep ? 1 - keptFraction(keep) : 0, "weightGrad"))) return false;
       const [KH, KW] = g.kernel as [number, number];
       const M = g.outChannels, C = g.inChannels, N = g.batch;
       const [H, W] = g.inSpatial as [number, number];
@@ -88,19 +114,20 @@ export function createWasmConvKernels(minZeros = TRAIN_SPARSE_MIN_ZEROS): ConvGr
         if (l.direct) {
           k.f32(xp, x.length).set(x);
         } else {
-          const src = block(1, x.length * 4);
-          k.f32(src, x.length).set(x);
+          const src = addr(x, 1);
           const [pt, pl] = g.pads as [number, number];
           const [sy, sx] = g.strides as [number, number];
           ex.phaseSplitF32(0, N * C, src, C, H, W, sy, sx, pt, pl, l.Hq, l.Wq, l.phases, l.nPlanes, xp);
         }
         // The slack past the last image is read by the last runs; zero it so 0·garbage stays 0.
         k.f32(xp + N * l.xImgBytes, l.slack).fill(0);
-        const dySrc = block(3, dy.length * 4);
-        k.f32(dySrc, dy.length).set(dy);
+        const dySrc = addr(dy, 3);
         const dyq = block(4, N * M * l.L8 * 4);
-        ex.padRunsF32(0, N * M, dySrc, Ho, Wo, l.Wq, l.L8, dyq);
-        const rows = keptRows(k, kept, everyWeight, keep, M, (C / g.group) * KH * KW, l);
+        const sums = db ? block(6, M * 4) : 0;
+        if (db) k.f32(sums, M).fill(0);
+        ex.padRunsF32(0, N * M, dySrc, Ho, Wo, l.Wq, l.L8, dyq, M, sums);
+        if (db) db.set(k.f32(sums, M));
+        const rows = keptRows(k, keptByMask, everyWeight, keep, M, (C / g.group) * KH * KW, l);
         const out = block(5, rows.nnz * 4);
         const acc = k.f32(out, rows.nnz);
         acc.fill(0);

@@ -42,8 +42,8 @@ export interface KernelExports {
   gemmPackedF32(begin: number, end: number, slices: number, m: number, n: number, k: number, a: number, lda: number, aks: number, bPack: number, y: number, colBias: number, residual: number, lo: number, hi: number, strips: number): void;
   winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number, codes: number): void;
   dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
-  /** as/train.ts: a [N, M, Ho, Wo] gradient into zero-padded runs of L8. */
-  padRunsF32(begin: number, end: number, src: number, Ho: number, Wo: number, Wq: number, L8: number, dst: number): void;
+  /** as/train.ts: a [N, M, Ho, Wo] gradient into zero-padded runs of L8 (and its per-channel sums, the bias gradient). */
+  padRunsF32(begin: number, end: number, src: number, Ho: number, Wo: number, Wq: number, L8: number, dst: number, M: number, sums: number): void;
   /** as/train.ts: a conv's weight gradient at its kept weights (masked product over the run layout). */
   convWeightGradF32(begin: number, end: number, rowPtr: number, taps: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;

@@ -14,11 +14,20 @@ import { madd } from "./simd";
  * dst[item·L8 + p] = src[item·Ho·Wo + oy·Wo + ox] for p = oy·Wq + ox with ox < Wo, else 0, for the
  * rows item = n·M + m in [begin, end): a [N, M, Ho, Wo] gradient laid out as runs, the garbage
  * columns (ox ≥ Wo) and the tail [Ho·Wq, L8) zero so they add nothing to a dot over the run.
+ * With `sums` ≠ 0 also sums[m] += Σ of the row (the bias gradient, m = item mod M).
  */
-export function padRunsF32(begin: i32, end: i32, src: usize, Ho: i32, Wo: i32, Wq: i32, L8: i32, dst: usize): void {
+export function padRunsF32(begin: i32, end: i32, src: usize, Ho: i32, Wo: i32, Wq: i32, L8: i32, dst: usize, M: i32, sums: usize): void {
   const plane = <usize>Ho * <usize>Wo;
   for (let item = begin; item < end; item++) {
     const s = src + ((<usize>item * plane) << 2), d = dst + ((<usize>item * <usize>L8) << 2);
+    if (sums) {
+      let a = f32x4.splat(0), t: f32 = 0;
+      let i: usize = 0;
+      for (; i + 4 <= plane; i += 4) a = f32x4.add(a, v128.load(s + (i << 2)));
+      for (; i < plane; i++) t += load<f32>(s + (i << 2));
+      const o = sums + (<usize>(item % M) << 2);
+      store<f32>(o, load<f32>(o) + hsum(a) + t);
+    }
     if (Wq == Wo) {
       memory.copy(d, s, plane << 2);
       memory.fill(d + (plane << 2), 0, (<usize>L8 - plane) << 2);
