@@ -6,9 +6,10 @@
  * `--profile` adds our time per op type, forward and backward (of the calling thread's shard).
  * `--threads T`: ours splits the batch over T threads (data-parallel, runtime/train/parallel.ts),
  * PyTorch gets torch.set_num_threads(T).
- * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--threads 1] [--sparse 0.74] [--profile] [--js-kernels] [--no-peer] [--json]
+ * Usage: bun bench/train-bench.ts [--model resnet20-fmnist.onnx] [--batch 256] [--steps 3] [--threads 1] [--sparse 0.74 [--stage 1|2]] [--profile] [--js-kernels] [--no-peer] [--json]
  * `--sparse P` trains the OPQ-compressed model at sparsity P as finetune does (masked weights; the
  * masks go to the graph, so Conv's weight gradient is computed at kept weights only).
+ * `--stage 2`: train the quantized Ŵ (OPQ finetune's second stage) instead of the pruned-only one.
  * `--js-kernels`: without the WASM training conv kernels (train/wasm-conv.ts), to compare.
  * @module
  */
@@ -26,7 +27,7 @@ import { sharedPath } from "../cli/shared.ts";
 
 const { values } = parseArgs({
   options: {
-    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, threads: { type: "string" }, profile: { type: "boolean" }, "js-kernels": { type: "boolean" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
+    model: { type: "string" }, batch: { type: "string" }, steps: { type: "string" },     sparse: { type: "string" }, threads: { type: "string" }, profile: { type: "boolean" }, "js-kernels": { type: "boolean" }, stage: { type: "string" }, json: { type: "boolean" }, "no-peer": { type: "boolean" },
   },
 });
 const file = values.model ?? "resnet20-fmnist.onnx";
@@ -63,7 +64,8 @@ for (const name of graph.params) {
   if (constraints.has(name)) hats.set(name, hat);
   inits[name] = { ...inits[name]!, data: hat };
 }
-if (values.sparse) method = opqFinetuneMethod(constraints, hats, steps + 1);
+// Stage 1 (pruned only: Ŵ = M∘W) for every step, or with --stage 2 stage 2 (Ŵ = M∘Q(W): a few levels a layer).
+if (values.sparse) method = opqFinetuneMethod(constraints, hats, values.stage === "2" ? 0 : steps + 1);
 const rnd = mulberry32(1);
 const data = Float32Array.from({ length: batch * inputDims.slice(1).reduce((a, b) => a * b, 1) }, () => rnd() * 2 - 1);
 const labels = Uint8Array.from({ length: batch }, () => Math.floor(rnd() * 10));
