@@ -630,6 +630,9 @@ export const convTranspose: Kernel = (inputs, attrs, ctx) => {
 
 /** Conv-family ops by ONNX op type. Conv 1→11 and ConvTranspose 1→11 changed only documentation. */
 
+/** A 1×1, stride-1, unpadded Conv's attributes (the defaults). */
+const POINTWISE = new Attrs({}, "Conv");
+
 /**
  * Conv products a training graph may lend its Conv grads (GradContext.conv; train/wasm-conv.ts).
  * Each returns false where it does not apply or pay, and the grad computes that product itself.
@@ -691,8 +694,8 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
     const dw = needs[1] ? alloc(wd.length) : undefined;
     // Masked (only where ctx.keep has a 1) on the lent kernels, else the dense GEMMs below.
     const dbLent = needs[2] && bd ? new Float32Array(outChannels) : undefined;
+    // (also the bias gradient, summed as dY is laid out for it)
     const dwDone = !!dw && !!kernels && kernels.weightGrad(xd, dy, g, ctx?.keep?.[1], dw, dbLent);
-    const dcol = dxGemm ? alloc(k * p) : undefined;
     if (needs[0] && transposedDx) {
       const wt = alloc(wd.length, false);
       for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
@@ -701,6 +704,20 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
       dx = kernels?.sparseConv(dy, wt, undefined, gt, attrs, (n) => alloc(n, false))
         ?? conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
     }
+    // Other dX (strided, unpadded, dilated): col(dX) = Wᵀ·dY for the whole batch as a 1×1 conv of
+    // dY with Wᵀ as [k, M, 1, 1] on the lent sparse kernel (skipping W's zeros), then col2im.
+    let dxDone = false;
+    if (dxGemm && kernels && group === 1) {
+      const wtT = alloc(wd.length, false);
+      for (let m = 0; m < outChannels; m++) for (let q = 0; q < k; q++) wtT[q * outChannels + m] = wd[m * k + q]!;
+      const g1 = convGeometry([batch, outChannels, win.outH, win.outW], [k, outChannels, 1, 1], POINTWISE);
+      const cols = kernels.sparseConv(dy, wtT, undefined, g1, POINTWISE, (n) => alloc(n, false));
+      if (cols) {
+        for (let n = 0; n < batch; n++) col2imAdd(cols.subarray(n * k * p, (n + 1) * k * p), win, dxGemm, n * inChannels * planeIn);
+        dxDone = true;
+      }
+    }
+    const dcol = dxGemm && !dxDone ? alloc(k * p) : undefined;
     for (let n = 0; n < batch; n++) {
       for (let gi = 0; gi < group; gi++) {
         const yOff = (n * outChannels + gi * mg) * p, xOff = (n * inChannels + gi * cg) * planeIn;
@@ -709,7 +726,7 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
           im2col(xd, xOff, win, col);
           sgemm(mg, k, p, 1, dyView, matrixView(col, 0, p, true), dw, gi * mg * k, k, true);
         }
-        if (dxGemm) {
+        if (dxGemm && !dxDone) {
           sgemm(k, p, mg, 1, matrixView(wd, gi * mg * k, k, true), dyView, dcol!, 0, p, false);
           col2imAdd(dcol!, win, dxGemm, xOff);
         }
