@@ -117,3 +117,22 @@ test("a ResNet-20 step under OPQ masks: logits and kept gradients equal the JS k
   }
   expect(loose).toBeLessThanOrEqual(6);
 });
+
+test("a training loop's memory stays flat (the step's garbage is collected, graph-grad.ts collectHint)", () => {
+  const model = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "resnet20-fmnist.onnx"))));
+  const cons = layerConstraints(compressModel(model, { sparsity: 0.74, bits: 3 }).opq);
+  const keep = new Map([...cons].map(([n, c]) => [n, c.mask]));
+  const inits = { ...model.graph.initializers };
+  for (const [n, c] of cons) inits[n] = { ...inits[n]!, data: quantizeFixed(inits[n]!.data as Float32Array, c.mask, c.step) };
+  const g = createTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, { keep });
+  const rnd = mulberry32(4);
+  const x: Tensor = { dtype: "float32", dims: [16, 1, 28, 28], data: Float32Array.from({ length: 16 * 784 }, () => rnd()) };
+  const rss: number[] = [];
+  for (let s = 0; s < 24; s++) {
+    const y = g.forward(x);
+    g.backward(Float32Array.from(y, (_, i) => Math.sin(i) * 0.01));
+    if (s === 4 || s === 23) rss.push(process.memoryUsage().rss);
+  }
+  // Without the hint this grows ~3 MB a step here (60 MB over the 19 steps measured).
+  expect((rss[1]! - rss[0]!) / 2 ** 20).toBeLessThan(25);
+});
