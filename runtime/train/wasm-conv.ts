@@ -173,23 +173,39 @@ function keptRows(
   return rows;
 }
 
-/** Ŵ as a compressed tensor of its non-zeros, its distinct values as the level table. */
+/**
+ * Ŵ as a compressed tensor of its non-zeros. Its distinct values are the level table while there
+ * are at most MAX_SHARED_LEVELS of them (stage 2's quantized Ŵ: a value splatted once serves all
+ * its weights); past that (stage 1's Ŵ = M∘W) every weight is its own level, without a lookup.
+ */
 function compressedOf(w: Float32Array, dims: number[]): CompressedTensor {
   let nnz = 0;
   for (let i = 0; i < w.length; i++) if (w[i] !== 0) nnz++;
   const indices = new Uint32Array(nnz), codes = new Int32Array(nnz);
-  const ids = new Map<number, number>(), values: number[] = [];
+  let ids: Map<number, number> | undefined = new Map<number, number>();
+  const values: number[] = [];
   let j = 0;
   for (let i = 0; i < w.length; i++) {
     const v = w[i]!;
     if (v === 0) continue;
-    let id = ids.get(v);
-    if (id === undefined) { id = values.length; ids.set(v, id); values.push(v); }
     indices[j] = i;
-    codes[j++] = id;
+    let id = ids?.get(v);
+    if (ids && id === undefined) {
+      if (ids.size === MAX_SHARED_LEVELS) ids = undefined;
+      else { id = values.length; ids.set(v, id); values.push(v); }
+    }
+    codes[j++] = id ?? -1;
+  }
+  if (!ids) {
+    // Too many distinct values: one level per weight.
+    values.length = 0;
+    for (let q = 0; q < nnz; q++) { codes[q] = q; values.push(w[indices[q]!]!); }
   }
   return { name: "w", dims, codebook: { kind: "table", values: Float32Array.from(values) }, indices, codes };
 }
+
+/** Most distinct values kept as shared levels (see compressedOf). */
+const MAX_SHARED_LEVELS = 4096;
 
 /** The NodeSpec bindSparseConv reads: a Conv over known shapes with a compressed weight and a dense bias. */
 function convSpec(attrs: Attrs, xDims: number[], w: CompressedTensor, b: Float32Array | undefined, yDims: number[]): NodeSpec {
