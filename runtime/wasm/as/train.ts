@@ -44,7 +44,7 @@ export function padRunsF32(begin: i32, end: i32, src: usize, Ho: i32, Wo: i32, W
  *   out[j] += Σ_n Σ_{p < L8} dyq[(n·M + m)·L8 + p] · x_n,g(m)[taps[j] + p]   for j in [rowPtr[m], rowPtr[m + 1])
  * — dL/dW[m, c, ky, kx] = Σ_n Σ_{oy, ox} dY[n, m, oy, ox] · X[n, c, oy·s + ky·d − pad, …], with dyq
  * from padRunsF32 (zero where a run has no output pixel) and x the phase-split input (`xImg`
- * bytes an image, `gStride` bytes a group of `Mg` rows). Eight (then four) kept weights share each dY load.
+ * bytes an image, `gStride` bytes a group of `Mg` rows). Eight kept weights share each dY load (the rest of a row one by one).
  */
 export function convWeightGradF32(
   begin: i32, end: i32, rowPtr: usize, taps: usize, x: usize, xImg: i32, gStride: i32, Mg: i32, M: i32, N: i32,
@@ -88,24 +88,6 @@ export function convWeightGradF32(
         store<f32>(o, load<f32>(o, 20) + hsum(a5), 20);
         store<f32>(o, load<f32>(o, 24) + hsum(a6), 24);
         store<f32>(o, load<f32>(o, 28) + hsum(a7), 28);
-      }
-      for (; j + 4 <= j1; j += 4) {
-        const t = taps + (<usize>j << 2);
-        const s0 = base + <usize>load<i32>(t), s1 = base + <usize>load<i32>(t, 4);
-        const s2 = base + <usize>load<i32>(t, 8), s3 = base + <usize>load<i32>(t, 12);
-        let a0 = z, a1 = z, a2 = z, a3 = z;
-        for (let p: usize = 0; p < runBytes; p += 16) {
-          const dv = v128.load(d + p);
-          a0 = madd(dv, v128.load(s0 + p), a0);
-          a1 = madd(dv, v128.load(s1 + p), a1);
-          a2 = madd(dv, v128.load(s2 + p), a2);
-          a3 = madd(dv, v128.load(s3 + p), a3);
-        }
-        const o = out + (<usize>j << 2);
-        store<f32>(o, load<f32>(o) + hsum(a0));
-        store<f32>(o, load<f32>(o, 4) + hsum(a1), 4);
-        store<f32>(o, load<f32>(o, 8) + hsum(a2), 8);
-        store<f32>(o, load<f32>(o, 12) + hsum(a3), 12);
       }
       for (; j < j1; j++) {
         const s = base + <usize>load<i32>(taps + (<usize>j << 2));
