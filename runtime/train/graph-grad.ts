@@ -52,7 +52,7 @@ const gradOpOf = (n: Node, model: Model): GradOp | undefined =>
   : n.domain === OPQ_DOMAIN ? resolveOp(n.opType, opsetFor(model, OPQ_DOMAIN) ?? 1, OPQ_DOMAIN_OPS)?.grad : undefined;
 
 /**
- * Ask Bun's collector to run (asynchronously) once a step. A step's garbage is mostly small
+ * Ask Bun's collector to run (asynchronously) once a step, at each forward. A step's garbage is mostly small
  * objects (typed-array views of the kernels' shared memory, transcoding temporaries) that
  * JavaScriptCore does not count toward its next collection: without the hint a 3-epoch ResNet-20
  * finetune on 2 threads grew to 3.5 GB RSS in 100 steps and kept growing; with it a step loop
@@ -164,6 +164,7 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
     params, inputName, outputName,
     get outputDims() { return outputDims; },
     forward(input) {
+      collectHint(); // once a step, also in a forward-only graph (a distillation teacher)
       const env = new Map<string, Tensor>(constants);
       env.set(inputName, input);
       tape = [];
@@ -240,7 +241,6 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
         handedOut = [];
       }
       tape = [];
-      collectHint();
       const out = new Map(params.map((p) => [p, grads.get(p) ?? new Float32Array(inits[p]!.data.length)]));
       lastParamGrads = [...out.values()];
       return out;
