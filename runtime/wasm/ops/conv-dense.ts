@@ -190,6 +190,14 @@ export function convGemmRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"
 /** Below this many output pixels a depthwise call stays on one thread (a split costs ~20 µs). */
 const DW_PARALLEL_MIN = 1 << 14;
 
+/**
+ * ns of the 3×3 depthwise loop (as/depthwise.ts) per plane, per output row of a plane and per
+ * output pixel (stride 1, stride 2): a least-squares fit to the CPU time of MobileNetV2-224's 17
+ * depthwise layers on the u8 code form at (0.74, 3), bench/form-profile.ts on this machine (AMD EPYC,
+ * Bun, relaxed SIMD; rms error 6%). The flop rate it replaced (3 flops/ns) priced them 1.5–2.5× high.
+ */
+const DEPTHWISE_3X3_NS = { plane: 91, row: 15, pixel: 2.54, pixelStride2: 2.83 } as const;
+
 /** Path and estimated ns (one image) of a depthwise Conv, or undefined if the node is not one. */
 export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } | undefined {
   const w = constantDims(spec, 1)!;
@@ -200,8 +208,12 @@ export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } |
   const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
   const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
     g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
-  const flops = 2 * w[0]! * kh * kw * p;
-  return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+  const planes = w[0]!;
+  if (fast) {
+    const r = DEPTHWISE_3X3_NS, rows = g.outSpatial[0]!;
+    return { path: "wasm-depthwise-3x3", cost: CALL_NS + planes * (r.plane + rows * r.row + p * (g.strides[0] === 1 ? r.pixel : r.pixelStride2)) };
+  }
+  return { path: "wasm-depthwise", cost: CALL_NS + (2 * planes * kh * kw * p) / DENSE_GFLOPS.depthwiseGeneric };
 }
 
 const depthwise: WasmOpImpl = {
