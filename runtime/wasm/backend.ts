@@ -120,7 +120,13 @@ export class WasmBackend implements Backend {
 
   describe(): Record<string, unknown> {
     const s = kernelSupport();
-    return { simd: s.ok, relaxedSimd: s.relaxed, threads: this.env.team.threads, splitCalls: this.env.team.splits, memoryBytes: this.env.kernels.memoryBytes };
+    const team = this.env.team, kernels = this.env.kernels;
+    // Getters: the session keeps this object from load on, and these change with each run.
+    return {
+      simd: s.ok, relaxedSimd: s.relaxed, threads: team.threads,
+      get splitCalls() { return team.splits; },
+      get memoryBytes() { return kernels.memoryBytes; },
+    };
   }
 
   dispose(): void {
