@@ -181,6 +181,27 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
 }
 
 /**
+ * The level id of every code of `t`'s span [lo, hi] (uniform codes) or table (−1: the value is 0),
+ * and the level values in id order: what levelIds gives per stored code, as a table over the
+ * distinct codes instead (a level no weight uses only takes its 4 bytes in the values). Undefined
+ * if the span is wider than MAX_LEVELS.
+ */
+export function levelTable(t: CompressedTensor): { idOf: Int32Array; lo: number; values: number[] } | undefined {
+  let lo = 0, hi = -1;
+  if (t.codebook.kind === "table") hi = t.codebook.values.length - 1;
+  else if (t.codes.length > 0) ({ lo, hi } = codeSpan(t));
+  const span = hi - lo + 1;
+  if (span > MAX_LEVELS) return undefined;
+  const idOf = new Int32Array(Math.max(0, span));
+  const values: number[] = [];
+  for (let c = lo; c <= hi; c++) {
+    const v = codebookValue(t.codebook, c);
+    idOf[c - lo] = v === 0 ? -1 : values.push(v) - 1;
+  }
+  return { idOf, lo, values };
+}
+
+/**
  * transcodeSparse for a row-major tensor in two passes over its kept weights and no per-weight
  * temporaries: the stored indices are strictly increasing, so each row is one contiguous run of
  * them; per row the levels are counted, then each column is written to its level's place. Level
@@ -189,19 +210,10 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
  * general path then runs). ResNet-18 at (0.74, 3): 3.0 M kept weights in ~40 ms instead of ~200.
  */
 function transcodeRowMajor(k: WasmKernels, t: CompressedTensor, rows: number, cols: number): SparseRows | undefined {
+  const table = levelTable(t);
+  if (!table) return undefined;
+  const { idOf, lo, values } = table;
   const codes = t.codes, idx = t.indices, n = codes.length;
-  let lo = 0, hi = -1;
-  if (t.codebook.kind === "table") hi = t.codebook.values.length - 1;
-  else if (n > 0) ({ lo, hi } = codeSpan(t));
-  const span = hi - lo + 1;
-  if (span > MAX_LEVELS) return undefined;
-  // Level id of each code in the span (−1: its value is 0, the weight is dropped).
-  const idOf = new Int32Array(Math.max(0, span));
-  const values: number[] = [];
-  for (let c = lo; c <= hi; c++) {
-    const v = codebookValue(t.codebook, c);
-    idOf[c - lo] = v === 0 ? -1 : values.push(v) - 1;
-  }
   const nL = values.length;
   // Pass 1: row starts within the stored weights, and the kept weights of each (row, level).
   const rowStart = new Int32Array(rows + 1);
