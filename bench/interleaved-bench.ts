@@ -7,7 +7,10 @@
  * With --opq, a `.opq` of each model at (0.74, 3) (compressed in the run) joins the rotation:
  * ours on the .opq, ours on the FP32 ONNX and ort on the FP32 ONNX, ratios to ort.
  *
- *   bun bench/interleaved-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--batches 1,8] [--reps N] [--opq]
+ * With --cpu (one thread only) each run is timed by the process's CPU time instead of the wall
+ * clock: both runtimes then compute on this thread, and preemption by other jobs drops out.
+ *
+ *   bun bench/interleaved-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--batches 1,8] [--reps N] [--opq] [--cpu]
  * @module
  */
 import { spawnSync } from "node:child_process";
@@ -17,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openRunner } from "../cli/commands/eval.ts";
 import { seededInput } from "../cli/commands/bench.ts";
+import { sharedPath } from "../cli/shared.ts";
 import { compressModel } from "../compressor/mod.ts";
 import { encodeOpq, readOnnx } from "../format/mod.ts";
 
@@ -24,12 +28,15 @@ function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
-const shared = process.env.OPQ_SHARED ?? new URL("../../shared", import.meta.url).pathname;
-const models = option("models", "mobilenet_v2-224.onnx,resnet18-224.onnx").split(",").map((m) => (m.includes("/") ? m : join(shared, "models", m)));
+// A bare name is a shared model (the seeded ones, e.g. resnet50-224.onnx, are built on first use).
+const models = option("models", "mobilenet_v2-224.onnx,resnet18-224.onnx").split(",").map((m) => (m.includes("/") ? m : sharedPath("models", m)));
 const threadCounts = option("threads", "1,2").split(",").map(Number);
 const batches = option("batches", "1,8").split(",").map(Number);
 const reps = Number(option("reps", "9"));
 const withOpq = process.argv.includes("--opq");
+const useCpu = process.argv.includes("--cpu");
+if (useCpu && threadCounts.some((t) => t !== 1)) throw new Error("--cpu needs --threads 1 (worker threads' time would count for whichever runtime ran)");
+const clock = useCpu ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; } : () => performance.now();
 
 declare const Deno: { execPath(): string } | undefined;
 const median = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
@@ -40,7 +47,7 @@ if (threadCounts.length > 1) {
   for (const t of threadCounts) spawnSync(cmd!, [...pre, fileURLToPath(import.meta.url), ...rest, "--threads", String(t)], { stdio: "inherit" });
   process.exit(0);
 }
-console.log(`interleaved runs, ${reps} of each after 2 warm-ups; p50 ms and ours ÷ ort`);
+console.log(`interleaved runs, ${reps} of each after 2 warm-ups; p50 ${useCpu ? "CPU" : "wall"} ms and ours ÷ ort`);
 const tmp = mkdtempSync(join(tmpdir(), "opq-interleaved-"));
 for (const model of models) {
   let opqPath: string | undefined;
@@ -57,9 +64,9 @@ for (const model of models) {
       const t: Record<string, number[]> = Object.fromEntries(runners.map(([k]) => [k, []]));
       for (let i = 0; i < reps + 2; i++) {
         for (const [k, r] of runners) {
-          const t0 = performance.now();
+          const t0 = clock();
           await r.run({ [input.name]: x });
-          if (i >= 2) t[k]!.push(performance.now() - t0);
+          if (i >= 2) t[k]!.push(clock() - t0);
         }
       }
       const b = median(t.ort!);
