@@ -29,6 +29,12 @@ export interface KernelExports {
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;
+  /** sparseConvF32 over [0, total), `chunk` items at a time claimed from the i32 counter at `next`. */
+  sparseConvDynF32(
+    begin: number, end: number, next: number, chunk: number, total: number, rowPtr: number, stream: number, levels: number, table: number,
+    x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
+    Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
+  ): void;
   /** as/sparse.ts: zero-padded, phase-split copy of a conv input. */
   phaseSplitF32(
     begin: number, end: number, x: number, C: number, H: number, W: number, sy: number, sx: number, pt: number, pl: number,

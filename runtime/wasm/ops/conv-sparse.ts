@@ -34,6 +34,11 @@ export const SPARSE_CONV_RATE = {
   callNs: 4000, productsPerNs: 9.4, rowNs: 173, rowPassNs: 14, depthwiseRowPassNs: 31, stridedSplitBytesPerNs: 7.7,
 } as const;
 
+/**
+ * Row chunks per thread of a split conv: enough that a preempted thread's share is taken over by
+ * the others, few enough that each chunk still reuses its input tiles over many rows.
+ */
+const CHUNKS_PER_THREAD = 4;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
 
@@ -181,6 +186,8 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
   const form = transcodeSparse(k, w, M, Cg * KH * KW);
   let biasPtr = 0;
   if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
+  // The row counter of a split call (sparseConvDynF32).
+  const counter = k.alloc(4);
   let layout: ConvLayout | undefined;
   const attrs = spec.attrs;
   const lo = epi.lo ?? -Infinity, hi = epi.hi ?? Infinity;
@@ -224,8 +231,13 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         Ho, l.Wq, Wo, y.byteOffset, biasPtr, residual ? addr(residual) : 0, lo, hi,
       ];
       const ns = N * sparseConvNs(form.nnz, M, l.L, Cg === 1);
-      if (ns >= PARALLEL_MIN_NS) env.team.run("sparseConvF32", N * M, 1, args);
-      else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
+      const threads = env.team.threads;
+      if (ns >= PARALLEL_MIN_NS && threads > 1) {
+        // Rows claimed in chunks from a counter (CHUNKS_PER_THREAD per thread), not split in halves.
+        const total = N * M, chunk = Math.max(1, Math.ceil(total / (threads * CHUNKS_PER_THREAD)));
+        k.i32(counter, 1)[0] = 0;
+        env.team.run("sparseConvDynF32", threads, 1, [counter, chunk, total, ...args]);
+      } else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
     } finally {
       for (const p of temps) k.free(p);
     }
@@ -246,6 +258,7 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
     dispose() {
       k.free(form.levels);
       if (biasPtr) k.free(biasPtr);
+      k.free(counter);
       freeLayout(k, layout);
       layout = undefined;
     },
