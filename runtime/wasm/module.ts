@@ -48,6 +48,8 @@ export interface KernelExports {
   gemmPackedF32(begin: number, end: number, slices: number, m: number, n: number, k: number, a: number, lda: number, aks: number, bPack: number, y: number, colBias: number, residual: number, lo: number, hi: number, strips: number): void;
   winogradF32(begin: number, end: number, geo: number, uPack: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, scratch: number, codes: number): void;
   dwConvF32(begin: number, end: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
+  /** dwConvF32 over planes [0, total), `chunk` at a time claimed from the i32 counter at `next`. */
+  dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
   globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;
 }

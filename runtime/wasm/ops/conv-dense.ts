@@ -243,6 +243,7 @@ export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind
   const w = wt.w;
   const bias = biasToWasm(k, spec, m);
   const geo = new GeoCache(k, DW_GEO.length);
+  const counter = k.alloc(4);
   return {
     residentBytes: wt.bytes + (bias ? m * 4 : 0),
     run(inputs, rc, addr, epilogue) {
@@ -263,11 +264,15 @@ export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind
       // Code form: a decode slot per possible range start (kh·kw floats each; only the threads' starts are written).
       const wbuf = wt.codes ? scratchBlock(k, planes * g.kernel[0]! * g.kernel[1]! * 4 + 64) : 0;
       const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), wt.codes, wbuf];
-      if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
-      else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number, number, number]));
+      const threads = env.team.threads;
+      if (planes * p >= DW_PARALLEL_MIN && planes > 1 && threads > 1) {
+        // Planes claimed in chunks from a counter (as the GEMM's units), so a preempted thread's share moves over.
+        k.i32(counter, 1)[0] = 0;
+        env.team.run("dwConvDynF32", threads, 1, [counter, Math.ceil(planes / (threads * UNITS_PER_THREAD)), planes, ...args]);
+      } else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number, number, number]));
       return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
     },
-    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); },
+    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); k.free(counter); },
   };
 }
 
