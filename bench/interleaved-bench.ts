@@ -63,7 +63,9 @@ for (const model of models) {
       const x = seededInput(input.shape!.map((d, i) => (i === 0 ? batch : (d as number))), 5);
       const t: Record<string, number[]> = Object.fromEntries(runners.map(([k]) => [k, []]));
       for (let i = 0; i < reps + 2; i++) {
-        for (const [k, r] of runners) {
+        // The order rotates: onnxruntime-web's threads spin for a while after a run, slowing
+        // whichever runner comes next, so each runner follows it equally often.
+        for (const [k, r] of runners.map((_, j) => runners[(i + j) % runners.length]!)) {
           const t0 = clock();
           await r.run({ [input.name]: x });
           if (i >= 2) t[k]!.push(clock() - t0);

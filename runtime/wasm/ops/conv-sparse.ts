@@ -39,6 +39,13 @@ export const SPARSE_CONV_RATE = {
  * the others, few enough that each chunk still reuses its input tiles over many rows.
  */
 const CHUNKS_PER_THREAD = 4;
+/**
+ * Input bytes below which the phase split stays on the calling thread: ~130 µs of copying at the
+ * strided split's 7.7 bytes/ns (SPARSE_CONV_RATE), against a worker round trip of ~20 µs on an idle
+ * machine and far more when the workers' cores are busy (on ResNet-18 the split copies made 12 of a
+ * 2-thread run's 34 team calls).
+ */
+const PHASE_SPLIT_PARALLEL_BYTES = 1 << 20;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
 
@@ -218,7 +225,9 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         const [pt, pl] = g.pads as [number, number];
         const [sy, sx] = g.strides as [number, number];
         const args = [xAddr, C, H, W, sy, sx, pt, pl, l.Hq, l.Wq, l.phases, l.nPlanes, xp];
-        env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
+        // A copy pass: split only when large enough to pay for a round trip to the workers.
+        if (N * C * H * W * 4 >= PHASE_SPLIT_PARALLEL_BYTES) env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
+        else (k.exports.phaseSplitF32 as (...a: number[]) => void)(0, N * C, ...args);
       }
       // Raw sums go straight to y when the run has no garbage columns and no rounding.
       let t = y.byteOffset;
