@@ -579,7 +579,15 @@ function withSubgraphs(step: PlannedStep, read: OuterScope, budget: RunBudget | 
 
 /** Yield to the event loop after this much computing, so a server stays responsive during a long run (ms). */
 const YIELD_AFTER_MS = 8;
-const yieldToEventLoop = () => new Promise<void>((r) => setTimeout(r, 0));
+/**
+ * One turn of the event loop (pending I/O and timers run). setImmediate where the host has it
+ * (Bun, Node, Deno 2): 4 µs a turn on Bun, 34 µs on Deno, against 1.07 ms / 2.2 ms for
+ * setTimeout(0), whose clamp cost a ResNet-18 run ~11 turns = ~12 ms of idle wall time (measured
+ * on this machine). Elsewhere (browsers) setTimeout(0).
+ */
+const yieldToEventLoop: () => Promise<void> = typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
+  ? () => new Promise<void>((r) => (globalThis as unknown as { setImmediate(f: () => void): void }).setImmediate(r))
+  : () => new Promise<void>((r) => setTimeout(r, 0));
 
 class PlannedSession implements Session {
   readonly inputs: ValueInfo[];

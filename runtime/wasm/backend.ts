@@ -36,7 +36,9 @@ export interface WasmOpImpl {
   /**
    * True if it keeps a compressed weight as dense u8 codes (ops/conv-coded.ts). With
    * OPQ_WASM_FORMS=sparse in the environment such implementations are not offered compressed
-   * layers (the sparse-row form then runs them: to compare the forms, and to test the sparse kernels).
+   * layers (the sparse-row form then runs them); with OPQ_WASM_FORMS=coded they take every layer
+   * one of them claims, whatever the cost. Both are there to compare the forms layer by layer
+   * (bench/form-profile.ts) and to test each form's kernels.
    */
   codeForm?: boolean;
   /**
@@ -76,13 +78,16 @@ export class WasmBackend implements Backend {
 
   bind(spec: NodeSpec): BoundKernel | undefined {
     let best: { impl: WasmOpImpl; claim: { path: string; weightForm: string; cost: number } } | undefined;
-    const sparseOnly = envVar("OPQ_WASM_FORMS") === "sparse";
+    const forms = envVar("OPQ_WASM_FORMS");
+    // OPQ_WASM_FORMS=coded: a code-form claim beats any other (ranked among themselves by cost).
+    const rank = (impl: WasmOpImpl) => (forms === "coded" && impl.codeForm ? 0 : 1);
     for (const impl of WASM_OPS) {
-      if (sparseOnly && impl.codeForm) continue;
+      if (forms === "sparse" && impl.codeForm) continue;
       if (!impl.opTypes.includes(spec.node.opType) || (spec.epilogue && !impl.fuses)) continue;
       if (!impl.keepsCompressed && !this.denseCopies && spec.compressed.some((c) => c !== undefined)) continue;
       const claim = impl.claim(spec, this.env);
-      if (claim && (!best || claim.cost < best.claim.cost)) best = { impl, claim };
+      if (!claim) continue;
+      if (!best || rank(impl) < rank(best.impl) || (rank(impl) === rank(best.impl) && claim.cost < best.claim.cost)) best = { impl, claim };
     }
     if (!best) return undefined;
     const bound = best.impl.bind(spec, this.env, best.claim);
@@ -115,7 +120,13 @@ export class WasmBackend implements Backend {
 
   describe(): Record<string, unknown> {
     const s = kernelSupport();
-    return { simd: s.ok, relaxedSimd: s.relaxed, threads: this.env.team.threads, splitCalls: this.env.team.splits, memoryBytes: this.env.kernels.memoryBytes };
+    const team = this.env.team, kernels = this.env.kernels;
+    // Getters: the session keeps this object from load on, and these change with each run.
+    return {
+      simd: s.ok, relaxedSimd: s.relaxed, threads: team.threads,
+      get splitCalls() { return team.splits; },
+      get memoryBytes() { return kernels.memoryBytes; },
+    };
   }
 
   dispose(): void {

@@ -29,6 +29,12 @@ export interface KernelExports {
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;
+  /** sparseConvF32 over [0, total), `chunk` items at a time claimed from the i32 counter at `next`. */
+  sparseConvDynF32(
+    begin: number, end: number, next: number, chunk: number, total: number, rowPtr: number, stream: number, levels: number, table: number,
+    x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
+    Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
+  ): void;
   /** as/sparse.ts: zero-padded, phase-split copy of a conv input. */
   phaseSplitF32(
     begin: number, end: number, x: number, C: number, H: number, W: number, sy: number, sx: number, pt: number, pl: number,
@@ -46,6 +52,8 @@ export interface KernelExports {
   padRunsF32(begin: number, end: number, src: number, Ho: number, Wo: number, Wq: number, L8: number, dst: number, M: number, sums: number): void;
   /** as/train.ts: a conv's weight gradient at its kept weights (masked product over the run layout). */
   convWeightGradF32(begin: number, end: number, rowPtr: number, taps: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
+  /** dwConvF32 over planes [0, total), `chunk` at a time claimed from the i32 counter at `next`. */
+  dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
   globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;
 }

@@ -53,6 +53,26 @@ const PT = 10, PL = 11, OUT_H = 12, OUT_W = 13;
  * threads are disjoint, so their `begin`s differ; wbuf holds a slot per plane).
  */
 export function dwConvF32(begin: i32, end: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32, codes: usize, wbuf: usize): void {
+  dwPlanes(begin, end, g, w, x, y, bias, residual, lo, hi, codes, wbuf);
+}
+
+/**
+ * dwConvF32 over planes [0, total) claimed `chunk` at a time from the i32 counter at `next`
+ * (zeroed by the caller), for the thread team (`begin`/`end` only say that this thread takes
+ * part): a preempted thread takes fewer chunks instead of holding the others up. Chunk starts
+ * differ, so the code form's decode slots (by range start) stay apart.
+ */
+export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, total: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32, codes: usize, wbuf: usize): void {
+  if (end <= begin) return;
+  for (;;) {
+    const b = atomic.add<i32>(next, 1) * chunk;
+    if (b >= total) break;
+    dwPlanes(b, min(total, b + chunk), g, w, x, y, bias, residual, lo, hi, codes, wbuf);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function dwPlanes(begin: i32, end: i32, g: usize, w: usize, x: usize, y: usize, bias: usize, residual: usize, lo: f32, hi: f32, codes: usize, wbuf: usize): void {
   const ch = geo(g, CH), mult = geo(g, MULT), inH = geo(g, IN_H), inW = geo(g, IN_W);
   const kh = geo(g, KH), kw = geo(g, KW), sh = geo(g, SH), sw = geo(g, SW), dh = geo(g, DH), dw = geo(g, DW);
   const pt = geo(g, PT), pl = geo(g, PL), outH = geo(g, OUT_H), outW = geo(g, OUT_W);

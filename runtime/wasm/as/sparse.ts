@@ -111,6 +111,35 @@ export function sparseConvF32(
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
+  convRows(begin, end, rowPtr, stream, levels, table, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+}
+
+/**
+ * sparseConvF32 over items [0, total) claimed `chunk` at a time from the i32 counter at `next`
+ * (zeroed by the caller), for the thread team: `begin`/`end` only say that this thread takes
+ * part. A thread the scheduler preempts takes fewer chunks instead of holding the others up
+ * (a static split waits for the slowest thread's half).
+ */
+export function sparseConvDynF32(
+  begin: i32, end: i32, next: usize, chunk: i32, total: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
+  Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
+): void {
+  if (end <= begin) return;
+  for (;;) {
+    const c = atomic.add<i32>(next, 1);
+    const b = c * chunk;
+    if (b >= total) break;
+    convRows(b, min(total, b + chunk), rowPtr, stream, levels, table, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function convRows(
+  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
+  Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
+): void {
   let item = begin;
   while (item < end) {
     const n = item / M;

@@ -10,7 +10,7 @@
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import { convGemmClaim, convGemmRunner, depthwiseClaim, depthwiseRunner, winogradNs, winogradRunner, winogradShape } from "./conv-dense.ts";
-import { codeSpan, levelIds } from "./sparse-form.ts";
+import { codeSpan, levelTable } from "./sparse-form.ts";
 
 /** Most levels the u8 form holds (id 0 is the zero). */
 const MAX_CODED_LEVELS = 255;
@@ -34,8 +34,9 @@ function fitsCoded(spec: NodeSpec): boolean {
 function toCodeForm(spec: NodeSpec, k: Parameters<WasmOpImpl["bind"]>[1]["kernels"]): { base: number; codes: number; bytes: number } {
   const w = spec.compressed[1]!;
   const n = w.dims.reduce((a, b) => a * b, 1);
-  const { level, values } = levelIds(w);
-  if (values.length > MAX_CODED_LEVELS) throw new RangeError(`${spec.name}: ${values.length} levels (the u8 form holds ${MAX_CODED_LEVELS})`);
+  const table = levelTable(w);
+  if (!table || table.values.length > MAX_CODED_LEVELS) throw new RangeError(`${spec.name}: more levels than the u8 form holds (${MAX_CODED_LEVELS})`);
+  const { idOf, lo, values } = table;
   const levelsBytes = Math.ceil(((values.length + 1) * 4) / 16) * 16;
   // Codes padded by 8 bytes: the Winograd kernel tests a 3×3 block for zeros with one 8-byte load.
   const codeBytes = Math.ceil((n + 8) / 16) * 16;
@@ -45,9 +46,11 @@ function toCodeForm(spec: NodeSpec, k: Parameters<WasmOpImpl["bind"]>[1]["kernel
   lv.set(values, 1);
   const codes = base + levelsBytes;
   const cv = k.u8(codes, codeBytes);
-  cv.fill(0);
-  const idx = w.indices;
-  for (let i = 0; i < idx.length; i++) cv[idx[i]!] = level[i]! + 1; // level −1 (a zero code) → id 0
+  // Built in a local array and copied in once (element writes to shared memory are slower on some engines).
+  const local = new Uint8Array(codeBytes);
+  const idx = w.indices, stored = w.codes;
+  for (let i = 0; i < idx.length; i++) local[idx[i]!] = idOf[stored[i]! - lo]! + 1; // level −1 (a zero code) → id 0
+  cv.set(local);
   return { base, codes, bytes: levelsBytes + codeBytes };
 }
 

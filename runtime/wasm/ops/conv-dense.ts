@@ -190,6 +190,14 @@ export function convGemmRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"
 /** Below this many output pixels a depthwise call stays on one thread (a split costs ~20 µs). */
 const DW_PARALLEL_MIN = 1 << 14;
 
+/**
+ * ns of the 3×3 depthwise loop (as/depthwise.ts) per plane, per output row of a plane and per
+ * output pixel (stride 1, stride 2): a least-squares fit to the CPU time of MobileNetV2-224's 17
+ * depthwise layers on the u8 code form at (0.74, 3), bench/form-profile.ts on this machine (AMD EPYC,
+ * Bun, relaxed SIMD; rms error 6%). The flop rate it replaced (3 flops/ns) priced them 1.5–2.5× high.
+ */
+const DEPTHWISE_3X3_NS = { plane: 91, row: 15, pixel: 2.54, pixelStride2: 2.83 } as const;
+
 /** Path and estimated ns (one image) of a depthwise Conv, or undefined if the node is not one. */
 export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } | undefined {
   const w = constantDims(spec, 1)!;
@@ -200,8 +208,12 @@ export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } |
   const p = g ? g.outSpatial[0]! * g.outSpatial[1]! : 56 * 56;
   const fast = kh === 3 && kw === 3 && g !== undefined && g.dilations.every((d) => d === 1) &&
     g.strides[0] === g.strides[1] && (g.strides[0] === 1 || g.strides[0] === 2);
-  const flops = 2 * w[0]! * kh * kw * p;
-  return { path: fast ? "wasm-depthwise-3x3" : "wasm-depthwise", cost: CALL_NS + flops / (fast ? DENSE_GFLOPS.depthwise3x3 : DENSE_GFLOPS.depthwiseGeneric) };
+  const planes = w[0]!;
+  if (fast) {
+    const r = DEPTHWISE_3X3_NS, rows = g.outSpatial[0]!;
+    return { path: "wasm-depthwise-3x3", cost: CALL_NS + planes * (r.plane + rows * r.row + p * (g.strides[0] === 1 ? r.pixel : r.pixelStride2)) };
+  }
+  return { path: "wasm-depthwise", cost: CALL_NS + (2 * planes * kh * kw * p) / DENSE_GFLOPS.depthwiseGeneric };
 }
 
 const depthwise: WasmOpImpl = {
@@ -231,6 +243,7 @@ export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind
   const w = wt.w;
   const bias = biasToWasm(k, spec, m);
   const geo = new GeoCache(k, DW_GEO.length);
+  const counter = k.alloc(4);
   return {
     residentBytes: wt.bytes + (bias ? m * 4 : 0),
     run(inputs, rc, addr, epilogue) {
@@ -251,11 +264,15 @@ export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind
       // Code form: a decode slot per possible range start (kh·kw floats each; only the threads' starts are written).
       const wbuf = wt.codes ? scratchBlock(k, planes * g.kernel[0]! * g.kernel[1]! * 4 + 64) : 0;
       const args = [geoPtr, w, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), wt.codes, wbuf];
-      if (planes * p >= DW_PARALLEL_MIN && planes > 1) env.team.run("dwConvF32", planes, 1, args);
-      else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number, number, number]));
+      const threads = env.team.threads;
+      if (planes * p >= DW_PARALLEL_MIN && planes > 1 && threads > 1) {
+        // Planes claimed in chunks from a counter (as the GEMM's units), so a preempted thread's share moves over.
+        k.i32(counter, 1)[0] = 0;
+        env.team.run("dwConvDynF32", threads, 1, [counter, Math.ceil(planes / (threads * UNITS_PER_THREAD)), planes, ...args]);
+      } else k.exports.dwConvF32(0, planes, ...(args as [number, number, number, number, number, number, number, number, number, number]));
       return [{ dtype: "float32", dims: [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], data: y } as Tensor];
     },
-    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); },
+    dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); k.free(counter); },
   };
 }
 

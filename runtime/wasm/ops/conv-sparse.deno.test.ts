@@ -5,7 +5,7 @@
  * conv-sparse.test.ts.
  * @module
  */
-import { boundAsExpected, type CaseResult, checkCase, SPARSE_CASES } from "./sparse-check.ts";
+import { boundAsExpected, type CaseResult, checkCase, FORM_CHOICES, SPARSE_CASES } from "./sparse-check.ts";
 
 const TOL = 1e-5;
 
@@ -14,7 +14,7 @@ function assert(cond: unknown, message: string): asserts cond {
 }
 
 for (const threads of [1, 2]) {
-  for (const forms of ["auto", "sparse"] as const) {
+  for (const forms of FORM_CHOICES) {
     Deno.test(`sparse kernels: every case matches the reference, ${threads} thread(s), forms ${forms}`, async () => {
       for (const c of SPARSE_CASES) {
         const r = await checkCase(c, threads, forms);
@@ -33,6 +33,6 @@ Deno.test("sparse kernels: the plain-SIMD build matches too (child process, 2 th
   assert(out.success, "sparse-check.ts failed");
   const r = JSON.parse(new TextDecoder().decode(out.stdout)) as { relaxed: boolean; results: (CaseResult & { ok: boolean })[] };
   assert(r.relaxed === false, "the child ran the relaxed build");
-  assert(r.results.length === 2 * SPARSE_CASES.length, "not every case ran");
+  assert(r.results.length === FORM_CHOICES.length * SPARSE_CASES.length, "not every case ran");
   for (const x of r.results) assert(x.ok && x.relErr <= TOL, `${x.name}: ${x.backend} ${x.path} relative error ${x.relErr}`);
 });

@@ -19,23 +19,33 @@ import type { WasmKernels } from "../module.ts";
 import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.ts";
 
 /**
- * Throughput of sparseConvF32 in kept-weight × output-pixel products per ns on one thread, and the
- * fixed cost of a call (ns). bench/sparse-kernels-bench.ts --cpu on this machine (AMD EPYC, Bun,
- * relaxed SIMD, shared and loaded): 9–10 products/ns on a lone 3×3 layer, 7.1 inside a ResNet-18
- * run at (0.74, 3) (layer1: 297 M products in 42 ms of CPU time); onnxruntime-web's dense FP32
- * run of the same model did 9.7 MACs/ns in the same conditions, so per product this kernel costs
- * about what a dense MAC costs there, and gains by the layer's density.
+ * The cost model of sparseConvF32 (one image, one thread), a least-squares fit (relative error,
+ * non-negative terms) to the CPU time of every compressed Conv of MobileNetV2-224 and
+ * ResNet-18-224 at (0.74, 3) measured by bench/form-profile.ts on this machine (AMD EPYC, Bun,
+ * relaxed SIMD; 70 layers, rms error 7%): a fixed call cost, kept-weight × run-pixel products,
+ * a cost per row and per row pass (a 32-, 16- or 8-pixel tile: header, level splats, stores), a
+ * depthwise row pass extra (no input tile shared between rows), and the phase split of a strided
+ * input (its scalar gather). The unstrided padding copy, the scratch and the epilogue pass fit
+ * inside the per-product and per-row terms. The model this replaced (8 products/ns, 6 ns a row
+ * tile, 300 ns a depthwise row tile, 8 bytes/ns of copies) overpriced MobileNetV2's depthwise
+ * layers 3–7× and its large 1×1 layers 1.3–1.8×, so they went to the slower u8 code form.
  */
-export const SPARSE_CONV_RATE = { productsPerNs: 8, callNs: 4000 } as const;
-/** Per-row overhead of a conv row (header, level splats, epilogue) in ns per output pixel run of 32. */
-const ROW_TILE_NS = 6;
+export const SPARSE_CONV_RATE = {
+  callNs: 4000, productsPerNs: 9.4, rowNs: 173, rowPassNs: 14, depthwiseRowPassNs: 31, stridedSplitBytesPerNs: 7.7,
+} as const;
+
 /**
- * The same for a depthwise row (one input channel a row: no input tile shared between rows), which
- * ROW_TILE_NS underestimates 4–6×: bench/sparse-kernels-bench.ts --cpu on MobileNetV2 at (0.74, 3),
- * AMD EPYC: features.1 conv.0 (32 rows, 112×114 run) 4.07 ms = 318 ns a row tile, features.2
- * conv.1 (144 rows, stride 2) 6.7 ms = 465 ns.
+ * Row chunks per thread of a split conv: enough that a preempted thread's share is taken over by
+ * the others, few enough that each chunk still reuses its input tiles over many rows.
  */
-const DEPTHWISE_ROW_TILE_NS = 300;
+const CHUNKS_PER_THREAD = 4;
+/**
+ * Input bytes below which the phase split stays on the calling thread: ~130 µs of copying at the
+ * strided split's 7.7 bytes/ns (SPARSE_CONV_RATE), against a worker round trip of ~20 µs on an idle
+ * machine and far more when the workers' cores are busy (on ResNet-18 the split copies made 12 of a
+ * 2-thread run's 34 team calls).
+ */
+const PHASE_SPLIT_PARALLEL_BYTES = 1 << 20;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
 
@@ -77,17 +87,22 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   return { w, bias, cols };
 }
 
-/** Bytes per ns one thread moves through the copy passes (phase split, scratch and epilogue), measured as for SPARSE_CONV_RATE. */
-const COPY_BYTES_PER_NS = 8;
+/** Row passes of a run: 32-pixel tiles, then a 16- and an 8-pixel tail (as sparseConvF32 walks it). */
+function rowPasses(run8: number): number {
+  const r = run8 % 32;
+  return Math.floor(run8 / 32) + (r >= 16 ? 1 : 0) + (r % 16 ? 1 : 0);
+}
 
 /**
- * Estimated ns of one image on one thread: the products of kept weights and run pixels, the
- * per-row tile overhead, and the copy passes (a padded/phase-split input copy unless the conv
- * reads its input in place; the raw-sum scratch and the epilogue pass over it).
+ * Estimated ns of one image on one thread (SPARSE_CONV_RATE): `run` output pixels a row computes
+ * (Ho·Wq), `depthwise` rows (one input channel each), `stridedBytes` of input the phase split
+ * gathers with a stride (0 for stride 1).
  */
-export function sparseConvNs(nnz: number, rows: number, run: number, copyBytes = 0): number {
+export function sparseConvNs(nnz: number, rows: number, run: number, depthwise = false, stridedBytes = 0): number {
+  const r = SPARSE_CONV_RATE;
   const run8 = Math.ceil(run / 8) * 8;
-  return SPARSE_CONV_RATE.callNs + (nnz * run8) / SPARSE_CONV_RATE.productsPerNs + rows * Math.ceil(run8 / 32) * ROW_TILE_NS + copyBytes / COPY_BYTES_PER_NS;
+  const passes = rows * rowPasses(run8);
+  return r.callNs + (nnz * run8) / r.productsPerNs + rows * r.rowNs + passes * (r.rowPassNs + (depthwise ? r.depthwiseRowPassNs : 0)) + stridedBytes / r.stridedSplitBytesPerNs;
 }
 
 /** Per-input-shape layout of a conv: phase planes, tap table, run length (also the training kernels' layout, train/wasm-conv.ts). */
@@ -180,6 +195,8 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
   const form = transcodeSparse(k, w, M, Cg * KH * KW);
   let biasPtr = 0;
   if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
+  // The row counter of a split call (sparseConvDynF32).
+  const counter = k.alloc(4);
   let layout: ConvLayout | undefined;
   const attrs = spec.attrs;
   const lo = epi.lo ?? -Infinity, hi = epi.hi ?? Infinity;
@@ -210,7 +227,9 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         const [pt, pl] = g.pads as [number, number];
         const [sy, sx] = g.strides as [number, number];
         const args = [xAddr, C, H, W, sy, sx, pt, pl, l.Hq, l.Wq, l.phases, l.nPlanes, xp];
-        env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
+        // A copy pass: split only when large enough to pay for a round trip to the workers.
+        if (N * C * H * W * 4 >= PHASE_SPLIT_PARALLEL_BYTES) env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
+        else (k.exports.phaseSplitF32 as (...a: number[]) => void)(0, N * C, ...args);
       }
       // Raw sums go straight to y when the run has no garbage columns and no rounding.
       let t = y.byteOffset;
@@ -222,9 +241,14 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t,
         Ho, l.Wq, Wo, y.byteOffset, biasPtr, residual ? addr(residual) : 0, lo, hi,
       ];
-      const ns = N * sparseConvNs(form.nnz, M, l.L);
-      if (ns >= PARALLEL_MIN_NS) env.team.run("sparseConvF32", N * M, 1, args);
-      else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
+      const ns = N * sparseConvNs(form.nnz, M, l.L, Cg === 1);
+      const threads = env.team.threads;
+      if (ns >= PARALLEL_MIN_NS && threads > 1) {
+        // Rows claimed in chunks from a counter (CHUNKS_PER_THREAD per thread), not split in halves.
+        const total = N * M, chunk = Math.max(1, Math.ceil(total / (threads * CHUNKS_PER_THREAD)));
+        k.i32(counter, 1)[0] = 0;
+        env.team.run("sparseConvDynF32", threads, 1, [counter, chunk, total, ...args]);
+      } else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
     } finally {
       for (const p of temps) k.free(p);
     }
@@ -245,6 +269,7 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
     dispose() {
       k.free(form.levels);
       if (biasPtr) k.free(biasPtr);
+      k.free(counter);
       freeLayout(k, layout);
       layout = undefined;
     },
@@ -268,18 +293,11 @@ const sparseConv: WasmOpImpl = {
     const ok = convOk(spec);
     if (!ok) return undefined;
     const [M, , KH, KW] = ok.w.dims as [number, number, number, number];
-    const xs = spec.inputShapes[0]!, os = spec.outputShapes[0];
+    const xs = spec.inputShapes[0]!;
     const num = (d: unknown, f: number) => (typeof d === "number" ? d : f);
-    const inBytes = 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56);
-    const outBytes = 4 * M * num(os?.[2], 56) * num(os?.[3], 56);
-    const run = plannedRun(spec, KH, KW);
-    const depthwiseRows = ok.w.dims[1] === 1 ? M * Math.ceil(run / 32) * DEPTHWISE_ROW_TILE_NS : 0;
-    const inPlace = spatial(spec, "strides").every((s) => s === 1) && spec.attrs.ints("pads", [0]).every((p) => p === 0) && !spec.attrs.has("auto_pad");
-    // Sums straight into y (1×1, no padding): y written, then read and written by the epilogue;
-    // otherwise the scratch run is written and read, and y written once.
-    const scratch = !(inPlace && KW === 1);
-    const copyBytes = (inPlace ? 0 : 2 * inBytes) + (scratch ? 8 * M * run + outBytes : 3 * outBytes);
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, run, copyBytes) + depthwiseRows };
+    const strided = spatial(spec, "strides").some((v) => v > 1);
+    const stridedBytes = strided ? 2 * 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56) : 0;
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH, KW), ok.w.dims[1] === 1, stridedBytes) };
   },
   bind(spec, env) {
     return bindSparseConv(spec, env);

@@ -24,8 +24,6 @@ export const DENSE_GFLOPS = {
   convGemmThin: 14,
   /** Gemm/MatMul against packed weights at batch 1 (memory-bound GEMV): 512→1000 2.8, 1280→1000 3.9. */
   gemmRows: 3,
-  /** Depthwise 3×3 stride 1/2 (the dedicated loop): 2.5–3.6. */
-  depthwise3x3: 3,
   /** Depthwise, any other kernel (the scalar loop): 1.2 (5×5 dilated). */
   depthwiseGeneric: 1.2,
   /**

@@ -28,15 +28,19 @@ export interface SparseCase {
   bias?: boolean;
   /** Rows (output channels) with no kept weight. */
   emptyRows?: number[];
-  /** The path the case must bind (default: wasm-sparse-direct for Conv, wasm-sparse-gemv otherwise). */
+  /** A u8 code-form path the case must bind under forms "coded" (ending in "-coded"); else the sparse path (wasm-sparse-direct, wasm-sparse-gemv). */
   path?: string;
 }
 
 /**
  * Which weight forms a check offers: "sparse" sets OPQ_WASM_FORMS=sparse (only the sparse-row
- * kernels take compressed layers), "auto" lets the cheapest claim win (sparse rows or u8 codes).
+ * kernels take compressed layers), "coded" OPQ_WASM_FORMS=coded (the u8 code form takes every
+ * layer it can), "auto" lets the cheapest claim win (sparse rows or u8 codes).
  */
-export type FormChoice = "auto" | "sparse";
+export type FormChoice = "auto" | "sparse" | "coded";
+
+/** Every form choice, in the order the tests run them. */
+export const FORM_CHOICES: readonly FormChoice[] = ["auto", "sparse", "coded"];
 
 /** The compressed weight forms of the wasm backend. */
 export const COMPRESSED_FORMS = ["sparse-levels-u16", "codes-u8-dense"] as const;
@@ -48,7 +52,9 @@ export const COMPRESSED_FORMS = ["sparse-levels-u16", "codes-u8-dense"] as const
 export function expectedBinding(c: SparseCase, forms: FormChoice): { path?: string; weightForm?: string } {
   const sparse = { path: c.op === "Conv" ? "wasm-sparse-direct" : "wasm-sparse-gemv", weightForm: "sparse-levels-u16" };
   if (forms === "sparse") return sparse;
-  if (c.path?.endsWith("coded")) return { path: c.path, weightForm: "codes-u8-dense" };
+  const coded = c.path?.endsWith("coded");
+  if (forms === "coded") return coded ? { path: c.path, weightForm: "codes-u8-dense" } : c.op === "Conv" ? {} : sparse;
+  // auto: the cheaper form by the cost model, either of them for a Conv.
   return c.op === "Conv" ? {} : sparse;
 }
 
@@ -89,6 +95,7 @@ export const SPARSE_CASES: readonly SparseCase[] = [
   { name: "coded Winograd asymmetric pads 8 bits", op: "Conv", x: [1, 9, 20, 20], w: [20, 9, 3, 3], attrs: { pads: ints([0, 1, 2, 1]) }, density: 0.9, bits: 8, bias: true, path: "wasm-winograd-coded" },
   { name: "coded Winograd APoT table", op: "Conv", x: [1, 16, 20, 20], w: [24, 16, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.9, bits: 4, table: true, path: "wasm-winograd-coded" },
   { name: "coded depthwise 3x3 s1 odd 23x9, batch 2", op: "Conv", x: [2, 24, 23, 9], w: [24, 1, 3, 3], attrs: { group: int(24), pads: ints([1, 1, 1, 1]) }, density: 0.9, bits: 3, bias: true, emptyRows: [7], path: "wasm-depthwise-3x3-coded" },
+  { name: "coded depthwise 3x3 s2 64 @64 (planes split over the threads)", op: "Conv", x: [1, 64, 64, 64], w: [64, 1, 3, 3], attrs: { group: int(64), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.7, bits: 3, bias: true, emptyRows: [5], path: "wasm-depthwise-3x3-coded" },
   { name: "coded depthwise 3x3 s2 multiplier 2, 8 bits", op: "Conv", x: [1, 16, 29, 30], w: [32, 1, 3, 3], attrs: { group: int(16), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.9, bits: 8, path: "wasm-depthwise-3x3-coded" },
   { name: "sparse depthwise 5x5 dilation 2, table", op: "Conv", x: [1, 16, 30, 30], w: [16, 1, 5, 5], attrs: { group: int(16), pads: ints([4, 4, 4, 4]), dilations: ints([2, 2]) }, density: 0.9, bits: 4, table: true, emptyRows: [2] },
   { name: "coded depthwise 3x3 s3 (generic loop), table", op: "Conv", x: [1, 64, 12, 13], w: [64, 1, 3, 3], attrs: { group: int(64), strides: ints([3, 3]) }, density: 0.8, bits: 4, table: true, path: "wasm-depthwise-coded" },
@@ -172,8 +179,8 @@ export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = 
   const ref = await createSession(opq, { backend: "cpu-reference" });
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process!.env;
   const before = env.OPQ_WASM_FORMS;
-  if (forms === "sparse") env.OPQ_WASM_FORMS = "sparse";
-  else delete env.OPQ_WASM_FORMS;
+  if (forms === "auto") delete env.OPQ_WASM_FORMS;
+  else env.OPQ_WASM_FORMS = forms;
   let ours;
   try {
     ours = await createSession(opq, { backend: "wasm", threads });
@@ -201,7 +208,7 @@ if (import.meta.main) {
   const threads = Number((globalThis as { process?: { argv: string[] } }).process?.argv[2] ?? 1);
   const { kernelSupport } = await import("../module.ts");
   const results: (CaseResult & { ok: boolean })[] = [];
-  for (const forms of ["auto", "sparse"] as const) {
+  for (const forms of FORM_CHOICES) {
     for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms); results.push({ ...r, ok: boundAsExpected(c, r, forms) }); }
   }
   console.log(JSON.stringify({ relaxed: kernelSupport().relaxed, results }));

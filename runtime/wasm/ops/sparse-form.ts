@@ -114,6 +114,10 @@ export function sparseFormFits(t: CompressedTensor, cols: number): boolean {
 export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: number, cols: number, transposed = false): SparseRows {
   if (cols > SPARSE_MAX_COLS) throw new RangeError(`sparse form: ${cols} columns (at most ${SPARSE_MAX_COLS})`);
   if (rows * cols !== t.dims.reduce((a, b) => a * b, 1)) throw new RangeError(`sparse form: ${rows}×${cols} does not match [${t.dims}]`);
+  if (!transposed) {
+    const fast = transcodeRowMajor(k, t, rows, cols);
+    if (fast) return fast;
+  }
   const { level, values } = levelIds(t);
   const n = t.codes.length;
   const row = new Int32Array(n);
@@ -171,5 +175,96 @@ export function transcodeSparse(k: WasmKernels, t: CompressedTensor, rows: numbe
       j = e;
     }
   }
+  return { rows, cols, nnz, nLevels: nL, levels, rowPtr, stream, bytes, rowNnz };
+}
+
+/**
+ * The level id of every code of `t`'s span [lo, hi] (uniform codes) or table (−1: the value is 0),
+ * and the level values in id order: what levelIds gives per stored code, as a table over the
+ * distinct codes instead (a level no weight uses only takes its 4 bytes in the values). Undefined
+ * if the span is wider than MAX_LEVELS.
+ */
+export function levelTable(t: CompressedTensor): { idOf: Int32Array; lo: number; values: number[] } | undefined {
+  let lo = 0, hi = -1;
+  if (t.codebook.kind === "table") hi = t.codebook.values.length - 1;
+  else if (t.codes.length > 0) ({ lo, hi } = codeSpan(t));
+  const span = hi - lo + 1;
+  if (span > MAX_LEVELS) return undefined;
+  const idOf = new Int32Array(Math.max(0, span));
+  const values: number[] = [];
+  for (let c = lo; c <= hi; c++) {
+    const v = codebookValue(t.codebook, c);
+    idOf[c - lo] = v === 0 ? -1 : values.push(v) - 1;
+  }
+  return { idOf, lo, values };
+}
+
+/**
+ * transcodeSparse for a row-major tensor in two passes over its kept weights and no per-weight
+ * temporaries: the stored indices are strictly increasing, so each row is one contiguous run of
+ * them; per row the levels are counted, then each column is written to its level's place. Level
+ * ids index the code span [lo, hi] (uniform) or the table; a level no weight uses costs its 4
+ * bytes in `levels` only. Undefined when the span is too wide for an id table (transcodeSparse's
+ * general path then runs). ResNet-18 at (0.74, 3): 3.0 M kept weights in ~40 ms instead of ~200.
+ */
+function transcodeRowMajor(k: WasmKernels, t: CompressedTensor, rows: number, cols: number): SparseRows | undefined {
+  const table = levelTable(t);
+  if (!table) return undefined;
+  const { idOf, lo, values } = table;
+  const codes = t.codes, idx = t.indices, n = codes.length;
+  const nL = values.length;
+  // Its per-(row, level) counts cost rows × levels: fine for a stored tensor's handful of levels,
+  // not for a training step's Ŵ with a level per weight (train/wasm-conv.ts), which the general
+  // path (two counting sorts, O(n + rows + levels)) takes.
+  if (rows * nL > 4 * n + (1 << 16)) return undefined;
+  // Pass 1: row starts within the stored weights, and the kept weights of each (row, level).
+  const rowStart = new Int32Array(rows + 1);
+  const rowNnz = new Int32Array(rows);
+  const count = new Int32Array(rows * nL);
+  let units = 0, nnz = 0;
+  let i = 0;
+  for (let r = 0; r < rows; r++) {
+    rowStart[r] = i;
+    const end = (r + 1) * cols, cb = r * nL;
+    for (; i < n && idx[i]! < end; i++) { const l = idOf[codes[i]! - lo]!; if (l >= 0) count[cb + l]!++; }
+    let used = 0, kept = 0;
+    for (let l = 0; l < nL; l++) { const c = count[cb + l]!; if (c > 0) { used++; kept += c; } }
+    rowNnz[r] = kept;
+    nnz += kept;
+    units += 1 + 2 * used + kept;
+  }
+  rowStart[rows] = n;
+  // Pass 2: headers, then each column to its level's place, built in a local array and copied
+  // into wasm memory once (element writes to a view of shared memory are slower on some engines).
+  const rp = new Int32Array(rows);
+  const st = new Uint16Array(units);
+  const place = new Int32Array(nL);
+  let u = 0;
+  for (let r = 0; r < rows; r++) {
+    const cb = r * nL;
+    rp[r] = u;
+    let used = 0;
+    for (let l = 0; l < nL; l++) if (count[cb + l]! > 0) used++;
+    st[u] = used;
+    let h = u + 1, p = u + 1 + 2 * used;
+    for (let l = 0; l < nL; l++) {
+      const c = count[cb + l]!;
+      if (c === 0) continue;
+      st[h++] = l;
+      st[h++] = c;
+      place[l] = p;
+      p += c;
+    }
+    const rowBase = r * cols;
+    for (let j = rowStart[r]!, b = rowStart[r + 1]!; j < b; j++) { const l = idOf[codes[j]! - lo]!; if (l >= 0) st[place[l]!++] = idx[j]! - rowBase; }
+    u = p;
+  }
+  const levelsBytes = align16(nL * 4), rowPtrBytes = align16(rows * 4), streamBytes = align16(units * 2);
+  const bytes = levelsBytes + rowPtrBytes + streamBytes;
+  const base = k.alloc(bytes);
+  const levels = base, rowPtr = base + levelsBytes, stream = rowPtr + rowPtrBytes;
+  k.f32(levels, nL).set(values);
+  k.i32(rowPtr, rows).set(rp);
+  k.u16(stream, units).set(st);
   return { rows, cols, nnz, nLevels: nL, levels, rowPtr, stream, bytes, rowNnz };
 }
