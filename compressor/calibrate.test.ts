@@ -159,9 +159,14 @@ test("compensateLayer: on a coarse fixed grid it lowers the output error of roun
 });
 
 test("gridNeighbours and streamBits (the rate the rounding prices)", () => {
-  expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(0.7).map((c) => c.code)).toEqual([1, 2]);
-  expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(9).map((c) => c.code)).toEqual([2, 2]);
-  expect(gridNeighbours({ kind: "table", values: Float32Array.from([0.5, -1, 0]) })(0.2).map((c) => c.code)).toEqual([2, 0]);
+  const around = (grid: Parameters<typeof gridNeighbours>[0], x: number) => {
+    const out = new Float64Array(4), n = gridNeighbours(grid)(x, out);
+    return Array.from({ length: n }, (_, j) => [out[2 * j], out[2 * j + 1]]);
+  };
+  expect(around({ kind: "uniform", step: 0.5, maxCode: 2 }, 0.7)).toEqual([[1, 0.5], [2, 1]]);
+  expect(around({ kind: "uniform", step: 0.5, maxCode: 2 }, 9)).toEqual([[2, 1], [2, 1]]);
+  expect(around({ kind: "uniform", step: 0, maxCode: 2 }, 0.3)).toEqual([]);
+  expect(around({ kind: "table", values: Float32Array.from([0.5, -1, 0]) }, 0.2)).toEqual([[2, 0], [0, 0.5]]);
   // 4 codes, 2 symbols equally often: 4 bits; gaps 0, 1, 1, 1: 2 + 3·log2(4/3) bits.
   expect(streamBits([0, 2, 4, 6], [1, -1, 1, -1])).toBeCloseTo(4 + 2 + 3 * Math.log2(4 / 3), 9);
   expect(streamBits([], [])).toBe(0);
