@@ -253,7 +253,7 @@ export function addDenseInputs(acc: HessianAccumulator, x: Float32Array, count: 
 /**
  * The probability with which each of `total` input vectors enters H so that about `maxRows`
  * do (Bernoulli sampling from a seeded generator, so a run is reproducible). GPTQ needs n ≫ K
- * rows for a well-conditioned H; the cap (CALIBRATE_DEFAULTS: 8192 but ≥ 8·K) bounds the O(n·K²)
+ * rows for a well-conditioned H; the cap (CALIBRATE_DEFAULTS: 8192 but ≥ 2·K) bounds the O(n·K²)
  * cost of accumulating H on large feature maps.
  */
 export function keepProbability(total: number, maxRows: number): number {
