@@ -27,12 +27,12 @@ export interface RunnableModel {
 }
 
 /**
- * Loads a model for running (e.g. `(m) => createSession(m)` from opq/runtime). The compensated
- * network's segments come as an OpqModel holding the layer just calibrated in its compressed
- * form, so a runtime with sparse kernels runs them as the `.opq` will run (ResNet-18 at (0.74, 3),
- * 64 images: 6.2–7.8 CPU s compressed against 8.7–9.1 s dense, runtime/ at 2 threads).
+ * Loads a Model for running (e.g. `(m) => createSession(m)` from opq/runtime). Segments come with
+ * dense weights: the compensated network's segments on the runtime's compressed kernels were no
+ * faster (resnet18-224, 64 images, all 21 segments: forward 38.3 and 42.8 s compressed, 38.5 s
+ * dense, whole calibration 138.4 and 133.9 CPU s against 131.6 s; load 5.4–6.6).
  */
-export type ModelRunner = (model: Model | OpqModel) => Promise<RunnableModel>;
+export type ModelRunner = (model: Model) => Promise<RunnableModel>;
 
 /** Knobs of `calibrateModel`. */
 export interface CalibrateOptions {
@@ -286,7 +286,7 @@ function resolveBias(graph: Graph, name: string): Float32Array | undefined {
 }
 
 /** Run `model` over all images of the batch-major `feeds` in chunks, concatenating `outputs`. */
-async function runChunked(runner: ModelRunner, model: Model | OpqModel, feeds: Map<string, Tensor>, images: number, batch: number, outputs: readonly string[], onChunk?: (outs: Record<string, Tensor>) => void): Promise<Map<string, Tensor>> {
+async function runChunked(runner: ModelRunner, model: Model, feeds: Map<string, Tensor>, images: number, batch: number, outputs: readonly string[], onChunk?: (outs: Record<string, Tensor>) => void): Promise<Map<string, Tensor>> {
   const session = await runner(model);
   const result = new Map<string, Tensor>();
   try {
@@ -369,7 +369,7 @@ export async function calibrateModel(
   const floatFrontier = new Map<string, Tensor>(o.target === "float" ? [[feedName, input]] : []);
   const out: CalibrationLayer[] = [];
 
-  const segmentModel = (a: number, b: number, values: Map<string, Tensor>, weights: Record<string, Tensor>, segNodesOf: readonly Node[], compressed?: ReadonlyMap<string, CompressedTensor>) => {
+  const segmentModel = (a: number, b: number, values: Map<string, Tensor>, weights: Record<string, Tensor>, segNodesOf: readonly Node[]) => {
     const chosen = new Set<number>();
     const need: number[] = [];
     for (let i = a; i < b; i++) if (!segNodesOf[i]!.outputs.every((v) => !v || constants.has(v))) need.push(i);
@@ -389,25 +389,20 @@ export async function calibrateModel(
     const reads = new Set(segNodes.flatMap((n) => n.inputs).filter((v) => v !== ""));
     const inputs = [...reads].filter((v) => !produced.has(v) && !Object.hasOwn(weights, v));
     const outputs = [...produced].filter((v) => v && !constants.has(v) && ((lastRead.get(v) ?? -1) >= b || graphOut.has(v)));
-    const segInits: Record<string, Tensor> = {}, segCompressed: CompressedTensor[] = [];
-    for (const v of reads) {
-      const c = compressed?.get(v);
-      if (c) segCompressed.push(c);
-      else if (Object.hasOwn(weights, v)) Object.defineProperty(segInits, v, { value: weights[v], enumerable: true, writable: true, configurable: true });
-    }
+    const segInits: Record<string, Tensor> = {};
+    for (const v of reads) if (Object.hasOwn(weights, v)) Object.defineProperty(segInits, v, { value: weights[v], enumerable: true, writable: true, configurable: true });
     const inInfo = inputs.map((name): ValueInfo => {
       const t = values.get(name);
       ensure(t, E.CALIBRATION, `value ${name} is needed after a cut but was not kept`);
       return { name, dtype: t.dtype, shape: ["batch", ...t.dims.slice(1)] };
     });
-    const plain: Model = { ...opq.model, graph: { ...graph, nodes: segNodes, initializers: segInits, inputs: inInfo, outputs: outputs.map((name) => ({ name, dtype: "float32", shape: null })), valueInfo: [] } };
-    const model: Model | OpqModel = segCompressed.length ? { model: plain, compressed: segCompressed, metadata: {} } : plain;
+    const model: Model = { ...opq.model, graph: { ...graph, nodes: segNodes, initializers: segInits, inputs: inInfo, outputs: outputs.map((name) => ({ name, dtype: "float32", shape: null })), valueInfo: [] } };
     return { model, inputs, outputs };
   };
 
   /** Run nodes [a, b) over all images, from and into `values`. */
-  const advance = async (a: number, b: number, values: Map<string, Tensor>, weights: Record<string, Tensor>, segNodesOf: readonly Node[], compressed?: ReadonlyMap<string, CompressedTensor>) => {
-    const seg = segmentModel(a, b, values, weights, segNodesOf, compressed);
+  const advance = async (a: number, b: number, values: Map<string, Tensor>, weights: Record<string, Tensor>, segNodesOf: readonly Node[]) => {
+    const seg = segmentModel(a, b, values, weights, segNodesOf);
     if (seg.outputs.length) {
       const feeds = new Map(seg.inputs.map((n) => [n, values.get(n)!] as [string, Tensor]));
       const res = await runChunked(runner, seg.model, feeds, images, o.batch, seg.outputs);
@@ -416,7 +411,7 @@ export async function calibrateModel(
     for (const k of [...values.keys()]) if ((lastRead.get(k) ?? -1) < b && !graphOut.has(k)) values.delete(k);
   };
   const advanceBoth = async (a: number, b: number) => {
-    await advance(a, b, frontier, inits, nodes, newTensors);
+    await advance(a, b, frontier, inits, nodes);
     if (o.target === "float") await advance(a, b, floatFrontier, floatInits, float.graph.nodes);
   };
 

@@ -74,7 +74,7 @@ function plainRows(report: CompressReport): (string | number)[][] {
  * a runtime session on `threads` threads (public API only), each batch whole (not image by image:
  * FP32 ResNet-18 at 2 threads, 64 images, 8.7–9.1 CPU s whole against 9.6–9.7 s split).
  */
-export const calibrationRunner = (threads = 1): ModelRunner => async (model: Model | OpqModel) => {
+export const calibrationRunner = (threads = 1): ModelRunner => async (model: Model) => {
   const { createSession } = await import("../../runtime/mod.ts");
   return createSession(model, { threads, splitBatch: false });
 };
