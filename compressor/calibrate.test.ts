@@ -3,6 +3,7 @@ import { expect, test } from "bun:test";
 import { mulberry32, streamBits } from "../format/mod.ts";
 import {
   addConvInputs, addDenseInputs, compensateLayer, jsGemm, createHessian, finishHessian, gridNeighbours, gridRounder, inverseCholeskyUpper, outputError,
+  prepareCompensation,
 } from "./calibrate.ts";
 import { convGeometryOf } from "./calibrate-model.ts";
 import type { Node } from "../format/mod.ts";
@@ -159,10 +160,36 @@ test("compensateLayer: on a coarse fixed grid it lowers the output error of roun
 });
 
 test("gridNeighbours and streamBits (the rate the rounding prices)", () => {
-  expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(0.7).map((c) => c.code)).toEqual([1, 2]);
-  expect(gridNeighbours({ kind: "uniform", step: 0.5, maxCode: 2 })(9).map((c) => c.code)).toEqual([2, 2]);
-  expect(gridNeighbours({ kind: "table", values: Float32Array.from([0.5, -1, 0]) })(0.2).map((c) => c.code)).toEqual([2, 0]);
+  const around = (grid: Parameters<typeof gridNeighbours>[0], x: number) => {
+    const out = new Float64Array(4), n = gridNeighbours(grid)(x, out);
+    return Array.from({ length: n }, (_, j) => [out[2 * j], out[2 * j + 1]]);
+  };
+  expect(around({ kind: "uniform", step: 0.5, maxCode: 2 }, 0.7)).toEqual([[1, 0.5], [2, 1]]);
+  expect(around({ kind: "uniform", step: 0.5, maxCode: 2 }, 9)).toEqual([[2, 1], [2, 1]]);
+  expect(around({ kind: "uniform", step: 0, maxCode: 2 }, 0.3)).toEqual([]);
+  expect(around({ kind: "table", values: Float32Array.from([0.5, -1, 0]) }, 0.2)).toEqual([[2, 0], [0, 0.5]]);
   // 4 codes, 2 symbols equally often: 4 bits; gaps 0, 1, 1, 1: 2 + 3·log2(4/3) bits.
   expect(streamBits([0, 2, 4, 6], [1, -1, 1, -1])).toBeCloseTo(4 + 2 + 3 * Math.log2(4 / 3), 9);
   expect(streamBits([], [])).toBe(0);
+});
+
+test("solve on a row subset gives exactly those rows of the full sweep (with and without the rate term, float64 and GEMM paths)", () => {
+  for (const [k, gemm] of [[40, undefined], [260, jsGemm]] as const) {
+    const rows = 7;
+    const { h } = spd(k, 2 * k);
+    const w = Float64Array.from({ length: rows * k }, () => randn());
+    const mask = Uint8Array.from({ length: rows * k }, () => (rnd() < 0.4 ? 0 : 1));
+    const grid = { kind: "uniform" as const, step: 0.3, maxCode: 3 };
+    const prep = prepareCompensation(w, mask, rows, k, h, { blockSize: 16, gemm });
+    const rate = { lambda: 5, bits: (c: number) => 2 + Math.abs(c), neighbours: gridNeighbours(grid) };
+    for (const r of [undefined, rate]) {
+      const full = prep.solve(gridRounder(grid), 0, r), part = prep.solve(gridRounder(grid), 0, r, [1, 4, 6]);
+      expect(part.weights.length).toBe(3 * k);
+      [1, 4, 6].forEach((row, j) => {
+        expect(Array.from(part.codes.subarray(j * k, j * k + k))).toEqual(Array.from(full.codes.subarray(row * k, row * k + k)));
+        expect(Array.from(part.weights.subarray(j * k, j * k + k))).toEqual(Array.from(full.weights.subarray(row * k, row * k + k)));
+      });
+      if (r) expect(Array.from(full.codes).some((c, i) => c !== prep.solve(gridRounder(grid), 0).codes[i])).toBe(true);
+    }
+  }
 });

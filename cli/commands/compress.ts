@@ -71,11 +71,12 @@ function plainRows(report: CompressReport): (string | number)[][] {
 
 /**
  * The one place the compressor meets the runtime: calibration runs each cut of the network with
- * a runtime session on `threads` threads (public API only).
+ * a runtime session on `threads` threads (public API only), each batch whole (not image by image:
+ * FP32 ResNet-18 at 2 threads, 64 images, 8.7–9.1 CPU s whole against 9.6–9.7 s split).
  */
 export const calibrationRunner = (threads = 1): ModelRunner => async (model: Model) => {
   const { createSession } = await import("../../runtime/mod.ts");
-  return createSession(model, { threads });
+  return createSession(model, { threads, splitBatch: false });
 };
 
 /** Threads for calibration: every core the host reports (2 here), at most 8. */
