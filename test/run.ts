@@ -38,7 +38,15 @@ let denoPass = 0, denoFail = 0, denoCode = 0;
 if (extra.length === 0) {
   // Deno's WebGPU (the webgpu suites, on Mesa's lavapipe without a GPU) wants a runtime dir.
   const xdg = process.env.XDG_RUNTIME_DIR ?? mkdtempSync(join(tmpdir(), "opq-xdg-"));
-  const deno = await run(bin("deno"), ["test", "-A", "--no-check"], { ...process.env, XDG_RUNTIME_DIR: xdg });
+  const denoEnv = { ...process.env, XDG_RUNTIME_DIR: xdg };
+  let deno = await run(bin("deno"), ["test", "-A", "--no-check"], denoEnv);
+  if (deno.code !== 0 && count(deno.out, /(\d+) failed/g) === 0 && /\| \d+ passed \| 0 failed/.test(deno.out)) {
+    // Every test passed and then the process died on the way out (seen once in CI: glibc's
+    // "corrupted size vs. prev_size in fastbins" after the last WebGPU suite; not reproduced in
+    // 6 local runs). Said loudly, and run once more: a second crash fails the run.
+    console.log(`\ndeno exited with code ${deno.code} after all its tests passed (a crash at teardown); running the deno suites once more`);
+    deno = await run(bin("deno"), ["test", "-A", "--no-check"], denoEnv);
+  }
   denoPass = count(deno.out, /(\d+) passed/g);
   denoFail = count(deno.out, /(\d+) failed/g);
   denoCode = deno.code;
