@@ -11,9 +11,9 @@
  * @module
  */
 import type { Tensor } from "../../../format/mod.ts";
-import type { NodeSpec } from "../../backend.ts";
+import type { NodeSpec, RunContext } from "../../backend.ts";
 import { type ConvGeometry, convGeometry } from "../../ops/conv.ts";
-import type { WasmOpImpl } from "../backend.ts";
+import type { AddressOf, WasmOpImpl } from "../backend.ts";
 import type { WasmKernels } from "../module.ts";
 import { allFloat32, CALL_NS, type DenseBound, type Epilogue, epilogueArgs, constantDims, DENSE_GFLOPS, forEachBlock, isF32Constant, scratchBlock, staticDim, weightToWasm } from "./dense-common.ts";
 
@@ -28,7 +28,34 @@ const CONV_GEO = [
   "cg", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW",
   "mg", "mgPad", "groups", "batch", "nc", "mc", "kc", "nPc", "nMc", "slices", "slotBytes", "pointwise", "next",
 ] as const;
-const SLICES_WORD = CONV_GEO.indexOf("slices"), SLOT_WORD = CONV_GEO.indexOf("slotBytes"), NEXT_WORD = CONV_GEO.indexOf("next");
+/** Where the tiled kernels' geometry block keeps its unit count, slot size and unit counter. */
+interface GeoWords { length: number; slices: number; slot: number; next: number }
+const geoWords = (names: readonly string[]): GeoWords =>
+  ({ length: names.length, slices: names.indexOf("slices"), slot: names.indexOf("slotBytes"), next: names.indexOf("next") });
+const CONV_WORDS = geoWords(CONV_GEO);
+
+/**
+ * The run shared by the tiled conv kernels (convGemmF32, winogradF32) once their geometry block is
+ * filled: reset its unit counter, allocate y [dims] and one scratch slot per unit, and run the
+ * kernel over its units (split across the team when there are several). `weightAndX`: the
+ * kernel's weight pointer and input address, its arguments after the geometry.
+ */
+function runTiled(
+  env: Parameters<WasmOpImpl["bind"]>[1], kernel: "convGemmF32" | "winogradF32", geoPtr: number, words: GeoWords, dims: number[],
+  weightAndX: [number, number], bias: number, epilogue: Epilogue | undefined, codes: number, rc: RunContext, addr: AddressOf,
+): Tensor[] {
+  const k = env.kernels;
+  const view = k.i32(geoPtr, words.length);
+  const slices = view[words.slices]!, slotBytes = view[words.slot]!;
+  view[words.next] = 0; // the kernel's unit counter
+  const y = rc.alloc(dims.reduce((a, d) => a * d, 1));
+  if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
+  const scratch = scratchBlock(k, slices * slotBytes);
+  const args = [geoPtr, ...weightAndX, y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch, codes];
+  if (slices > 1) env.team.run(kernel, slices, 1, args);
+  else (k.exports[kernel] as (...a: number[]) => void)(0, 1, ...args);
+  return [{ dtype: "float32", dims, data: y } as Tensor];
+}
 /** Words of the depthwise geometry block (as/depthwise.ts). */
 const DW_GEO = ["ch", "mult", "inH", "inW", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "outH", "outW"] as const;
 
@@ -170,18 +197,7 @@ export function convGemmRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"
         };
         CONV_GEO.forEach((name, i) => { view[i] = vals[name]; });
       });
-      const view = k.i32(geoPtr, CONV_GEO.length);
-      const slices = view[SLICES_WORD]!, slotBytes = view[SLOT_WORD]!;
-      view[NEXT_WORD] = 0; // the kernel's unit counter
-      const p = g.outSpatial[0]! * g.outSpatial[1]!;
-      const y = rc.alloc(g.batch * m * p);
-      const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
-      if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
-      const scratch = scratchBlock(k, slices * slotBytes);
-      const args = [geoPtr, aPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch, wt.codes];
-      if (slices > 1) team.run("convGemmF32", slices, 1, args);
-      else k.exports.convGemmF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number, number]));
-      return [{ dtype: "float32", dims, data: y } as Tensor];
+      return runTiled(env, "convGemmF32", geoPtr, CONV_WORDS, [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], [aPack, addr(x!)], bias, epilogue, wt.codes, rc, addr);
     },
     dispose() { wt.free(); if (bias) k.free(bias); geo.dispose(); },
   };
@@ -278,7 +294,7 @@ export function depthwiseRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind
 
 /** Words of the Winograd geometry block (as/winograd.ts). */
 const WINO_GEO = ["c", "inH", "inW", "pt", "pl", "outH", "outW", "m", "mPad", "batch", "nt", "nTc", "nMc", "mc", "slices", "slotBytes", "next"] as const;
-const WINO_SLICES = WINO_GEO.indexOf("slices"), WINO_SLOT = WINO_GEO.indexOf("slotBytes"), WINO_NEXT = WINO_GEO.indexOf("next");
+const WINO_WORDS = geoWords(WINO_GEO);
 /** Bytes of transformed input (16 × C × tiles) a unit keeps, so V stays in L2 (the tile count follows C). */
 const WINO_V_BYTES = 1 << 19;
 
@@ -388,17 +404,7 @@ export function winogradRunner(spec: NodeSpec, env: Parameters<WasmOpImpl["bind"
         };
         WINO_GEO.forEach((name, i) => { view[i] = vals[name]; });
       });
-      const view = k.i32(geoPtr, WINO_GEO.length);
-      const slices = view[WINO_SLICES]!, slotBytes = view[WINO_SLOT]!;
-      view[WINO_NEXT] = 0; // the kernel's unit counter
-      const dims = [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!];
-      const y = rc.alloc(g.batch * m * dims[2]! * dims[3]!);
-      if (y.length === 0) return [{ dtype: "float32", dims, data: y } as Tensor];
-      const scratch = scratchBlock(k, slices * slotBytes);
-      const args = [geoPtr, uPack, addr(x!), y.byteOffset, bias, ...epilogueArgs(epilogue, y.length, addr), scratch, w.codes];
-      if (slices > 1) team.run("winogradF32", slices, 1, args);
-      else k.exports.winogradF32(0, 1, ...(args as [number, number, number, number, number, number, number, number, number, number]));
-      return [{ dtype: "float32", dims, data: y } as Tensor];
+      return runTiled(env, "winogradF32", geoPtr, WINO_WORDS, [g.batch, m, g.outSpatial[0]!, g.outSpatial[1]!], [uPack, addr(x!)], bias, epilogue, w.codes, rc, addr);
     },
     dispose() { w.free(); if (bias) k.free(bias); geo.dispose(); },
   };
