@@ -9,7 +9,7 @@ import { createSession } from "../runtime/mod.ts";
 import { sharedPath } from "./shared.ts";
 import { loadFashionMnist } from "./fashion-mnist.ts";
 import { evaluate } from "./commands/eval.ts";
-import { FINETUNE_DEFAULTS, finetuneOpq, type FinetuneOptions } from "./commands/finetune.ts";
+import { FINETUNE_DEFAULTS, finetuneOpq, type FinetuneOptions, gatherBatch, teacherLogits } from "./commands/finetune.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const TMP = mkdtempSync(join(tmpdir(), "opq-finetune-"));
@@ -74,6 +74,30 @@ describe("opq finetune", () => {
     }
     const inits = (r: typeof whole) => r.opq.model.graph.initializers;
     for (const name of Object.keys(inits(whole))) expect(Array.from(inits(resumed)[name]!.data as Float32Array)).toEqual(Array.from(inits(whole)[name]!.data as Float32Array));
+  }, 60_000);
+
+  test("--distill's teacher: the FP32 model's logits of exactly the batch's images, whatever the student starts from", async () => {
+    const lenet = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "lenet5-fmnist.onnx"))));
+    const train = loadFashionMnist({ split: "train", limit: 40 });
+    const teacher = await teacherLogits(lenet, train, 1, true);
+    const images = Uint32Array.from([37, 0, 12, 12]);
+    const session = await createSession(lenet);
+    const batch = gatherBatch(train, images, 0, images.length);
+    const direct = (await session.run({ [session.inputs[0]!.name]: { dtype: "float32", dims: batch.dims, data: batch.data } }))[session.outputs[0]!.name]!.data as Float32Array;
+    session.dispose();
+    const looked = teacher({ dtype: "float32", dims: batch.dims, data: batch.data }, images);
+    expect(looked.length).toBe(direct.length);
+    for (let i = 0; i < direct.length; i++) expect(Math.abs(looked[i]! - direct[i]!)).toBeLessThan(1e-5);
+    // finetune --calibrate starts from other weights than the FP32 model's; the teacher stays the FP32 model.
+    const oneShot = compressModel(lenet, { sparsity: 0.74, bits: 3 }).opq;
+    const o: FinetuneOptions = { ...FINETUNE_DEFAULTS, steps: 2, batch: 16, lr: 0.01, distill: { temperature: 4, weight: 1 } };
+    const start = { ...lenet, graph: { ...lenet.graph, initializers: { ...lenet.graph.initializers } } };
+    const fc = Object.keys(start.graph.initializers).find((k) => start.graph.initializers[k]!.dims.length === 2)!;
+    const t = start.graph.initializers[fc]!;
+    start.graph.initializers[fc] = { ...t, data: (t.data as Float32Array).map((v) => 0.5 * v) };
+    const fromFp32 = await finetuneOpq(start, oneShot, train, o, undefined, lenet);
+    const fromStart = await finetuneOpq(start, oneShot, train, o);
+    expect(fromFp32.history[0]!.loss).not.toBe(fromStart.history[0]!.loss); // λ = 1: the loss is the KL to the teacher alone
   }, 60_000);
 
   test("bad arguments are usage errors (exit 2)", () => {

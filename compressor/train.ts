@@ -77,8 +77,11 @@ export interface TrainOptions {
   runId?: string;
   /** Stop after this many steps have completed in total (an interruption, for tests and time budgets). */
   stopAt?: number;
-  /** Teacher logits for distillation (e.g. the FP32 model's forward) and the mix. */
-  distill?: { teacher: (input: Tensor) => Float32Array; options: DistillOptions };
+  /**
+   * Distillation: the teacher's logits for a batch (its input, and the images' indices in `data`,
+   * so a teacher can look up logits computed once, e.g. the FP32 model's), and the mix.
+   */
+  distill?: { teacher: (input: Tensor, images: Uint32Array) => Float32Array; options: DistillOptions };
 }
 
 /** One step's figures. */
@@ -162,11 +165,12 @@ export function trainLoop(
     if (epoch !== orderEpoch) { order = epochOrder(data.count, o.seed, epoch); orderEpoch = epoch; }
     const ctx: StepContext = { step, epoch, steps: o.steps, stepsPerEpoch: perEpoch, lr: learningRate(o, step, o.steps, epoch) };
     method.prepare?.(master, ctx);
-    const batch = data.gather(order!, (step % perEpoch) * n, n);
+    const first = (step % perEpoch) * n;
+    const batch = data.gather(order!, first, n);
     const input: Tensor = { dtype: "float32", dims: batch.dims, data: batch.data };
     const logits = graph.forward(input);
     const classes = logits.length / n;
-    const teacher = o.distill?.teacher(input);
+    const teacher = o.distill?.teacher(input, order!.subarray(first, first + n));
     const l = classificationLoss(logits, batch.labels, classes, teacher, o.distill?.options);
     // A diverged run stops here (before its weights are overwritten with NaN and checkpointed).
     ensure(Number.isFinite(l.loss), E.NUMERIC, `the training loss is ${l.loss} at step ${step + 1}: the run diverged; start again with a lower --lr (now ${o.lr})`);

@@ -25,6 +25,8 @@ export interface EvalResult {
   ms: number;
   /** The top-1 class of each image (for comparing two runtimes image by image). */
   predictions: Uint8Array;
+  /** With `keepLogits`: every image's logits, [images, classes] row-major. */
+  logits?: Float32Array;
 }
 
 /** True for a `.opq` container, by its magic bytes as the runtime decides (not by its name). */
@@ -71,7 +73,7 @@ export interface LabelledTensors {
 export async function evaluate(
   runner: InferenceRunner,
   given: FashionMnist | LabelledTensors,
-  options: { batch?: number; onBatch?: (n: number) => void } = {},
+  options: { batch?: number; onBatch?: (n: number) => void; keepLogits?: boolean } = {},
 ): Promise<EvalResult> {
   const batch = options.batch ?? 64;
   const input = runner.inputs[0]!.name;
@@ -85,7 +87,7 @@ export async function evaluate(
   const { checkInputShape } = await import("../../compressor/mod.ts");
   checkInputShape(runner.inputs[0]!, slice(0, 1).dims);
   const predictions = new Uint8Array(set.count);
-  let top1 = 0, top5 = 0;
+  let top1 = 0, top5 = 0, kept: Float32Array | undefined;
   const start = performance.now();
   for (let s = 0; s < set.count; s += batch) {
     const x = slice(s, batch);
@@ -96,6 +98,7 @@ export async function evaluate(
       throw new Error(`output ${output} has dims [${logits.dims}], expected [${n}, classes]`);
     }
     const data = logits.data as Float32Array;
+    if (options.keepLogits) (kept ??= new Float32Array(set.count * classes)).set(data, s * classes);
     for (let i = 0; i < n; i++) {
       const best = topK(data.subarray(i * classes, (i + 1) * classes), 5);
       const label = set.labels[s + i]!;
@@ -106,7 +109,7 @@ export async function evaluate(
     options.onBatch?.(n);
   }
   const images = set.count;
-  return { images, top1: top1 / images, top5: top5 / images, ms: performance.now() - start, predictions };
+  return { images, top1: top1 / images, top5: top5 / images, ms: performance.now() - start, predictions, logits: kept };
 }
 
 /**

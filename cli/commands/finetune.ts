@@ -9,7 +9,7 @@
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
-import { assertNotInput, mulberry32, type Model, type OpqModel, writeFileAtomic } from "../../format/mod.ts";
+import { assertNotInput, mulberry32, type Model, type OpqModel, type Tensor, writeFileAtomic } from "../../format/mod.ts";
 import type { DistillOptions, LrSchedule, StepStats as TrainStepStats, TrainData } from "../../compressor/mod.ts";
 import { chooseOutput, type Command, commandLine, numberOption, VERSION, type ParsedArgs, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
@@ -20,7 +20,7 @@ import { calibrateResult, defaultOutput, fashionMnistCalibration, labelsFor } fr
 export function defaultFinetuneOutput(input: string): string {
   return defaultOutput(input).replace(/\.opq$/, "-finetuned.opq");
 }
-import { top1On } from "./eval.ts";
+import { evaluate, top1On } from "./eval.ts";
 
 /**
  * Default budget for the bundled ResNet-20: 40 steps of 256 (10,240 images) at ~2 s a step on one
@@ -83,6 +83,31 @@ export function gatherBatch(set: FashionMnist, order: Uint32Array, start: number
   return { data, dims: [n, 1, FMNIST_SIDE, FMNIST_SIDE], labels };
 }
 
+/**
+ * The teacher of `--distill`: `teacher`'s logits for every image of `set`, computed once by an
+ * inference session on `threads` threads (the images are not augmented, so an image's teacher
+ * logits never change), looked up per batch. A training graph's forward per step cost as much as
+ * the student's forward again and held a second graph's activations.
+ */
+export async function teacherLogits(teacher: Model, set: FashionMnist, threads: number, quiet = false): Promise<(input: Tensor, images: Uint32Array) => Float32Array> {
+  const { createSession } = await import("../../runtime/mod.ts");
+  const session = await createSession(teacher, { threads });
+  let logits: Float32Array;
+  try {
+    const bar = progress("teacher logits", set.count, quiet);
+    logits = (await evaluate(session, set, { batch: 256, keepLogits: true, onBatch: (n) => bar.tick(n) })).logits!;
+    bar.done();
+  } finally {
+    session.dispose();
+  }
+  const classes = logits.length / set.count;
+  return (_input, images) => {
+    const out = new Float32Array(images.length * classes);
+    images.forEach((i, b) => out.set(logits.subarray(i * classes, (i + 1) * classes), b * classes));
+    return out;
+  };
+}
+
 /** Fashion-MNIST as the training loop's data source. */
 export const trainData = (set: FashionMnist): TrainData => ({ count: set.count, gather: (order, start, n) => gatherBatch(set, order, start, n) });
 
@@ -92,7 +117,7 @@ export const trainData = (set: FashionMnist): TrainData => ({ count: set.count, 
  * per-step figures. `model` is not modified.
  */
 export async function finetuneOpq(
-  model: Model, opq: OpqModel, set: FashionMnist, o: FinetuneOptions, onStep?: (s: StepStats) => void,
+  model: Model, opq: OpqModel, set: FashionMnist, o: FinetuneOptions, onStep?: (s: StepStats) => void, teacher: Model = model,
 ): Promise<{ opq: OpqModel; history: StepStats[]; resumedFrom: number }> {
   const { createParallelTrainableGraph } = await import("../../runtime/mod.ts");
   const { layerConstraints, opqFinetuneMethod, requantize, trainLoop } = await import("../../compressor/mod.ts");
@@ -116,14 +141,14 @@ export async function finetuneOpq(
   }
   const missing = [...constraints.keys()].filter((n) => !master.has(n));
   if (missing.length) throw new Error(`compressed tensors the training graph does not train: ${missing.join(", ")}`);
-  const teacher = o.distill ? await createParallelTrainableGraph(model, threads, batch, sampleDims) : undefined;
+  const distill = o.distill ? { teacher: await teacherLogits(teacher, set, threads), options: o.distill } : undefined;
   const stage1Steps = Math.round(o.stage1Fraction * o.steps);
   const history: StepStats[] = [];
   let resumedFrom: number;
   try {
     ({ resumedFrom } = trainLoop(graph, master, trainData(set), {
     ...o, runId: `opq-finetune ${model.graph.name} ${JSON.stringify(constraints.size)} ${o.stage1Fraction} ${JSON.stringify(o.distill ?? null)}`,
-    distill: teacher && o.distill ? { teacher: (x) => teacher.forward(x), options: o.distill } : undefined,
+    distill,
   }, opqFinetuneMethod(constraints, hats, stage1Steps), (s) => {
     const t: StepStats = { ...s, stage: s.step < stage1Steps ? 1 : 2 };
     history.push(t);
@@ -131,7 +156,6 @@ export async function finetuneOpq(
   }));
   } finally {
     graph.dispose();
-    teacher?.dispose();
   }
   return { opq: requantize(opq, master), history, resumedFrom };
 }
@@ -321,7 +345,7 @@ export const command: Command = {
       const line = `finetune stage ${s.stage} step ${s.step + 1}/${o.steps} loss ${s.loss.toFixed(4)} running acc ${(100 * hits / seen).toFixed(1)}% ${((performance.now() - t0) / 1000).toFixed(0)}s`;
       if (tty) process.stderr.write(`\r${line}`);
       else if ((s.step + 1) % 10 === 0 || s.step + 1 === o.steps) say(line);
-    });
+    }, model);
     if (tty) process.stderr.write("\n");
     const seconds = (performance.now() - t0) / 1000;
     const imagesSeen = history.reduce((a, s) => a + s.images, 0);

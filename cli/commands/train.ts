@@ -17,7 +17,7 @@ import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, loadFashionMnist } from "../fashion-mnist.ts";
 import { defaultOutput } from "./compress.ts";
 import { top1On } from "./eval.ts";
-import { command as finetuneCommand, finetuneOptions, gatherBatch, resolveSchedule, stepsFor, trainData } from "./finetune.ts";
+import { command as finetuneCommand, finetuneOptions, gatherBatch, resolveSchedule, stepsFor, teacherLogits, trainData } from "./finetune.ts";
 
 /** Defaults of spq/ppq: 30% of the channels, 4-bit weights and activations, lr 0.01 (PPQ's QAT rate), one epoch. */
 export const TRAIN_DEFAULTS = { method: "spq", filterRate: 0.3, bits: 4, lr: 0.01, epochs: 1, stages: 3, pruneFraction: 0.5 } as const;
@@ -72,14 +72,14 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
     forward: (x: Tensor) => { used = method.quantizing() ? gq : gfp; return used.forward(x); },
     backward: (d: Float32Array) => used.backward(d),
   };
-  const teacher = o.distill ? await createParallelTrainableGraph(model, threads, batch, sampleDims) : undefined;
+  const distill = o.distill ? { teacher: await teacherLogits(model, set, threads), options: o.distill } : undefined;
   const history: StepStats[] = [];
-  const dispose = () => { gq.dispose(); if (gfp !== gq) gfp.dispose(); teacher?.dispose(); };
+  const dispose = () => { gq.dispose(); if (gfp !== gq) gfp.dispose(); };
   let resumedFrom: number;
   try {
     ({ resumedFrom } = c.trainLoop(graph, master, trainData(set), {
     ...o, runId: `${o.apot.method} ${model.graph.name} ${JSON.stringify(o.apot)} ${JSON.stringify(o.distill ?? null)}`,
-    distill: teacher && o.distill ? { teacher: (x) => teacher.forward(x), options: o.distill } : undefined,
+    distill,
   }, method, (s) => { history.push(s); onStep?.(s); }));
   } catch (e) {
     dispose();
