@@ -9,7 +9,7 @@ import { createSession } from "../runtime/mod.ts";
 import { sharedPath } from "./shared.ts";
 import { loadFashionMnist } from "./fashion-mnist.ts";
 import { evaluate } from "./commands/eval.ts";
-import { FINETUNE_DEFAULTS, finetuneOpq, type FinetuneOptions, gatherBatch, teacherLogits } from "./commands/finetune.ts";
+import { FINETUNE_DEFAULTS, finetuneOpq, type FinetuneOptions, gatherBatch, teacherLogits, trainData } from "./commands/finetune.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const TMP = mkdtempSync(join(tmpdir(), "opq-finetune-"));
@@ -99,6 +99,18 @@ describe("opq finetune", () => {
     const fromStart = await finetuneOpq(start, oneShot, train, o);
     expect(fromFp32.history[0]!.loss).not.toBe(fromStart.history[0]!.loss); // λ = 1: the loss is the KL to the teacher alone
   }, 60_000);
+
+  test("the training data source writes every batch into one array (a step allocates no batch), with each batch's own images", () => {
+    const train = loadFashionMnist({ split: "train", limit: 64 });
+    const data = trainData(train), order = Uint32Array.from({ length: 64 }, (_, i) => (i * 37) % 64);
+    const a = data.gather(order, 0, 16), first = a.data.slice();
+    const b = data.gather(order, 16, 16);
+    expect(b.data.buffer).toBe(a.data.buffer);
+    expect(Array.from(b.data)).toEqual(Array.from(gatherBatch(train, order, 16, 16).data));
+    expect(Array.from(first)).toEqual(Array.from(gatherBatch(train, order, 0, 16).data));
+    expect(Array.from(b.labels)).toEqual(Array.from(order.subarray(16, 32), (i) => train.labels[i]!));
+    expect(data.gather(order, 0, 32).data.length).toBe(32 * 784); // a larger batch gets a larger array
+  });
 
   test("bad arguments are usage errors (exit 2)", () => {
     for (const args of [["--steps", "3", "--epochs", "1"], ["--batch", "0"], ["--steps", "1.5"], ["--stage1-fraction", "2"], ["--lr", "x"], ["--limit", "0"], ["a.onnx", "b.onnx"], ["--schedule", "linear"], ["--temperature", "2"], ["--distill", "--distill-weight", "2"]]) {

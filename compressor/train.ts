@@ -25,7 +25,7 @@ export interface TrainGraph {
 /** Training images: how many, and one batch of them by index. */
 export interface TrainData {
   count: number;
-  /** Images `order[start .. start + n)`: NCHW data, its dims and the labels. */
+  /** Images `order[start .. start + n)`: NCHW data, its dims and the labels (the loop is done with them before the next call, so a source may reuse its arrays). */
   gather(order: Uint32Array, start: number, n: number): { data: Float32Array; dims: number[]; labels: ArrayLike<number> };
 }
 
