@@ -582,11 +582,11 @@ function withSubgraphs(step: PlannedStep, read: OuterScope, budget: RunBudget | 
 }
 
 /**
- * Most images per chunk of a split batch (SessionOptions.splitBatch). Measured with
- * `bench/interleaved-bench.ts --opq --cpu` at batch 8, 1 thread (CPU ms per image, chunk 1 / 2 / 4 / 8):
- * ResNet-18 `.opq` 123 / 119 / 108 / 108, ResNet-50 `.opq` 337 / 315 / 282 / 263, ResNet-50 FP32
- * 439 / 398 / 360 / 387; MobileNetV2 `.opq` (weights 0.33× an image's arena) 53 / 56 / 57 / 57.
- * Four keeps the arena at 4× its one-image size.
+ * Most images per chunk of a split batch (SessionOptions.splitBatch). Batch 8, 1 thread, CPU time,
+ * chunked against image by image in one process, runs alternating (AMD EPYC, load 3–5): ResNet-18
+ * `.opq` 0.96× / 1.00×, ResNet-50 `.opq` 0.99× / 0.94×, ResNet-50 FP32 0.96×, MobileNetV2 FP32
+ * 0.97×; MobileNetV2 `.opq` (weights 0.33× an image's arena) 1.07× at 4, so it keeps one image;
+ * ResNet-18 `.opq` whole (8) 1.08×. Four keeps the arena at 4× its one-image size.
  */
 const BATCH_CHUNK_MAX = 4;
 
