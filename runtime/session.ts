@@ -122,7 +122,7 @@ export interface SessionOptions {
    * Run a batch in chunks of images where every node provably keeps images apart
    * (runtime/batch-split.ts; default true): the activation memory stays at a chunk's size.
    * `info.batchSplit` says if it applies. A number fixes the images per chunk; `true` picks it
-   * per input shape (`batchChunk`: one image, or up to BATCH_CHUNK_MAX where the weights outweigh
+   * per input shape (one image, or up to BATCH_CHUNK_MAX in session.ts where the weights outweigh
    * an image's activations).
    */
   splitBatch?: boolean | number;
