@@ -248,7 +248,8 @@ export async function createSession(source: Uint8Array | string | OpqModel | Mod
   const backends: Backend[] = [...(gpu ? [gpu] : []), ...(wasm ? [wasm] : [])];
   // Decided on the plan as the model wrote it (fusion rewrites nodes); a GPU wants the whole batch.
   const batchSplit = options.splitBatch !== false && !gpu && batchSymbol(plan) !== undefined;
-  const fixedChunk = typeof options.splitBatch === "number" ? Math.max(1, Math.floor(options.splitBatch)) : undefined;
+  // A number below 1 or not finite counts as 1 (one image at a time), as `threads` is clamped.
+  const fixedChunk = typeof options.splitBatch === "number" ? (Number.isFinite(options.splitBatch) ? Math.max(1, Math.floor(options.splitBatch)) : 1) : undefined;
   let bound: BoundKernel[];
   try {
     bound = bindSteps(plan, backends);
