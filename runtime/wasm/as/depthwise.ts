@@ -97,6 +97,8 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
   // vectors). The last group's load reads 4 bytes past the row, so the planes must be followed by
   // readable memory (checked against the memory's size).
   const edges = fast && sw == 1 && pl == 1 && inW == outW && outW >= 5 && oxEnd > ox0;
+  // Stride 2, pad 1: the first group likewise (taps ix = −1 .. 7, lane 0 of the kx = 0 vector masked).
+  const edge2 = fast && sw == 2 && pl == 1 && inW >= 9 && outW >= 4 && oxEnd > ox0;
   const memEnd = <usize>memory.size() << 16;
   const maskL = i32x4(0, -1, -1, -1), maskR = i32x4(-1, -1, -1, 0);
   for (let plane = begin; plane < end; plane++) {
@@ -134,6 +136,29 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
           if (r0) { acc = madd(w0, v128.and(v128.load(row0 - 4), maskL), acc); acc = madd(w1, v128.load(row0), acc); acc = madd(w2, v128.load(row0, 4), acc); }
           if (r1) { acc = madd(w3, v128.and(v128.load(row1 - 4), maskL), acc); acc = madd(w4, v128.load(row1), acc); acc = madd(w5, v128.load(row1, 4), acc); }
           if (r2) { acc = madd(w6, v128.and(v128.load(row2 - 4), maskL), acc); acc = madd(w7, v128.load(row2), acc); acc = madd(w8, v128.load(row2, 4), acc); }
+          if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow));
+          v128.store(drow, f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox = ox0;
+        } else if (edge2) {
+          let acc = vb;
+          if (r0) {
+            const a = v128.load(row0 - 4), bq = v128.load(row0, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w0, v128.and(e, maskL), acc); acc = madd(w1, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w2, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row0, 28)), acc);
+          }
+          if (r1) {
+            const a = v128.load(row1 - 4), bq = v128.load(row1, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w3, v128.and(e, maskL), acc); acc = madd(w4, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w5, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row1, 28)), acc);
+          }
+          if (r2) {
+            const a = v128.load(row2 - 4), bq = v128.load(row2, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w6, v128.and(e, maskL), acc); acc = madd(w7, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w8, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row2, 28)), acc);
+          }
           if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow));
           v128.store(drow, f32x4.min(f32x4.max(acc, vlo), vhi));
           ox = ox0;
