@@ -81,7 +81,12 @@ function separable(s: PlannedStep, batch: string, carries: (n: string) => boolea
 
 /** Image `i` of a batch tensor (a view, no copy). */
 export function imageOf(t: Tensor, i: number): Tensor {
+  return imagesOf(t, i, 1);
+}
+
+/** Images `i … i+count−1` of a batch tensor (a view, no copy). */
+export function imagesOf(t: Tensor, i: number, count: number): Tensor {
   const per = t.data.length / t.dims[0]!;
-  const data = (t.data as Float32Array).subarray(i * per, (i + 1) * per) as Tensor["data"];
-  return { dtype: t.dtype, dims: [1, ...t.dims.slice(1)], data };
+  const data = (t.data as Float32Array).subarray(i * per, (i + count) * per) as Tensor["data"];
+  return { dtype: t.dtype, dims: [count, ...t.dims.slice(1)], data };
 }

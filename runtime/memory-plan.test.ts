@@ -55,4 +55,26 @@ describe("memory plan", () => {
       expect(d / m).toBeLessThan(1e-4);
     }
   });
+
+  test("resnet20: a batch of 5 in chunks of 1, 2, 3, 5, the automatic chunk and a bad chunk (NaN, 0: one image) equals the whole-batch reference", async () => {
+    const bytes = new Uint8Array(readFileSync(sharedPath("models", "resnet20-fmnist.onnx")));
+    const ref = await createSession(bytes, { backend: "cpu-reference", splitBatch: false });
+    const n = 5;
+    const x: Tensor = { dtype: "float32", dims: [n, 1, 28, 28], data: Float32Array.from({ length: n * 784 }, (_, i) => Math.sin(i * 0.37)) };
+    const b = Object.values(await ref.run({ input: x }))[0]!.data as Float32Array;
+    for (const splitBatch of [1, 2, 3, 5, true, Number.NaN, 0]) {
+      const ours = await createSession(bytes, { splitBatch });
+      expect(ours.info.batchSplit).toBe(true);
+      // Twice: the second run reuses the memory plans of the full and the last chunk.
+      for (let r = 0; r < 2; r++) {
+        const out = Object.values(await ours.run({ input: x }))[0]!;
+        expect(out.dims).toEqual([n, 10]);
+        const a = out.data as Float32Array;
+        let d = 0, m = 0;
+        for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); m = Math.max(m, Math.abs(b[i]!)); }
+        expect(d / m).toBeLessThan(1e-4);
+      }
+      await ours.dispose();
+    }
+  });
 });

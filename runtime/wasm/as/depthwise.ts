@@ -91,6 +91,16 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
     oxEnd = gMax >= ox0 ? min(outW, gMax + 4) : ox0;
     if (oxEnd - ox0 < 4) oxEnd = ox0;
   }
+  // Stride 1, pad 1, same width (MobileNetV2's stride-1 layers): the first and last group of 4
+  // outputs are vectors too, their out-of-row taps masked to 0, instead of a scalar pixel at each
+  // end of every row (~30 ns each: on a 7×7 plane the two scalar pixels cost more than the row's
+  // vectors). The last group's load reads 4 bytes past the row, so the planes must be followed by
+  // readable memory (checked against the memory's size).
+  const edges = fast && sw == 1 && pl == 1 && inW == outW && outW >= 5 && oxEnd > ox0;
+  // Stride 2, pad 1: the first group likewise (taps ix = −1 .. 7, lane 0 of the kx = 0 vector masked).
+  const edge2 = fast && sw == 2 && pl == 1 && inW >= 9 && outW >= 4 && oxEnd > ox0;
+  const memEnd = <usize>memory.size() << 16;
+  const maskL = i32x4(0, -1, -1, -1), maskR = i32x4(-1, -1, -1, 0);
   for (let plane = begin; plane < end; plane++) {
     const n = plane / m, oc = plane - n * m, c = oc / mult;
     const src = x + (<usize>(n * ch + c)) * inPlane;
@@ -119,6 +129,40 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
         const r0 = iy0 >= 0 && iy0 < inH, r1 = iy0 + 1 >= 0 && iy0 + 1 < inH, r2 = iy0 + 2 >= 0 && iy0 + 2 < inH;
         const row0 = src + (<usize>(iy0 * inW) << 2);
         const row1 = row0 + (<usize>inW << 2), row2 = row1 + (<usize>inW << 2);
+        const vecEdges = edges && src + inPlane + 4 <= memEnd;
+        if (vecEdges) {
+          // Outputs 0..3: taps ix = −1 .. 4, lane 0 of the kx = 0 vector masked.
+          let acc = vb;
+          if (r0) { acc = madd(w0, v128.and(v128.load(row0 - 4), maskL), acc); acc = madd(w1, v128.load(row0), acc); acc = madd(w2, v128.load(row0, 4), acc); }
+          if (r1) { acc = madd(w3, v128.and(v128.load(row1 - 4), maskL), acc); acc = madd(w4, v128.load(row1), acc); acc = madd(w5, v128.load(row1, 4), acc); }
+          if (r2) { acc = madd(w6, v128.and(v128.load(row2 - 4), maskL), acc); acc = madd(w7, v128.load(row2), acc); acc = madd(w8, v128.load(row2, 4), acc); }
+          if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow));
+          v128.store(drow, f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox = ox0;
+        } else if (edge2) {
+          let acc = vb;
+          if (r0) {
+            const a = v128.load(row0 - 4), bq = v128.load(row0, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w0, v128.and(e, maskL), acc); acc = madd(w1, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w2, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row0, 28)), acc);
+          }
+          if (r1) {
+            const a = v128.load(row1 - 4), bq = v128.load(row1, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w3, v128.and(e, maskL), acc); acc = madd(w4, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w5, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row1, 28)), acc);
+          }
+          if (r2) {
+            const a = v128.load(row2 - 4), bq = v128.load(row2, 12);
+            const e = f32x4.shuffle(a, bq, 0, 2, 4, 6);
+            acc = madd(w6, v128.and(e, maskL), acc); acc = madd(w7, f32x4.shuffle(a, bq, 1, 3, 5, 7), acc);
+            acc = madd(w8, f32x4.replace_lane(f32x4.shuffle(e, e, 1, 2, 3, 0), 3, load<f32>(row2, 28)), acc);
+          }
+          if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow));
+          v128.store(drow, f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox = ox0;
+        }
         for (; ox < ox0; ox++) {
           let v = pixel3x3(row0, row1, row2, r0, r1, r2, ox * sw - pl, inW, wm, b);
           if (rrow != 0) v += load<f32>(rrow + (<usize>ox << 2));
@@ -160,6 +204,18 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
           if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow + (<usize>ox << 2)));
           v128.store(drow + (<usize>ox << 2), f32x4.min(f32x4.max(acc, vlo), vhi));
           ox += 4;
+        }
+        if (vecEdges) {
+          // Outputs W−4 .. W−1: taps ix = W−5 .. W, lane 3 of the kx = 2 vector masked.
+          const e = <usize>(outW - 5) << 2;
+          let acc = vb;
+          if (r0) { acc = madd(w0, v128.load(row0 + e), acc); acc = madd(w1, v128.load(row0 + e, 4), acc); acc = madd(w2, v128.and(v128.load(row0 + e, 8), maskR), acc); }
+          if (r1) { acc = madd(w3, v128.load(row1 + e), acc); acc = madd(w4, v128.load(row1 + e, 4), acc); acc = madd(w5, v128.and(v128.load(row1 + e, 8), maskR), acc); }
+          if (r2) { acc = madd(w6, v128.load(row2 + e), acc); acc = madd(w7, v128.load(row2 + e, 4), acc); acc = madd(w8, v128.and(v128.load(row2 + e, 8), maskR), acc); }
+          const q = <usize>(outW - 4) << 2;
+          if (rrow != 0) acc = f32x4.add(acc, v128.load(rrow + q));
+          v128.store(drow + q, f32x4.min(f32x4.max(acc, vlo), vhi));
+          ox = outW;
         }
         for (; ox < outW; ox++) {
           let v = pixel3x3(row0, row1, row2, r0, r1, r2, ox * sw - pl, inW, wm, b);

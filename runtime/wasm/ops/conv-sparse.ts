@@ -197,15 +197,20 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
   if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
   // The row counter of a split call (sparseConvDynF32).
   const counter = k.alloc(4);
-  let layout: ConvLayout | undefined;
+  let layout: (ConvLayout & { dims: number[] }) | undefined;
   const attrs = spec.attrs;
   const lo = epi.lo ?? -Infinity, hi = epi.hi ?? Infinity;
 
   const runFused: SparseConvBound["runFused"] = (x, residual, lo, hi, alloc, addr) => {
-    const g = convGeometry(x.dims, w.dims, attrs);
-    const key = `${g.batch}x${g.inSpatial[0]}x${g.inSpatial[1]}`;
-    if (!layout || layout.key !== key) { freeLayout(k, layout); layout = convLayout(k, g, KH, KW); }
-    const l = layout;
+    // The layout (and its geometry) is kept for the last input dims: convGeometry re-parses the
+    // attributes and checks every size, ~17 µs a call (0.8 ms of a MobileNetV2 run, 48 calls).
+    const d = x.dims;
+    if (!layout || layout.dims.length !== d.length || layout.dims.some((v, i) => v !== d[i])) {
+      const g = convGeometry(d, w.dims, attrs);
+      freeLayout(k, layout);
+      layout = { ...convLayout(k, g, KH, KW), dims: d.slice() };
+    }
+    const l = layout, g = l.g;
     const N = g.batch, C = g.inChannels;
     const [H, W] = g.inSpatial as [number, number];
     const [Ho, Wo] = g.outSpatial as [number, number];

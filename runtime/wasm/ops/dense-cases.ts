@@ -55,6 +55,13 @@ export const CLAIMED_CASES: DenseCase[] = [
   convCase("winograd 3x3 asymmetric pads 9->8 @14x9", [1, 9, 14, 9], [8, 9, 3, 3], { pads: [0, 2, 1, 0] }, "wasm-winograd-f2x2", false),
   convCase("winograd 3x3 64->64 @28 (split)", [1, 64, 28, 28], [64, 64, 3, 3], { pads: [1, 1, 1, 1] }, "wasm-winograd-f2x2"),
   convCase("depthwise 3x3 s1 pad 1 @23x17", [1, 7, 23, 17], [7, 1, 3, 3], { group: 7, pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
+  // Stride 1, pad 1: the first and last 4 outputs of a row as masked vectors (width ≥ 5), scalar below.
+  convCase("depthwise 3x3 s1 pad 1 batch 2 @7x7 (vector row ends)", [2, 6, 7, 7], [6, 1, 3, 3], { group: 6, pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
+  convCase("depthwise 3x3 s1 pad 1 @9x5 (narrowest vector row ends)", [1, 3, 9, 5], [3, 1, 3, 3], { group: 3, pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
+  convCase("depthwise 3x3 s1 pad 1 @6x4 (scalar row ends)", [1, 3, 6, 4], [3, 1, 3, 3], { group: 3, pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
+  // Stride 2, pad 1: the first 4 outputs of a row as a masked vector (width ≥ 9), scalar below.
+  convCase("depthwise 3x3 s2 pad 1 @14x9 (vector row start)", [1, 4, 14, 9], [4, 1, 3, 3], { group: 4, strides: [2, 2], pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
+  convCase("depthwise 3x3 s2 pad 1 @9x8 (scalar row start)", [1, 2, 9, 8], [2, 1, 3, 3], { group: 2, strides: [2, 2], pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
   convCase("depthwise 3x3 s2 pad 1 batch 3 @29x30", [3, 5, 29, 30], [5, 1, 3, 3], { group: 5, strides: [2, 2], pads: [1, 1, 1, 1] }, "wasm-depthwise-3x3"),
   convCase("depthwise 3x3 s2 asymmetric pads", [1, 4, 16, 31], [4, 1, 3, 3], { group: 4, strides: [2, 2], pads: [0, 0, 1, 1] }, "wasm-depthwise-3x3"),
   convCase("depthwise 3x3 s1 no pad, multiplier 2", [1, 3, 12, 40], [6, 1, 3, 3], { group: 3 }, "wasm-depthwise-3x3"),

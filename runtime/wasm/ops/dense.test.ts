@@ -11,7 +11,7 @@ import { seededInput } from "../../../cli/commands/bench.ts";
 
 const SHARED = process.env.OPQ_SHARED ?? new URL("../../../../shared", import.meta.url).pathname;
 /** One case per Conv/Gemm kernel whose fused epilogue is checked. */
-const EPILOGUE_CASES = ["1x1 pointwise batch 3", "3x3 pad 1 5->6", "winograd 3x3 no pad batch 3", "depthwise 3x3 s2 pad 1 batch 3", "depthwise 5x5", "Gemm alpha/beta", "MatMul"];
+const EPILOGUE_CASES = ["1x1 pointwise batch 3", "3x3 pad 1 5->6", "winograd 3x3 no pad batch 3", "depthwise 3x3 s2 pad 1 batch 3", "depthwise 3x3 s1 pad 1 batch 2 @7x7", "depthwise 5x5", "Gemm alpha/beta", "MatMul"];
 /** Logits of a whole model against the reference backend, relative to max |logit|. */
 const MODEL_TOLERANCE = 1e-4;
 
