@@ -22,6 +22,9 @@ import { command as finetuneCommand, finetuneOptions, gatherBatch, resolveSchedu
 /** Defaults of spq/ppq: 30% of the channels, 4-bit weights and activations, lr 0.01 (PPQ's QAT rate), one epoch. */
 export const TRAIN_DEFAULTS = { method: "spq", filterRate: 0.3, bits: 4, lr: 0.01, epochs: 1, stages: 3, pruneFraction: 0.5 } as const;
 
+/** `opq finetune` options that `train --method spq|ppq` refuses (they would be ignored). */
+const FINETUNE_ONLY = ["sparsity", "max-layer-sparsity", "stage1-fraction", "calibrate", "report", "labels"] as const;
+
 /** Images used to calibrate the initial activation α's (MSE-optimal on the FP32 activations). */
 const CALIBRATION_IMAGES = 256;
 
@@ -116,6 +119,11 @@ export const command: Command = {
   },
   help: {
     ...finetuneCommand.help,
+    ...Object.fromEntries(FINETUNE_ONLY.map((k) => [k, `--method opq only: ${finetuneCommand.help?.[k] ?? ""}`])),
+    lr: `learning rate (default ${TRAIN_DEFAULTS.lr}; --method opq: finetune's default)`,
+    epochs: `passes over the training images (default ${TRAIN_DEFAULTS.epochs}; instead of --steps)`,
+    steps: `SGD steps (default: --epochs ${TRAIN_DEFAULTS.epochs}'s worth)`,
+    schedule: "learning-rate schedule: constant, cosine (default) or step",
     method: "spq (prune and quantize while training), ppq (prune, retrain, then quantize) or opq (= opq finetune)",
     "filter-rate": "fraction of filters FPGM removes (residual-tied groups together)",
     bits: "APoT bits of weights and activations: 3 or 4",
@@ -129,7 +137,7 @@ export const command: Command = {
       return finetuneCommand.run(args);
     }
     if (method !== "spq" && method !== "ppq") throw new UsageError(`--method must be spq, ppq or opq, got ${JSON.stringify(method)}`);
-    for (const k of ["sparsity", "max-layer-sparsity", "stage1-fraction"]) if (args.values[k] !== undefined) throw new UsageError(`--${k} does not apply to --method ${method}`);
+    for (const k of FINETUNE_ONLY) if (args.values[k] !== undefined) throw new UsageError(`--${k} does not apply to --method ${method} (it is an option of --method opq, i.e. opq finetune)`);
     if (method === "spq") for (const k of ["stages", "prune-fraction"]) if (args.values[k] !== undefined) throw new UsageError(`--${k} applies to --method ppq only`);
     if (args.positionals.length > 1) throw new UsageError(`one input model only, got ${args.positionals.length}`);
     const input = args.positionals[0] ?? DEFAULT_MODEL;
