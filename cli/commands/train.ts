@@ -167,7 +167,8 @@ export const command: Command = {
     const model = readOnnx(bytes);
     const top1 = (m: Model | Uint8Array, label: string) => top1On(m, test, label, json);
     const fp32 = await top1(model, "eval FP32");
-    if (!json) say(`FP32 ${basename(input)}: test top-1 ${(100 * fp32).toFixed(2)}% on ${test.count} images`);
+    // Progress goes to stderr with --json too (stdout carries only the JSON object), as finetune's.
+    say(`FP32 ${basename(input)}: test top-1 ${(100 * fp32).toFixed(2)}% on ${test.count} images`);
     const tty = !json && (process.stderr as { isTTY?: boolean }).isTTY === true;
     const t0 = performance.now();
     let seen = 0, hits = 0, epoch = -1;
@@ -177,7 +178,7 @@ export const command: Command = {
       hits += s.correct;
       const line = `${method} epoch ${s.epoch + 1} step ${s.step + 1}/${o.steps} lr ${s.lr.toExponential(2)} loss ${s.loss.toFixed(4)} running acc ${(100 * hits / seen).toFixed(1)}% ${((performance.now() - t0) / 1000).toFixed(0)}s`;
       if (tty) process.stderr.write(`\r${line}`);
-      else if (!json && ((s.step + 1) % 10 === 0 || s.step + 1 === o.steps)) say(line);
+      else if ((s.step + 1) % 10 === 0 || s.step + 1 === o.steps) say(line);
     });
     if (tty) process.stderr.write("\n");
     const seconds = (performance.now() - t0) / 1000;
