@@ -77,6 +77,31 @@ describe("SPQ/PPQ", () => {
     }
   });
 
+  test("SPQ: selects at the first step, again at each epoch end but the last; the file keeps what the last epoch trained under", () => {
+    const m = tiny(), plan = planApot(m.graph);
+    const master = new Map(Object.entries(m.graph.initializers).map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)]));
+    const hats = new Map([...master].map(([k, w]) => [k, new Float32Array(w.length)]));
+    const method = apotTrainMethod(plan, { method: "spq", filterRate: 0.5, bits: 4, stages: 1, pruneFraction: 0 }, master, hats, 4);
+    const ctx = (step: number) => ({ step, epoch: Math.floor(step / 2), steps: 4, stepsPerEpoch: 2, lr: 0.1 });
+    expect(method.selection().map((s) => s.length)).toEqual([0, 0]);
+    method.prepare!(master, ctx(0));
+    const first = method.selection();
+    expect(first.map((s) => s.length)).toEqual([2, 1]); // ⌊0.5·4⌋, ⌊0.5·3⌋, masked from step 0
+    for (const j of first[0]!) expect(hats.get("ba")![j]).toBe(0);
+    // Move the filters so GM picks others: epoch 0's end re-selects, the last epoch's end does not.
+    const wa = master.get("wa")!, per = wa.length / 4;
+    const flip = () => { for (let j = 0; j < 4; j++) for (let i = 0; i < per; i++) wa[j * per + i] = (first[0]!.includes(j) ? 5 : 0.01) * (i + 1 + j); };
+    flip();
+    method.endEpoch!(master, 0);
+    const second = method.selection();
+    expect(second[0]).not.toEqual(first[0]);
+    method.prepare!(master, ctx(2));
+    for (let j = 0; j < 4; j++) for (let i = 0; i < per; i++) wa[j * per + i] = (second[0]!.includes(j) ? 5 : 0.01) * (i + 1 + j);
+    method.endEpoch!(master, 1);
+    method.finish();
+    expect(method.selection()).toEqual(second);
+  });
+
   test("PPQ: full precision while pruning in hard stages, then quantized; pruned filters and biases are zero and frozen", () => {
     const m = tiny(), plan = planApot(m.graph);
     expect(plan.spaces.map((s) => s.channels)).toEqual([4, 3]);
