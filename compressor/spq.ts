@@ -154,7 +154,7 @@ export function apotTrainMethod(plan: ApotPlan, o: ApotTrainOptions, master: Map
   }
   const pruneSteps = o.method === "ppq" ? Math.round(o.pruneFraction * totalSteps) : 0;
   let selected: number[][] = plan.spaces.map(() => []);
-  let selectedFrom = -1; // PPQ: stage the selection is for; SPQ: the step it was made before (-1: none yet)
+  let selectedFrom = -1; // PPQ: stage the selection is for; SPQ: ≥ 0 once a selection is made
   let quant = o.method === "spq";
   const rowsOf = new Map<string, { space: number; perRow: number }>(); // producer weight/bias → its space
   plan.spaces.forEach((s, i) => s.producers.forEach((p) => {
@@ -234,7 +234,7 @@ export function apotTrainMethod(plan: ApotPlan, o: ApotTrainOptions, master: Map
     decays: (name) => !name.endsWith(".apot_alpha"),
     endEpoch(_m, epoch) {
       // Not after the last epoch: the file keeps the selection that epoch was trained under.
-      if (o.method === "spq" && last && (epoch + 1) * last.stepsPerEpoch < last.steps) { select(o.filterRate, false); selectedFrom = (epoch + 1) * last.stepsPerEpoch; }
+      if (o.method === "spq" && last && (epoch + 1) * last.stepsPerEpoch < last.steps) select(o.filterRate, false);
     },
     finish() {
       if (o.method === "spq") { if (selectedFrom < 0) { select(o.filterRate, false); selectedFrom = 0; } }

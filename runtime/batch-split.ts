@@ -79,11 +79,6 @@ function separable(s: PlannedStep, batch: string, carries: (n: string) => boolea
   }
 }
 
-/** Image `i` of a batch tensor (a view, no copy). */
-export function imageOf(t: Tensor, i: number): Tensor {
-  return imagesOf(t, i, 1);
-}
-
 /** Images `i … i+count−1` of a batch tensor (a view, no copy). */
 export function imagesOf(t: Tensor, i: number, count: number): Tensor {
   const per = t.data.length / t.dims[0]!;

@@ -582,6 +582,9 @@ function withSubgraphs(step: PlannedStep, read: OuterScope, budget: RunBudget | 
   };
 }
 
+/** The input shapes of `feeds` as one key (memory plans are cached per key). */
+const shapeKey = (plan: Plan, feeds: Record<string, Tensor>): string => plan.inputs.map((v) => feeds[v.name]!.dims.join("x")).join(",");
+
 /**
  * Most images per chunk of a split batch (SessionOptions.splitBatch). Batch 8, 1 thread, CPU time,
  * chunked against image by image in one process, runs alternating (AMD EPYC, load 3–5): ResNet-18
@@ -656,7 +659,7 @@ class PlannedSession implements Session {
 
   /** The memory plan for these feeds' shapes (re-planned when the shapes change; the arena only grows). */
   #memoryFor(plan: Plan, feeds: Record<string, Tensor>, heap: ValueHeap): { plan: MemoryPlan; ptr: number; bytes: number } | undefined {
-    const key = plan.inputs.map((v) => feeds[v.name]!.dims.join("x")).join(",");
+    const key = shapeKey(plan, feeds);
     const m = this.#memory;
     if (m && m.key === key) return m;
     const mp = this.#planFor(plan, feeds, key);
@@ -672,7 +675,7 @@ class PlannedSession implements Session {
     return this.#memory;
   }
 
-  #planFor(plan: Plan, feeds: Record<string, Tensor>, key: string): MemoryPlan {
+  #planFor(plan: Plan, feeds: Record<string, Tensor>, key = shapeKey(plan, feeds)): MemoryPlan {
     let mp = this.#plans.get(key);
     if (!mp) {
       mp = planMemory(plan, new Map(plan.inputs.map((v) => [v.name, feeds[v.name]!.dims])));
@@ -693,7 +696,7 @@ class PlannedSession implements Session {
     if (c === undefined) {
       if (!this.heap) return 1;
       const one = Object.fromEntries(plan.inputs.map((v) => [v.name, imagesOf(feeds[v.name]!, 0, 1)]));
-      const arena = this.#planFor(plan, one, plan.inputs.map((v) => one[v.name]!.dims.join("x")).join(",")).arenaBytes;
+      const arena = this.#planFor(plan, one).arenaBytes;
       if (this.info.residentWeightBytes < arena) return 1;
       c = Math.max(1, Math.min(BATCH_CHUNK_MAX, Math.floor(this.info.limits.memoryBudget / Math.max(1, arena))));
     }

@@ -172,7 +172,7 @@ export function createTrainableGraph(model: Model, options: TrainGraphOptions = 
     params, inputName, outputName,
     get outputDims() { return outputDims; },
     forward(input) {
-      collectHint(); // once a step, also in a forward-only graph (a distillation teacher)
+      collectHint(); // once a step
       const env = new Map<string, Tensor>(constants);
       env.set(inputName, input);
       tape = [];
