@@ -116,6 +116,27 @@ describe("opq train --method spq|ppq", () => {
     }, 60_000);
   }
 
+  for (const method of ["spq", "ppq"] as const) test(`${method} --calibrate on LeNet-5: the calibrated start has a lower first-step loss; the selection is held, the file gives the training graph's logits`, async () => {
+    const model = load("lenet5-fmnist.onnx");
+    const train = loadFashionMnist({ split: "train", limit: 64 });
+    // PPQ: its first steps in full precision (the FP32 phase), the whole selection removed at once in both runs.
+    const o = { ...finetuneOptions({ values: {}, positionals: [] }), steps: 3, batch: 16, lr: 0.01, apot: { method, filterRate: 0.3, bits: 4 as const, stages: 1, pruneFraction: 0.5 } };
+    const plain = await trainApot(model, train, o);
+    const r = await trainApot(model, train, { ...o, calibrate: 64 });
+    expect(r.history[0]!.loss).toBeLessThan(0.8 * plain.history[0]!.loss);
+    // Held: the FPGM choice on the FP32 weights, as the plain run made at its first step.
+    const spaces = channelSpaces(model.graph);
+    expect(r.selection).toEqual(spaces.map((s) => selectSpaceChannels(s, (n) => model.graph.initializers[n]!.data as Float32Array, 0.3)));
+    const { encodeOpq } = await import("../format/mod.ts");
+    const bytes = encodeOpq(r.opq);
+    const x = images(16);
+    const served = (await (await createSession(bytes)).run({ input: x })).logits!.data as Float32Array;
+    const trained = r.trainedForward(x);
+    let worst = 0;
+    for (let i = 0; i < served.length; i++) worst = Math.max(worst, Math.abs(served[i]! - trained[i]!));
+    expect(worst).toBeLessThan(1e-3);
+  }, 60_000);
+
   test("post-training gm-apot warns (and points at opq train) for filter removal or 3-bit, not for 4-bit APoT alone or OPQ", async () => {
     const { gmApotWarning } = await import("./commands/compress.ts");
     expect(gmApotWarning({ method: "gm-apot" })).toMatch(/removes 30% of the filters.*opq train --method spq/);
@@ -129,7 +150,7 @@ describe("opq train --method spq|ppq", () => {
   }, 30_000);
 
   test("usage errors", () => {
-    for (const args of [["--method", "xyz"], ["--method", "spq", "--sparsity", "0.5"], ["--method", "spq", "--stages", "2"], ["--method", "opq", "--filter-rate", "0.3"], ["--method", "ppq", "--bits", "5"], ["--method", "spq", "--calibrate", "512"], ["--method", "ppq", "--report", "r.html"], ["--labels", "fashion-mnist"]]) {
+    for (const args of [["--method", "xyz"], ["--method", "spq", "--sparsity", "0.5"], ["--method", "spq", "--stages", "2"], ["--method", "opq", "--filter-rate", "0.3"], ["--method", "ppq", "--bits", "5"], ["--method", "ppq", "--calibrate", "512", "--stages", "2"], ["--method", "ppq", "--report", "r.html"], ["--labels", "fashion-mnist"]]) {
       const p = Bun.spawnSync([process.execPath, join(ROOT, "cli", "main.ts"), "train", ...args, "--json"], { cwd: TMP });
       expect(p.exitCode).toBe(2);
       expect(JSON.parse(p.stdout.toString()).error.code).toBe("USAGE");

@@ -67,7 +67,9 @@ export interface CalibrateOptions {
   gemm?: Gemm;
   /**
    * Masks to hold, by tensor name (1 = may be non-zero): OPQ's pruning masks M_i. A layer without
-   * one holds its stored positions (a weight one-shot rounding sent to 0 then stays 0).
+   * one holds its stored positions (a weight one-shot rounding sent to 0 then stays 0). A mask
+   * given for a layer's bias holds its 0 entries at 0 (SPQ's removed filters: weights and bias
+   * zero, so removing them after calibration is exact).
    */
   masks?: ReadonlyMap<string, Uint8Array>;
 }
@@ -479,6 +481,8 @@ export async function calibrateModel(
       for (let i = 0; i < given.length; i++) ensure(given[i] || !mask0[i], E.INVALID_OPTION, `mask of ${name} prunes stored weight ${i}`);
       mask0 = given;
     }
+    const biasMask = bName ? o.masks?.get(bName) : undefined;
+    ensure(!biasMask || biasMask.length === lay.rows, E.INVALID_OPTION, `mask of bias ${bName} has ${biasMask?.length} entries for ${lay.rows} rows`);
     const { grid, zeroCode } = gridOf(s.tensor);
     const round = gridRounder(grid);
     const newDeq = new Float32Array(w0.length), newCodes = new Int32Array(w0.length), newStored = new Uint8Array(w0.length);
@@ -605,7 +609,8 @@ export async function calibrateModel(
           const f = lay.flat(r0 + r, c), p = r * ka + c;
           newDeq[f] = res.weights[p]!; newCodes[f] = res.codes[p]!; newStored[f] = res.stored[p]!;
         }
-        if (b0) newBias[r0 + r] = (res.weights[r * ka + k]! * alpha) / beta;
+        // A held bias entry belongs to a row with no weight (its mask): zero, and rows are independent.
+        if (b0) newBias[r0 + r] = biasMask && !biasMask[r0 + r] ? 0 : (res.weights[r * ka + k]! * alpha) / beta;
       }
       // Errors against Y: Σ_r ŵ'H'ŵ'ᵀ − 2 ŵ'·T_r + Σ y² (one-shot Ŵ with the FP32 bias, then
       // calibrated); on the rate search's row subset where it has one (an estimate of the ratio

@@ -21,6 +21,6 @@ export { type BatchLoss, classificationLoss, DISTILL_DEFAULTS, type DistillOptio
 export { type Checkpoint, decodeCheckpoint, encodeCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 export { type ChannelSpace, channelSpaces, countMacs, removeChannels, selectSpaceChannels } from "./channel-groups.ts";
 export {
-  activationAlphaName, APOT_ACTIVATION_LEVELS_4, APOT_TRAIN_DEFAULTS, type ApotLayerReport, type ApotMethod, type ApotPlan, type ApotTrainOptions, apotTrainMethod,
+  activationAlphaName, APOT_ACTIVATION_LEVELS_4, APOT_TRAIN_DEFAULTS, type ApotLayerReport, type ApotMethod, type ApotPlan, apotStart, type ApotStart, type ApotTrainOptions, apotTrainMethod,
   finishApot, fitActivationAlpha, insertActivationQuantizers, planApot, TRAINED_METHODS, type TrainedMethod, weightAlphaKey,
 } from "./spq.ts";

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { type Model, mulberry32 } from "../format/mod.ts";
 import { APOT_MAGNITUDES, signedLevels } from "./apot.ts";
-import { APOT_ACTIVATION_LEVELS_4, apotTrainMethod, insertActivationQuantizers, planApot, weightAlphaKey } from "./spq.ts";
+import { APOT_ACTIVATION_LEVELS_4, apotStart, apotTrainMethod, insertActivationQuantizers, planApot, weightAlphaKey } from "./spq.ts";
 
 /** x → Conv a (4 filters) → Relu → Conv b (3 filters) → Relu → Flatten → Gemm fc. */
 function tiny(): Model {
@@ -100,6 +100,29 @@ describe("SPQ/PPQ", () => {
     method.endEpoch!(master, 1);
     method.finish();
     expect(method.selection()).toEqual(second);
+  });
+
+  test("calibrated start: removed filters, their biases and the readers' input channels masked; nothing stored off the masks; the FP32 reference has Identity for each quantizer; the selection is held", () => {
+    const q = insertActivationQuantizers(tiny()), plan = planApot(q.model.graph);
+    const selection = [[1, 3], [2]];
+    const st = apotStart(q.model, plan, selection, 4);
+    expect(Array.from(st.masks.get("ba")!)).toEqual([1, 0, 1, 0]);
+    expect(Array.from(st.masks.get("wa")!)).toEqual([1, 1, 0, 0, 1, 1, 0, 0]); // [4, 2, 1, 1]: filters 1 and 3
+    expect(Array.from(st.masks.get("wb")!)).toEqual([1, 0, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0]); // [3, 4]: input channels 1, 3 and filter 2
+    const wf = st.masks.get("wf")!; // [5, 27]: channel 2 of rb is features 18…26 of every row
+    for (let r = 0; r < 5; r++) for (let c = 0; c < 27; c++) expect(wf[r * 27 + c]).toBe(c >= 18 ? 0 : 1);
+    for (const t of st.opq.compressed) for (const i of t.indices) expect(st.masks.get(t.name)![i]).toBe(1);
+    expect(st.opq.compressed.map((t) => t.codebook.kind)).toEqual(["uniform", "table", "uniform"]);
+    expect(st.opq.model.graph.initializers.ba!.data[1]).toBe(0);
+    expect(st.float.graph.nodes.map((n) => n.opType)).toEqual(["Conv", "Relu", "Identity", "Conv", "Relu", "Identity", "Flatten", "Gemm"]);
+    const master = new Map(Object.entries(q.model.graph.initializers).map(([k, t]) => [k, Float32Array.from(t.data as Float32Array)]));
+    const hats = new Map([...master].map(([k, w]) => [k, new Float32Array(w.length)]));
+    const method = apotTrainMethod(plan, { method: "spq", filterRate: 0.5, bits: 4, stages: 1, pruneFraction: 0 }, master, hats, 4, selection);
+    method.prepare!(master, { step: 0, epoch: 0, steps: 4, stepsPerEpoch: 2, lr: 0.1 });
+    method.endEpoch!(master, 0);
+    expect(method.selection()).toEqual(selection);
+    expect(Array.from(method.trainable!("ba")!)).toEqual([1, 0, 1, 0]);
+    expect(() => apotTrainMethod(plan, { method: "ppq", filterRate: 0.5, bits: 4, stages: 1, pruneFraction: 0 }, master, hats, 4, selection)).toThrow(/SPQ/);
   });
 
   test("PPQ: full precision while pruning in hard stages, then quantized; pruned filters and biases are zero and frozen", () => {

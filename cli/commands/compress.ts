@@ -168,7 +168,7 @@ export async function calibrationData(model: Model, n: number, seed: number, dat
  * compressor/calibrate-model.ts) on `threads` threads, the products on the runtime's WASM GEMM;
  * one progress line per layer on stderr unless `quiet`. Returns what calibration did.
  */
-export async function calibrateResult(result: CompressResult, input: Tensor, quiet: boolean, threads = calibrationThreads(), options: CalibrateOptions = {}): Promise<CalibrationResult> {
+export async function calibrateResult(result: Pick<CompressResult, "float" | "opq" | "masks">, input: Tensor, quiet: boolean, threads = calibrationThreads(), options: CalibrateOptions = {}): Promise<CalibrationResult> {
   const { calibrateModel } = await import("../../compressor/mod.ts");
   const { createMatrixKernels } = await import("../../runtime/mod.ts");
   const kernels = await createMatrixKernels(threads);

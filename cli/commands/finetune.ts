@@ -237,7 +237,7 @@ export function stepsFor(epochs: number, trainImages: number, batch: number): nu
 }
 
 /** Whole-number option or UsageError. */
-function intOption(args: ParsedArgs, name: string, fallback: number, min: number, max = Infinity): number {
+export function intOption(args: ParsedArgs, name: string, fallback: number, min: number, max = Infinity): number {
   const v = numberOption(args, name, fallback, min, max);
   if (v !== Infinity && !Number.isInteger(v)) throw new UsageError(`--${name} must be an integer, got ${v}`);
   return v;

@@ -15,15 +15,15 @@ import type { ApotTrainOptions, StepStats } from "../../compressor/mod.ts";
 import { type Command, numberOption, printJson, progress, say, stringOption, UsageError, wantsJson } from "../common.ts";
 import { DEFAULT_MODEL } from "../shared.ts";
 import { type FashionMnist, loadFashionMnist } from "../fashion-mnist.ts";
-import { defaultOutput } from "./compress.ts";
+import { calibrateResult, defaultOutput, fashionMnistCalibration } from "./compress.ts";
 import { top1On } from "./eval.ts";
-import { command as finetuneCommand, finetuneOptions, gatherBatch, resolveSchedule, stepsFor, teacherLogits, trainData } from "./finetune.ts";
+import { command as finetuneCommand, finetuneOptions, gatherBatch, intOption, resolveSchedule, stepsFor, teacherLogits, trainData } from "./finetune.ts";
 
 /** Defaults of spq/ppq: 30% of the channels, 4-bit weights and activations, lr 0.01 (PPQ's QAT rate), one epoch. */
 export const TRAIN_DEFAULTS = { method: "spq", filterRate: 0.3, bits: 4, lr: 0.01, epochs: 1, stages: 3, pruneFraction: 0.5 } as const;
 
 /** `opq finetune` options that `train --method spq|ppq` refuses (they would be ignored). */
-const FINETUNE_ONLY = ["sparsity", "max-layer-sparsity", "stage1-fraction", "calibrate", "report", "labels"] as const;
+const FINETUNE_ONLY = ["sparsity", "max-layer-sparsity", "stage1-fraction", "report", "labels"] as const;
 
 /** Images used to calibrate the initial activation α's (MSE-optimal on the FP32 activations). */
 const CALIBRATION_IMAGES = 256;
@@ -49,7 +49,7 @@ async function calibrateAlphas(model: Model, set: FashionMnist, relus: string[])
 }
 
 /** SPQ/PPQ on `model`: returns the finished OpqModel, the per-step figures and what the plan did. */
-export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<typeof finetuneOptions> & { apot: ApotTrainOptions }, onStep?: (s: StepStats) => void) {
+export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<typeof finetuneOptions> & { apot: ApotTrainOptions; calibrate?: number }, onStep?: (s: StepStats) => void) {
   const { createParallelTrainableGraph } = await import("../../runtime/mod.ts");
   const c = await import("../../compressor/mod.ts");
   const threads = o.threads ?? 1, batch = Math.min(o.batch, set.count), sampleDims = [1, 28, 28];
@@ -58,18 +58,34 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
   const q = c.insertActivationQuantizers(model, alphas);
   const plan = c.planApot(q.model.graph);
   const inits: Record<string, Tensor> = { ...q.model.graph.initializers };
+  // --calibrate N: the full selection masked at once (SPQ: and quantized; PPQ: in full precision, for its
+  // FP32 phase), every layer calibrated to the unpruned FP32 network; training starts there, the selection held.
+  let fixed: number[][] | undefined;
+  const start = new Map<string, Float32Array>();
+  if (o.calibrate) {
+    fixed = plan.spaces.map((s) => c.selectSpaceChannels(s, (n) => inits[n]!.data as Float32Array, o.apot.filterRate));
+    const st = o.apot.method === "spq" ? c.apotStart(q.model, plan, fixed, o.apot.bits) : c.apotStart(model, plan, fixed, 16);
+    await calibrateResult(st, fashionMnistCalibration(o.calibrate, o.seed, set).input, false, threads, { rate: false });
+    const { dequantize } = await import("../../format/mod.ts");
+    for (const t of st.opq.compressed) {
+      start.set(t.name, dequantize(t));
+      if (t.codebook.kind === "table") start.set(c.weightAlphaKey(t.name), Float32Array.of(t.codebook.values[t.codebook.values.length - 1]!));
+    }
+    for (const b of plan.biases) start.set(b, st.opq.model.graph.initializers[b]!.data as Float32Array);
+  }
   const gq = await createParallelTrainableGraph({ ...q.model, graph: { ...q.model.graph, initializers: inits } }, threads, batch, sampleDims);
   const gfp = o.apot.method === "ppq" ? await createParallelTrainableGraph({ ...model, graph: { ...model.graph, initializers: inits } }, threads, batch, sampleDims) : gq;
   const master = new Map<string, Float32Array>(), hats = new Map<string, Float32Array>();
   const masked = new Set([...plan.weights.map((w) => w.name), ...plan.biases]);
   for (const name of gq.params) {
-    const t = q.model.graph.initializers[name]!, w = Float32Array.from(t.data as Float32Array);
+    const t = q.model.graph.initializers[name]!, w = Float32Array.from(start.get(name) ?? t.data as Float32Array);
     master.set(name, w);
     const hat = masked.has(name) ? new Float32Array(w.length) : w;
     if (masked.has(name)) hats.set(name, hat);
     inits[name] = { ...t, data: hat };
   }
-  const method = c.apotTrainMethod(plan, o.apot, master, hats, o.steps);
+  for (const [k, v] of start) if (k.endsWith(".apot_alpha")) master.set(k, v);
+  const method = c.apotTrainMethod(plan, o.apot, master, hats, o.steps, fixed);
   let used = gq;
   const graph = {
     forward: (x: Tensor) => { used = method.quantizing() ? gq : gfp; return used.forward(x); },
@@ -105,10 +121,11 @@ export const command: Command = {
   name: "train",
   summary: "trained compression on Fashion-MNIST: SPQ/PPQ (GM filter pruning + APoT weights and activations) or OPQ finetuning, written as .opq",
   usage: [
-    "train [in.onnx] --method spq|ppq [-o out.opq] [--filter-rate R] [--bits 3|4] [--stages S] [--prune-fraction F] [--epochs E | --steps N] [--batch N] [--lr L] [--schedule constant|cosine|step] [--checkpoint FILE] [--distill [--temperature T] [--distill-weight W]] [--threads T] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--json]",
+    "train [in.onnx] --method spq|ppq [-o out.opq] [--filter-rate R] [--bits 3|4] [--stages S] [--prune-fraction F] [--epochs E | --steps N] [--batch N] [--lr L] [--schedule constant|cosine|step] [--checkpoint FILE] [--distill [--temperature T] [--distill-weight W]] [--threads T] [--calibrate N] [--limit N] [--eval-limit N] [--seed S] [--data DIR] [--json]",
     "train [in.onnx] --method opq …: the same as `opq finetune` (its options)",
     `defaults: --method ${TRAIN_DEFAULTS.method} --filter-rate ${TRAIN_DEFAULTS.filterRate} --bits ${TRAIN_DEFAULTS.bits} --epochs ${TRAIN_DEFAULTS.epochs} --lr ${TRAIN_DEFAULTS.lr} --schedule cosine --batch 256; PPQ: --stages ${TRAIN_DEFAULTS.stages} hard pruning stages over the first --prune-fraction ${TRAIN_DEFAULTS.pruneFraction} of the steps in full precision, then APoT quantization-aware training`,
     "activations: a 4-bit APoT quantizer (learned α) after every ReLU, executed by the runtime; first and last layers' weights 8-bit uniform",
+    "--calibrate N: remove the whole selection at once (spq: quantized too; ppq: in full precision, no stages) and calibrate every layer on N training images to the FP32 network (the layers reading removed channels compensate them), then train from there with the selection held",
   ].join("\n"),
   options: {
     ...finetuneCommand.options,
@@ -129,6 +146,7 @@ export const command: Command = {
     bits: "APoT bits of weights and activations: 3 or 4",
     stages: "ppq: hard pruning stages",
     "prune-fraction": "ppq: fraction of the steps spent pruning in full precision",
+    calibrate: "calibrate the start on N training images (spq/ppq: the whole selection removed at once, every layer re-solved to the FP32 network; opq: as opq finetune)",
   },
   async run(args) {
     const method = stringOption(args, "method") ?? TRAIN_DEFAULTS.method;
@@ -151,7 +169,9 @@ export const command: Command = {
     };
     if (!Number.isInteger(apot.stages)) throw new UsageError(`--stages must be an integer, got ${apot.stages}`);
     const given = (k: string) => args.values[k] !== undefined;
-    const o = { ...finetuneOptions(args, "cosine"), lr: numberOption(args, "lr", TRAIN_DEFAULTS.lr, 0, 10), apot };
+    if (method === "ppq" && given("calibrate") && given("stages")) throw new UsageError("--stages does not apply with --calibrate: the calibrated selection is removed at once");
+    const calibrate = given("calibrate") ? intOption(args, "calibrate", 0, 1, 60000) : undefined;
+    const o = { ...finetuneOptions(args, "cosine"), lr: numberOption(args, "lr", TRAIN_DEFAULTS.lr, 0, 10), apot, calibrate };
     const limit = numberOption(args, "limit", Infinity, 1), evalLimit = numberOption(args, "eval-limit", Infinity, 1);
     const dir = stringOption(args, "data");
     const json = wantsJson(args);
