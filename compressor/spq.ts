@@ -10,7 +10,8 @@
  *   physically afterwards (`finishApot`) gives the very function that was trained.
  * - Weights: APoT (`bits`, sign + magnitude levels of apot.ts) scaled by a learned α per layer,
  *   Ŵ = α·q(clamp(W/α, −1, 1)); the first and last layers 8-bit uniform with step max|W|/127.
- *   Straight-through: ∂L/∂W = ∂L/∂Ŵ·[|W/α| ≤ 1]; ∂L/∂α = Σ ∂L/∂Ŵ·(sign(t)·[|t| > 1] + (q − t)·[|t| ≤ 1]).
+ *   Straight-through: ∂L/∂W = ∂L/∂Ŵ·[|W/α| ≤ 1]; ∂L/∂α = Σ ∂L/∂Ŵ·(sign(t)·[|t| > 1] + (q − t)·[|t| ≤ 1]),
+ *   the step on α scaled by 1/√(N·Q_P) (`alphaGradScale`).
  * - SPQ: quantized from the first step; the GM-closest filters are selected from the
  *   full-precision weights at the first step and again at every epoch end but the last, and
  *   masked in the forward (soft: they keep their gradients and may return), as the paper's
@@ -127,6 +128,16 @@ function uniformStep(w: Float32Array, keep?: Uint8Array): number {
   return Math.fround(max > 0 ? max / 127 : 1);
 }
 
+/**
+ * Scale of a weight α's gradient: 1/√(N·Q_P) for N weights and Q_P positive levels (LSQ, Esser et
+ * al. 2020 §2.2). ∂L/∂α sums over all N weights, so unscaled it moves α, which rescales the whole
+ * layer, N times faster than any one weight: ResNet-20 from the calibrated start at lr 0.005 moved
+ * the last conv's α by 30% in three steps and the loss went from 0.28 to 1.36 at step 4.
+ */
+export function alphaGradScale(n: number, positiveLevels: number): number {
+  return 1 / Math.sqrt(Math.max(1, n * positiveLevels));
+}
+
 /** What a training method over an ApotPlan exposes beyond TrainMethod. */
 export interface ApotMethod extends TrainMethod {
   /** Whether the step being trained quantizes (PPQ's first phase does not): the CLI picks the graph. */
@@ -153,7 +164,7 @@ export function apotTrainMethod(
   ensure(o.bits === 3 || o.bits === 4, E.INVALID_OPTION, `APoT bits must be 3 or 4, got ${o.bits}`);
   ensure(Number.isInteger(o.stages) && o.stages >= 1, E.INVALID_OPTION, `stages must be a whole number ≥ 1, got ${o.stages}`);
   ensure(!fixed || fixed.length === plan.spaces.length, E.INVALID_OPTION, "a fixed selection (a calibrated start) needs one list per channel space");
-  const levels = signedLevels(APOT_MAGNITUDES[o.bits]);
+  const levels = signedLevels(APOT_MAGNITUDES[o.bits]), qp = (levels.length - 1) / 2;
   for (const w of plan.weights) {
     ensure(master.has(w.name) && hats.has(w.name), E.INVALID_MODEL, `${w.name} is not trained`);
     if (w.scheme === "apot" && !master.has(weightAlphaKey(w.name))) master.set(weightAlphaKey(w.name), Float32Array.of(fitApotAlpha(master.get(w.name)!, levels).alpha));
@@ -238,7 +249,7 @@ export function apotTrainMethod(
           const t = src[i]! / alpha;
           if (t > 1 || t < -1) { ga += g[i]! * Math.sign(t); g[i] = 0; } else ga += g[i]! * (levels[c[i]!]! - t);
         }
-        grads.set(weightAlphaKey(w.name), Float32Array.of(ga));
+        grads.set(weightAlphaKey(w.name), Float32Array.of(ga * alphaGradScale(src.length, qp)));
       }
     },
     // PPQ and a calibrated SPQ prune hard: removed filters get no update; SPQ's stay trainable (soft).
