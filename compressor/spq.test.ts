@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { type Model, mulberry32 } from "../format/mod.ts";
 import { APOT_MAGNITUDES, signedLevels } from "./apot.ts";
-import { APOT_ACTIVATION_LEVELS_4, apotStart, apotTrainMethod, insertActivationQuantizers, planApot, weightAlphaKey } from "./spq.ts";
+import { alphaGradScale, APOT_ACTIVATION_LEVELS_4, apotStart, apotTrainMethod, insertActivationQuantizers, planApot, weightAlphaKey } from "./spq.ts";
 
 /** x → Conv a (4 filters) → Relu → Conv b (3 filters) → Relu → Flatten → Gemm fc. */
 function tiny(): Model {
@@ -69,7 +69,8 @@ describe("SPQ/PPQ", () => {
       return acc;
     };
     const h = 1e-3;
-    expect(grads.get(weightAlphaKey("wb"))![0]!).toBeCloseTo((s(wb, alpha + h) - s(wb, alpha - h)) / (2 * h), 4);
+    // α's step is the surrogate's derivative scaled by 1/√(N·Q_P) (LSQ), Q_P = 7 positive 4-bit levels.
+    expect(grads.get(weightAlphaKey("wb"))![0]!).toBeCloseTo(alphaGradScale(wb.length, 7) * (s(wb, alpha + h) - s(wb, alpha - h)) / (2 * h), 5);
     for (let i = 0; i < wb.length; i++) {
       const p = Float64Array.from(wb), q = Float64Array.from(wb);
       p[i] += h; q[i] -= h;
@@ -122,7 +123,11 @@ describe("SPQ/PPQ", () => {
     method.endEpoch!(master, 0);
     expect(method.selection()).toEqual(selection);
     expect(Array.from(method.trainable!("ba")!)).toEqual([1, 0, 1, 0]);
-    expect(() => apotTrainMethod(plan, { method: "ppq", filterRate: 0.5, bits: 4, stages: 1, pruneFraction: 0 }, master, hats, 4, selection)).toThrow(/SPQ/);
+    // PPQ from a calibrated start: the whole selection from its first (full-precision) step, no stages.
+    const ppq = apotTrainMethod(plan, { method: "ppq", filterRate: 0.5, bits: 4, stages: 3, pruneFraction: 0.5 }, master, hats, 4, selection);
+    ppq.prepare!(master, { step: 0, epoch: 0, steps: 4, stepsPerEpoch: 4, lr: 0.1 });
+    expect([ppq.selection(), ppq.quantizing()]).toEqual([selection, false]);
+    expect(() => apotTrainMethod(plan, { method: "spq", filterRate: 0.5, bits: 4, stages: 1, pruneFraction: 0 }, master, hats, 4, [[1]])).toThrow(/one list per channel space/);
   });
 
   test("PPQ: full precision while pruning in hard stages, then quantized; pruned filters and biases are zero and frozen", () => {
