@@ -20,6 +20,16 @@ const TMP = mkdtempSync(join(tmpdir(), "opq-train-"));
 const load = (file: string): Model => readOnnx(new Uint8Array(readFileSync(sharedPath("models", file))));
 const images = (n: number): Tensor => ({ dtype: "float32", ...fashionMnistBatch(loadFashionMnist({ limit: n }), 0, n) });
 
+/** Largest |logit| difference between a session on the written file and the training graph's forward, on 16 test images. */
+async function servedVsTrained(bytes: Uint8Array, trainedForward: (x: Tensor) => Float32Array): Promise<number> {
+  const x = images(16);
+  const served = (await (await createSession(bytes)).run({ input: x })).logits!.data as Float32Array;
+  const trained = trainedForward(x);
+  let worst = 0;
+  for (let i = 0; i < served.length; i++) worst = Math.max(worst, Math.abs(served[i]! - trained[i]!));
+  return worst;
+}
+
 /** ResNet-20 with 30% of every channel space zeroed (filters and biases): the masked model, and the same channels removed. */
 function prunedResnet() {
   const model = load("resnet20-fmnist.onnx");
@@ -107,12 +117,7 @@ describe("opq train --method spq|ppq", () => {
       const back = decodeOpq(bytes);
       expect(back.model.graph.nodes.filter((n) => n.opType === "ApotQuantize" && n.domain === "ai.opq")).toHaveLength(4);
       expect(back.compressed.map((t) => t.codebook.kind)).toEqual(["uniform", "table", "table", "table", "uniform"]);
-      const x = images(16);
-      const served = (await (await createSession(bytes)).run({ input: x })).logits!.data as Float32Array;
-      const trained = r.trainedForward(x);
-      let worst = 0;
-      for (let i = 0; i < served.length; i++) worst = Math.max(worst, Math.abs(served[i]! - trained[i]!));
-      expect(worst).toBeLessThan(1e-3);
+      expect(await servedVsTrained(bytes, r.trainedForward)).toBeLessThan(1e-3);
     }, 60_000);
   }
 
@@ -129,12 +134,7 @@ describe("opq train --method spq|ppq", () => {
     expect(r.selection).toEqual(spaces.map((s) => selectSpaceChannels(s, (n) => model.graph.initializers[n]!.data as Float32Array, 0.3)));
     const { encodeOpq } = await import("../format/mod.ts");
     const bytes = encodeOpq(r.opq);
-    const x = images(16);
-    const served = (await (await createSession(bytes)).run({ input: x })).logits!.data as Float32Array;
-    const trained = r.trainedForward(x);
-    let worst = 0;
-    for (let i = 0; i < served.length; i++) worst = Math.max(worst, Math.abs(served[i]! - trained[i]!));
-    expect(worst).toBeLessThan(1e-3);
+    expect(await servedVsTrained(bytes, r.trainedForward)).toBeLessThan(1e-3);
   }, 60_000);
 
   test("post-training gm-apot warns (and points at opq train) for filter removal or 3-bit, not for 4-bit APoT alone or OPQ", async () => {
