@@ -20,6 +20,11 @@
  *   without (ResNet-20 at 30%, one epoch selected only at its end: 10.02% top-1).
  * - PPQ: a full-precision phase pruning in `stages` hard steps (r/S more channels each, their
  *   gradients zeroed), then quantization-aware training (APoT weights and activations).
+ * - A calibrated start (`apotStart`, then calibrate-model.ts; `opq train --calibrate N`): the
+ *   whole selection removed at once (SPQ: quantized too; PPQ: in full precision) and every layer
+ *   re-solved on the masked network's inputs to the unpruned FP32 network's output; training
+ *   then holds that selection. Without it the network the first step sees is at chance level:
+ *   ResNet-20 at 30% of every space falls to 10.1% top-1 when masked, 90.5% calibrated.
  * @module
  */
 import type { CompressedTensor, Graph, Model, Node, OpqModel, Tensor } from "../format/mod.ts";
