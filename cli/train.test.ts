@@ -150,7 +150,7 @@ describe("opq train --method spq|ppq", () => {
   }, 30_000);
 
   test("usage errors", () => {
-    for (const args of [["--method", "xyz"], ["--method", "spq", "--sparsity", "0.5"], ["--method", "spq", "--stages", "2"], ["--method", "opq", "--filter-rate", "0.3"], ["--method", "ppq", "--bits", "5"], ["--method", "ppq", "--calibrate", "512", "--stages", "2"], ["--method", "ppq", "--report", "r.html"], ["--labels", "fashion-mnist"]]) {
+    for (const args of [["--method", "xyz"], ["--method", "spq", "--sparsity", "0.5"], ["--method", "spq", "--stages", "2"], ["--method", "opq", "--filter-rate", "0.3"], ["--method", "ppq", "--bits", "5"], ["--method", "ppq", "--stages", "2"], ["--method", "spq", "--calibrate", "-1"], ["--method", "ppq", "--report", "r.html"], ["--labels", "fashion-mnist"]]) {
       const p = Bun.spawnSync([process.execPath, join(ROOT, "cli", "main.ts"), "train", ...args, "--json"], { cwd: TMP });
       expect(p.exitCode).toBe(2);
       expect(JSON.parse(p.stdout.toString()).error.code).toBe("USAGE");
