@@ -5,8 +5,9 @@
  * - forward: JS (ops/conv.ts convPath's choice: Winograd or im2col + GEMM), the dense wasm kernels
  *   (train/wasm-conv.ts "dense": wasm/ops/conv-dense.ts's cheapest claim) and the sparse one;
  * - input gradient: the Conv grad's backward (dX only) on the JS GEMMs, the dense and the sparse kernels;
- * - weight gradient: masked convWeightGradF32 vs im2col + GEMM on every weight.
- * Sets densePays and sparsePays (train/wasm-conv.ts): where each kernel wins, by geometry.
+ * - weight gradient: im2col + GEMM on every weight (JS), convWeightGradDenseF32 (every weight) and
+ *   the masked convWeightGradF32 (kept weights only).
+ * Sets densePays, denseGradPays and sparsePays (train/wasm-conv.ts): where each kernel wins, by geometry.
  * Usage: bun bench/train-conv-bench.ts [--model resnet20-fmnist.onnx] [--batch 64] [--reps 3] [--sparsity 0,0.3,0.5,0.7,0.9]
  * @module
  */
@@ -101,7 +102,7 @@ for (const node of model.graph.nodes) {
     });
     const [jsDx, denseDx, sparseDx] = first ? [NaN, NaN, NaN] : bestOf(dxRuns);
     const dw = new Float32Array(w.length);
-    const [jsDw, maskedDw] = bestOf([
+    const [jsDw, maskedDw, denseDw] = bestOf([
       () => {
         for (let n = 0; n < batch; n++) {
           im2col(x, n * g.inChannels * g.inSpatial[0]! * g.inSpatial[1]!, win, col);
@@ -109,13 +110,14 @@ for (const node of model.graph.nodes) {
         }
       },
       () => inMode("sparse", () => K.weightGrad(x, dy, g, keep, dw)),
+      () => inMode("dense", () => K.weightGrad(x, dy, g, keep, dw)),
     ]);
     rows.push([
       key, s, path, js.toFixed(1), dense.toFixed(1), r2(dense, js), sparseRan ? r2(sparse, dense) : "–",
       first ? "–" : jsDx.toFixed(1), first ? "–" : r2(denseDx, jsDx), first ? "–" : r2(sparseDx, denseDx),
-      jsDw.toFixed(1), r2(maskedDw, jsDw),
+      jsDw.toFixed(1), r2(denseDw, jsDw), r2(maskedDw, denseDw),
     ]);
   }
 }
 say(`batch ${batch}, CPU ms of this thread, min of ${reps} interleaved rounds`);
-say(formatTable(["conv", "zeros", "JS path", "JS fwd", "dense fwd", "dense ÷ JS", "sparse ÷ dense", "JS dX", "dense ÷ JS", "sparse ÷ dense", "JS dW", "masked ÷ JS"], rows));
+say(formatTable(["conv", "zeros", "JS path", "JS fwd", "dense fwd", "dense ÷ JS", "sparse ÷ dense", "JS dX", "dense ÷ JS", "sparse ÷ dense", "JS dW", "dense ÷ JS", "masked ÷ dense"], rows));

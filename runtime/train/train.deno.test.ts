@@ -65,7 +65,7 @@ Deno.test("train: 2-thread data-parallel graph = 1 thread; the compressor's loop
   assert(Array.from(y as Float32Array).join() === "0,0.5,1,2", `ApotQuantize gave ${Array.from(y as Float32Array)}`);
 });
 
-Deno.test("train: the WASM conv kernels (sparse and dense forward and dX, masked dW) give the JS grads' numbers under Deno too", async () => {
+Deno.test("train: the WASM conv kernels (sparse and dense forward and dX, masked and dense dW) give the JS grads' numbers under Deno too", async () => {
   const { resolveOp } = await import("../ops/registry.ts");
   const { Attrs } = await import("../ops/types.ts");
   const { createWasmConvKernels } = await import("./wasm-conv.ts");

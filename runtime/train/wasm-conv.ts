@@ -36,25 +36,35 @@ export function densePays(g: ConvGeometry): boolean {
 }
 
 /**
- * Fraction of zeros from which a kernel here beats what it replaces: bench/train-conv-bench.ts
+ * Fraction of zeros from which the sparse forward beats what it replaces: bench/train-conv-bench.ts
  * --batch 64 --reps 5 (AMD EPYC, Bun, shared machine), ResNet-20's convs.
  * Forward and input gradient, where densePays, sparse ÷ dense wasm: 3×3 stride 1 @28² 1.02 at 40%
  * zeros and 0.87–0.90 at 55%, @14² 1.11–1.16 at 40% and 0.82–0.90 at 55%, @7² 0.94–1.03 at 55% and
  * 0.81–0.87 at 65%; 1×1 stride 1 (a strided conv's dX) 0.99–1.19 at 65%, 0.86–1.09 at 75%.
  * Elsewhere, sparse ÷ JS (an older run of the same bench at --batch 32): 3×3 @28² with one input
  * channel 0.78 at 20%, stride 2 1.03–1.45 at 60% (1×1 stride 2 1.2–1.8 up to 60%), 14² 0.93 at 50%, 7² 0.90 at 60%.
- * Weight gradient, masked ÷ dense im2col + GEMM: 0.56–1.0 with no zeros at ≥ 14² outputs, at 7²
- * 0.94–1.25 dense, 1.0 at 20%, 0.75 at 40%.
  */
-export function sparsePays(g: ConvGeometry, zeros: number, product: "forward" | "weightGrad"): boolean {
+export function sparsePays(g: ConvGeometry, zeros: number): boolean {
   const pixels = g.outSpatial.reduce((a, b) => a * b, 1);
-  if (product === "weightGrad") return pixels >= 196 || zeros >= 0.3;
   if (densePays(g)) {
     if (g.kernel.every((k) => k === 1)) return zeros >= 0.7;
     return zeros >= (pixels >= 784 ? 0.45 : pixels >= 196 ? 0.5 : 0.6);
   }
   if (g.strides.some((s) => s !== 1)) return zeros >= (g.kernel.every((k) => k === 1) ? 0.75 : 0.65);
   return zeros >= (pixels >= 784 ? 0.15 : pixels >= 196 ? 0.45 : 0.6);
+}
+
+/**
+ * Whether the weight gradient at every weight (as/train.ts convWeightGradDenseF32, the pruned
+ * positions zeroed after) beats the masked one (kept weights only) at this fraction of pruned
+ * weights: bench/train-conv-bench.ts --batch 64 --reps 3 (AMD EPYC, Bun, shared machine),
+ * ResNet-20's convs, masked ÷ dense: 3×3 1.15–1.28 with none pruned, 0.87–0.94 at 30% (stride 2
+ * @28² 1.39 at 30%, 0.80 at 50%); 1×1 stride 2 1.07–1.28 at 30%, 0.79–1.05 at 50%. Both beat the JS
+ * im2col + GEMM on every conv there (dense ÷ JS 0.36–0.39 @28², 0.53–0.57 @14², 0.82 @7², 0.67–0.97 strided),
+ * so the JS path no longer computes a 2-D weight gradient.
+ */
+export function denseGradPays(g: ConvGeometry, pruned: number): boolean {
+  return pruned < (g.kernel.every((k) => k === 1) ? 0.4 : 0.2);
 }
 
 /** Kept weights of one mask per layout: row starts and tap offsets, in wasm memory. */
@@ -161,7 +171,7 @@ export function createWasmConvKernels(initialMode: WasmConvMode = "auto"): WasmC
     conv(x, w, b, g, attrs, alloc) {
       if (g.inSpatial.length !== 2) return undefined;
       const mode = kernels.mode;
-      if (mode === "sparse" || (mode === "auto" && sparsePays(g, zeros(w), "forward"))) {
+      if (mode === "sparse" || (mode === "auto" && sparsePays(g, zeros(w)))) {
         const y = sparse(x, w, b, g, attrs, alloc);
         if (y || mode === "sparse") return y;
       }
@@ -169,7 +179,10 @@ export function createWasmConvKernels(initialMode: WasmConvMode = "auto"): WasmC
     },
 
     weightGrad(x, dy, g, keep, dw, db) {
-      if (g.inSpatial.length !== 2 || !(kernels.mode !== "auto" || sparsePays(g, keep ? 1 - keptFraction(keep) : 0, "weightGrad"))) return false;
+      if (g.inSpatial.length !== 2) return false;
+      const pruned = keep ? 1 - keptFraction(keep) : 0, mode = kernels.mode;
+      // Every weight (then the pruned ones zeroed) or the kept ones only.
+      const every = mode === "dense" || (mode === "auto" && denseGradPays(g, pruned));
       const [KH, KW] = g.kernel as [number, number];
       const M = g.outChannels, C = g.inChannels, N = g.batch;
       const [H, W] = g.inSpatial as [number, number];
@@ -195,7 +208,17 @@ export function createWasmConvKernels(initialMode: WasmConvMode = "auto"): WasmC
         if (db) k.f32(sums, M).fill(0);
         ex.padRunsF32(0, N * M, dySrc, Ho, Wo, l.Wq, l.L8, dyq, M, sums);
         if (db) db.set(k.f32(sums, M));
-        const rows = keptRows(k, keptByMask, everyWeight, keep, M, (C / g.group) * KH * KW, l);
+        const cols = (C / g.group) * KH * KW;
+        if (every) {
+          const out = block(5, M * cols * 4);
+          const acc = k.f32(out, M * cols);
+          acc.fill(0);
+          ex.convWeightGradDenseF32(0, M, l.table, cols, xp, l.xImgBytes, l.gStrideBytes, M / g.group, M, N, dyq, l.L8, out);
+          if (keep) for (let i = 0; i < dw.length; i++) dw[i] = keep[i] ? acc[i]! : 0;
+          else dw.set(acc);
+          return true;
+        }
+        const rows = keptRows(k, keptByMask, everyWeight, keep, M, cols, l);
         const out = block(5, rows.nnz * 4);
         const acc = k.f32(out, rows.nnz);
         acc.fill(0);
