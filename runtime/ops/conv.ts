@@ -640,8 +640,11 @@ const POINTWISE = new Attrs({}, "Conv");
 export interface ConvGradKernels {
   /** A zeroed float32 buffer the kernels read and write in place (kept until the process ends: a training graph's step buffers). */
   buffer(n: number): Float32Array;
-  /** conv(x, w) + b (dims from `g`, no epilogue, into a buffer of `out`) on a kernel that skips the zeros of `w`; undefined where it does not apply or pay. */
-  sparseConv(x: Float32Array, w: Float32Array, b: Float32Array | undefined, g: ConvGeometry, attrs: Attrs, out: (n: number) => Float32Array): Float32Array | undefined;
+  /**
+   * conv(x, w) + b (dims from `g`, no epilogue, into a buffer of `out`) on the kernel that pays: one
+   * that skips the zeros of `w`, or a dense one; undefined where the JS path is faster or none applies.
+   */
+  conv(x: Float32Array, w: Float32Array, b: Float32Array | undefined, g: ConvGeometry, attrs: Attrs, out: (n: number) => Float32Array): Float32Array | undefined;
   /** `dw` = ∂L/∂W from the input `x` and `dy`, at the positions `keep` marks (everywhere without it; 0 elsewhere); `db` = ∂L/∂B when given. */
   weightGrad(x: Float32Array, dy: Float32Array, g: ConvGeometry, keep: Uint8Array | undefined, dw: Float32Array, db?: Float32Array): boolean;
 }
@@ -665,14 +668,14 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
   };
   const k = cg * win.kH * win.kW, p = win.outH * win.outW, planeIn = win.inH * win.inW;
   const col = alloc(k * p);
-  // Forward on the lent sparse kernel when Ŵ is sparse enough, else through the inference
-  // kernels' path choice (Winograd for 3×3/1, CSR for pruned weights, im2col + GEMM otherwise).
+  // Forward on the lent kernels where they pay (sparse when Ŵ is sparse enough, else dense), else
+  // through the inference kernels' path choice (Winograd for 3×3/1, CSR for pruned weights, im2col + GEMM otherwise).
   const kernels = ctx?.conv;
-  const sparseY = kernels?.sparseConv(xd, wd, bd, g, attrs, (n) => alloc(n, false));
-  const sparse = !!sparseY;
-  const path = sparse ? undefined : convPath(g, wd);
-  const y = sparseY ?? (path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false));
-  for (let n = 0; n < batch && !path && !sparse; n++) {
+  const lentY = kernels?.conv(xd, wd, bd, g, attrs, (n) => alloc(n, false));
+  const lent = !!lentY;
+  const path = lent ? undefined : convPath(g, wd);
+  const y = lentY ?? (path ? conv2dFast(x!, w!, b, g, path, 1, { alloc: (n) => alloc(n, false) }).data as Float32Array : alloc(batch * outChannels * p, false));
+  for (let n = 0; n < batch && !path && !lent; n++) {
     for (let gi = 0; gi < group; gi++) {
       im2col(xd, (n * inChannels + gi * cg) * planeIn, win, col);
       sgemm(mg, p, k, 1, matrixView(wd, gi * mg * k, k), matrixView(col, 0, p), y, (n * outChannels + gi * mg) * p, p, false);
@@ -701,17 +704,17 @@ const convGrad: GradOp = (inputs, attrs, alloc = freshAlloc, ctx) => {
       for (let m = 0; m < outChannels; m++) for (let c = 0; c < inChannels; c++) for (let t = 0; t < 9; t++) wt[((c * outChannels + m) * 9) + 8 - t] = wd[(m * inChannels + c) * 9 + t]!;
       const wT: Tensor = f32Tensor([inChannels, outChannels, 3, 3], wt), dyT: Tensor = f32Tensor([batch, outChannels, win.outH, win.outW], dy);
       const gt = convGeometry(dyT.dims, wT.dims, attrs);
-      dx = kernels?.sparseConv(dy, wt, undefined, gt, attrs, (n) => alloc(n, false))
+      dx = kernels?.conv(dy, wt, undefined, gt, attrs, (n) => alloc(n, false))
         ?? conv2dFast(dyT, wT, undefined, gt, convPath(gt, wt) ?? "im2col-gemm", 1, { alloc: (n) => alloc(n, false) }).data as Float32Array;
     }
     // Other dX (strided, unpadded, dilated): col(dX) = Wᵀ·dY for the whole batch as a 1×1 conv of
-    // dY with Wᵀ as [k, M, 1, 1] on the lent sparse kernel (skipping W's zeros), then col2im.
+    // dY with Wᵀ as [k, M, 1, 1] on the lent kernels (the sparse one skips W's zeros), then col2im.
     let dxDone = false;
     if (dxGemm && kernels && group === 1) {
       const wtT = alloc(wd.length, false);
       for (let m = 0; m < outChannels; m++) for (let q = 0; q < k; q++) wtT[q * outChannels + m] = wd[m * k + q]!;
       const g1 = convGeometry([batch, outChannels, win.outH, win.outW], [k, outChannels, 1, 1], POINTWISE);
-      const cols = kernels.sparseConv(dy, wtT, undefined, g1, POINTWISE, (n) => alloc(n, false));
+      const cols = kernels.conv(dy, wtT, undefined, g1, POINTWISE, (n) => alloc(n, false));
       if (cols) {
         for (let n = 0; n < batch; n++) col2imAdd(cols.subarray(n * k * p, (n + 1) * k * p), win, dxGemm, n * inChannels * planeIn);
         dxDone = true;

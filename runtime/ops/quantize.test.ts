@@ -36,6 +36,25 @@ describe("ApotQuantize", () => {
     expect(Array.from(y!.data as Float32Array)).toEqual([0, 0, 0, f(1 / 48), f(2 / 3), f(1), f(3 / 4), f(1), f(1)]);
   });
 
+  test("the bucket lookup picks the level a search over the midpoints picks, at and beside every midpoint, for random and dense level sets", () => {
+    const rnd = mulberry32(5);
+    const sets = [LEVELS, [0, 1], [0, 0.001, 0.0011, 0.5, 0.99951, 1], Array.from({ length: 256 }, (_, i) => i / 255)];
+    for (const lv of sets) {
+      const levels = Float32Array.from(lv), alpha = Math.fround(0.5 + rnd() * 4);
+      const mids = Array.from({ length: levels.length - 1 }, (_, i) => (levels[i]! + levels[i + 1]!) / 2);
+      const x: number[] = [];
+      for (const m of mids) for (const d of [-1e-7, 0, 1e-7]) x.push(Math.fround((m + d) * alpha));
+      for (let i = 0; i < 2000; i++) x.push((rnd() * 1.2 - 0.1) * alpha);
+      x.push(-0, NaN, Infinity, -Infinity, alpha, -alpha, 1e-45, 3e38);
+      const xs = Float32Array.from(x);
+      const [y] = OPQ_DOMAIN_OPS.ApotQuantize![0]!.kernel([t([xs.length], xs), t([], [alpha])], attrs(lv), { opset: 1, threads: 1 });
+      xs.forEach((v, i) => {
+        const q = v / alpha, k = mids.filter((m) => q >= m).length;
+        expect((y!.data as Float32Array)[i]).toBe(q <= 0 ? 0 : q >= 1 ? Math.fround(alpha * levels[levels.length - 1]!) : Math.fround(alpha * levels[k]!));
+      });
+    }
+  });
+
   test("bad α or levels are kernel errors", () => {
     const k = OPQ_DOMAIN_OPS.ApotQuantize![0]!.kernel, x = t([2], [1, 2]);
     for (const a of [0, -1, NaN]) expect(() => k([x, t([], [a])], attrs(), { opset: 1, threads: 1 })).toThrow(/alpha/);

@@ -13,7 +13,7 @@
  * @module
  */
 import type { Tensor } from "../../format/mod.ts";
-import { type Attrs, type Backward, type GradOp, type Kernel, KernelError, type OpVersion } from "./types.ts";
+import { type Attrs, type Backward, freshAlloc, type GradOp, type Kernel, KernelError, type OpVersion } from "./types.ts";
 
 /** The domain of opq's own operators. */
 export const OPQ_DOMAIN = "ai.opq";
@@ -38,22 +38,39 @@ function alphaOf(t: Tensor | undefined): number {
   return a;
 }
 
-/** Index of the level nearest to t ∈ [0, 1] by binary search over the midpoints (a midpoint rounds up). */
-function levelIndex(mids: Float64Array, t: number): number {
-  let lo = 0, hi = mids.length;
-  while (lo < hi) {
-    const m = (lo + hi) >> 1;
-    if (t >= mids[m]!) lo = m + 1; else hi = m;
-  }
-  return lo;
-}
+/** Buckets of [0, 1) whose first candidate level apotQuantize looks up (then steps past the midpoints ≤ t). */
+const BUCKETS = 1024;
 
-/** y = ApotQuantize(x; α, levels) into `out` (may be x). */
+/**
+ * y = ApotQuantize(x; α, levels) into `out` (may be x). The level is the count of midpoints ≤ t (a
+ * midpoint rounds up), found from a table per bucket of [0, 1) (how many midpoints lie below the
+ * bucket's start − ½ bucket: a lower bound for any t in it, exact unless a midpoint is near) and a
+ * scan past the rest, not a binary search, whose data-dependent branches cost more than the rest
+ * of the loop: ResNet-20's 19 quantizers took ~1.1 s of a 128-image SPQ training step (one core of
+ * a loaded machine), ~0.17 s now. For the same reason x ≤ 0 (about half of a ReLU's outputs) is
+ * clamped to +0 on its bits (sign bit set: 0) rather than by a branch; t = 0 then falls on level 0.
+ */
 export function apotQuantize(x: Float32Array, alpha: number, levels: Float32Array, mids: Float64Array, out: Float32Array): void {
-  const scaled = levels.map((l) => Math.fround(alpha * l));
+  const scaled = levels.map((l) => Math.fround(alpha * l)), top = scaled[levels.length - 1]!;
+  const n = mids.length;
+  // Midpoints then +∞ (the scan stops there); the bucket table.
+  const bounds = new Float64Array(n + 1);
+  bounds.set(mids);
+  bounds[n] = Infinity;
+  const first = new Uint16Array(BUCKETS + 1);
+  for (let b = 0, k = 0; b <= BUCKETS; b++) {
+    while (k < n && mids[k]! < (b - 0.5) / BUCKETS) k++;
+    first[b] = k;
+  }
+  const xi = new Int32Array(x.buffer, x.byteOffset, x.length), oi = new Int32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < x.length; i++) {
-    const t = x[i]! / alpha;
-    out[i] = t <= 0 ? 0 : t >= 1 ? scaled[levels.length - 1]! : scaled[levelIndex(mids, t)]!;
+    const bits = xi[i]!;
+    oi[i] = bits & ~(bits >> 31); // max(x, +0), NaN with the sign bit → 0 as the binary search gave
+    const t = out[i]! / alpha;
+    if (t >= 1) { out[i] = top; continue; }
+    let k = first[(t * BUCKETS) | 0]!; // NaN → bucket 0 → level 0
+    while (t >= bounds[k]!) k++;
+    out[i] = scaled[k]!;
   }
 }
 
@@ -67,16 +84,18 @@ const apotQuantizeKernel: Kernel = (inputs, attrs, ctx) => {
 };
 
 /** Forward and backward of ApotQuantize for the autograd (runtime/train): the same kernel, then the STE gradients. */
-export const apotQuantizeGrad: GradOp = (inputs, attrs) => {
+export const apotQuantizeGrad: GradOp = (inputs, attrs, alloc = freshAlloc) => {
   const x = inputs[0];
   if (!x || !(x.data instanceof Float32Array)) throw new KernelError("ApotQuantize: X must be a float32 tensor");
   const xd = x.data, alpha = alphaOf(inputs[1]);
   const { levels, mids } = levelsOf(attrs);
-  const y = new Float32Array(xd.length);
+  // The training graph's buffers (reused step after step): fresh arrays here, ~40 MB a step per
+  // shard for ResNet-20's 19 quantizers at batch 128, were what an SPQ run's RSS grew by.
+  const y = alloc(xd.length, false);
   apotQuantize(xd, alpha, levels, mids, y);
   const backward: Backward = ([dy], needs) => {
     if (!dy) return [];
-    const dx = needs[0] ? new Float32Array(xd.length) : undefined;
+    const dx = needs[0] ? alloc(xd.length) : undefined;
     let da = 0;
     for (let i = 0; i < xd.length; i++) {
       const t = xd[i]! / alpha, g = dy[i]!;

@@ -65,23 +65,25 @@ Deno.test("train: 2-thread data-parallel graph = 1 thread; the compressor's loop
   assert(Array.from(y as Float32Array).join() === "0,0.5,1,2", `ApotQuantize gave ${Array.from(y as Float32Array)}`);
 });
 
-Deno.test("train: the WASM conv kernels (sparse forward and dX, masked dW) give the JS grads' numbers under Deno too", async () => {
+Deno.test("train: the WASM conv kernels (sparse and dense forward and dX, masked and dense dW) give the JS grads' numbers under Deno too", async () => {
   const { resolveOp } = await import("../ops/registry.ts");
   const { Attrs } = await import("../ops/types.ts");
   const { createWasmConvKernels } = await import("./wasm-conv.ts");
-  const kernels = createWasmConvKernels(true);
-  assert(kernels, "no WASM SIMD kernels under Deno");
-  const rnd = mulberry32(9);
-  const attrs = new Attrs({ pads: { type: "ints", value: [1, 1, 1, 1] } }, "Conv");
-  const keep = Uint8Array.from({ length: 6 * 5 * 9 }, () => (rnd() < 0.7 ? 0 : 1));
-  const w = { dtype: "float32" as const, dims: [6, 5, 3, 3], data: Float32Array.from(keep, (k) => (k ? rnd() - 0.5 : 0)) };
-  const x = { dtype: "float32" as const, dims: [2, 5, 9, 7], data: Float32Array.from({ length: 2 * 5 * 63 }, () => rnd() - 0.5) };
-  const grad = resolveOp("Conv", 11)!.grad!;
-  const ref = grad([x, w], attrs), ours = grad([x, w], attrs, undefined, { conv: kernels, keep: [undefined, keep] });
-  const dy = Float32Array.from({ length: 2 * 6 * 63 }, () => rnd() - 0.5);
-  const [dx0, dw0] = ref.backward([dy], [true, true]), [dx1, dw1] = ours.backward([dy], [true, true]);
-  const close = (a: Float32Array, b: Float32Array, m?: Uint8Array) => a.every((v, i) => (m && !m[i]) || Math.abs(v - b[i]!) < 1e-5);
-  assert(close(ref.outputs[0]!.data as Float32Array, ours.outputs[0]!.data as Float32Array), "forward differs");
-  assert(close(dx0!, dx1!), "dX differs");
-  assert(close(dw0!, dw1!, keep) && dw1!.every((v, i) => keep[i] || v === 0), "dW differs at kept weights, or is not 0 at pruned ones");
+  for (const mode of ["sparse", "dense"] as const) {
+    const kernels = createWasmConvKernels(mode);
+    assert(kernels, "no WASM SIMD kernels under Deno");
+    const rnd = mulberry32(9);
+    const attrs = new Attrs({ pads: { type: "ints", value: [1, 1, 1, 1] } }, "Conv");
+    const keep = Uint8Array.from({ length: 9 * 8 * 9 }, () => (rnd() < 0.7 ? 0 : 1));
+    const w = { dtype: "float32" as const, dims: [9, 8, 3, 3], data: Float32Array.from(keep, (k) => (k ? rnd() - 0.5 : 0)) };
+    const x = { dtype: "float32" as const, dims: [2, 8, 9, 7], data: Float32Array.from({ length: 2 * 8 * 63 }, () => rnd() - 0.5) };
+    const grad = resolveOp("Conv", 11)!.grad!;
+    const ref = grad([x, w], attrs), ours = grad([x, w], attrs, undefined, { conv: kernels, keep: [undefined, keep] });
+    const dy = Float32Array.from({ length: 2 * 9 * 63 }, () => rnd() - 0.5);
+    const [dx0, dw0] = ref.backward([dy], [true, true]), [dx1, dw1] = ours.backward([dy], [true, true]);
+    const close = (a: Float32Array, b: Float32Array, m?: Uint8Array) => a.every((v, i) => (m && !m[i]) || Math.abs(v - b[i]!) < 1e-5);
+    assert(close(ref.outputs[0]!.data as Float32Array, ours.outputs[0]!.data as Float32Array), `${mode}: forward differs`);
+    assert(close(dx0!, dx1!), `${mode}: dX differs`);
+    assert(close(dw0!, dw1!, keep) && dw1!.every((v, i) => keep[i] || v === 0), `${mode}: dW differs at kept weights, or is not 0 at pruned ones`);
+  }
 });

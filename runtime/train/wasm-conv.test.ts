@@ -12,7 +12,7 @@ import { resolveOp } from "../ops/registry.ts";
 import { Attrs } from "../ops/types.ts";
 import { convGeometry } from "../ops/conv.ts";
 import { createTrainableGraph } from "./graph-grad.ts";
-import { createWasmConvKernels, sparsePays } from "./wasm-conv.ts";
+import { createWasmConvKernels, denseGradPays, densePays, sparsePays } from "./wasm-conv.ts";
 
 /** max |a − b| over the positions `keep` marks (all without), relative to max |a|. */
 function relErr(a: Float32Array, b: Float32Array, keep?: Uint8Array): number {
@@ -39,8 +39,8 @@ const CASES = [
 
 const ints = (v: number[]) => ({ type: "ints" as const, value: v });
 
-describe("wasm training conv kernels vs the JS Conv grad", () => {
-  const kernels = createWasmConvKernels(true);
+for (const mode of ["sparse", "dense"] as const) describe(`wasm training conv kernels (${mode}) vs the JS Conv grad`, () => {
+  const kernels = createWasmConvKernels(mode);
   const convGrad = resolveOp("Conv", 11)!.grad!;
   for (const c of CASES) {
     test(c.name, () => {
@@ -69,19 +69,43 @@ describe("wasm training conv kernels vs the JS Conv grad", () => {
       // Pruned positions get no gradient; a kept one of value 0 does.
       for (let i = 0; i < keep.length; i++) if (!keep[i]) expect(dw1![i]).toBe(0);
       const g = convGeometry(c.x, c.w, attrs);
-      expect(kernels!.sparseConv(x.data as Float32Array, wd, undefined, g, attrs, (n) => new Float32Array(n))).toBeDefined();
+      expect(kernels!.conv(x.data as Float32Array, wd, undefined, g, attrs, (n) => new Float32Array(n))).toBeDefined();
     });
   }
+});
 
-  test("where the sparse kernel does not pay, the products are left to the JS paths", () => {
+describe("the cost rules", () => {
+
+  test("where neither wasm forward pays, the forward is left to the JS path; the weight gradient is always the wasm one's", () => {
     const k = createWasmConvKernels()!;
     const attrs = new Attrs({ pads: ints([1, 1, 1, 1]) }, "Conv");
     const g = convGeometry([1, 2, 7, 7], [2, 2, 3, 3], attrs);
     const dense = new Float32Array(36).fill(0.5);
-    expect(k.sparseConv(new Float32Array(98), dense, undefined, g, attrs, (n) => new Float32Array(n))).toBeUndefined();
-    expect(k.weightGrad(new Float32Array(98), new Float32Array(98), g, undefined, new Float32Array(36))).toBe(false);
-    expect(sparsePays(g, 0.7, "forward")).toBe(true);
-    expect(sparsePays(convGeometry([1, 2, 28, 28], [2, 2, 3, 3], attrs), 0.2, "forward")).toBe(true);
+    expect(k.conv(new Float32Array(98), dense, undefined, g, attrs, (n) => new Float32Array(n))).toBeUndefined();
+    expect(k.weightGrad(new Float32Array(98), new Float32Array(98), g, undefined, new Float32Array(36))).toBe(true);
+    expect(sparsePays(g, 0.7)).toBe(true);
+    expect(sparsePays(convGeometry([1, 2, 28, 28], [2, 2, 3, 3], attrs), 0.2)).toBe(true);
+    // Every weight's gradient below 20% pruned (3×3) or 40% (1×1), else the kept ones only.
+    expect(denseGradPays(g, 0.1)).toBe(true);
+    expect(denseGradPays(g, 0.3)).toBe(false);
+    expect(denseGradPays(convGeometry([1, 2, 7, 7], [2, 2, 1, 1], new Attrs({}, "Conv")), 0.3)).toBe(true);
+  });
+
+  test("dense Ŵ of a 3×3 stride-1 conv with ≥ 8 channels goes to the dense wasm kernels, the stem and strided convs stay JS", () => {
+    const k = createWasmConvKernels()!;
+    const attrs = new Attrs({ pads: ints([1, 1, 1, 1]) }, "Conv"), s2 = new Attrs({ pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, "Conv");
+    const g = convGeometry([2, 16, 14, 14], [16, 16, 3, 3], attrs);
+    expect(densePays(g)).toBe(true);
+    expect(sparsePays(g, 0.3)).toBe(false);
+    expect(sparsePays(g, 0.74)).toBe(true);
+    const x = k.buffer(2 * 16 * 196).fill(0.5), w = new Float32Array(16 * 16 * 9).fill(0.25);
+    const y = k.conv(x, w, undefined, g, attrs, (n) => k.buffer(n))!;
+    // Interior pixels: 16 channels × 9 taps × 0.5 × 0.25.
+    expect(y[15]).toBeCloseTo(18, 4);
+    expect(densePays(convGeometry([2, 1, 28, 28], [16, 1, 3, 3], attrs))).toBe(false);
+    expect(densePays(convGeometry([2, 16, 28, 28], [32, 16, 3, 3], s2))).toBe(false);
+    expect(densePays(convGeometry([2, 16, 28, 28], [32, 16, 1, 1], new Attrs({ strides: ints([2, 2]) }, "Conv")))).toBe(false);
+    expect(densePays(convGeometry([2, 32, 14, 14], [144, 32, 1, 1], new Attrs({}, "Conv")))).toBe(true);
   });
 });
 

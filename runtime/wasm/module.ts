@@ -52,6 +52,8 @@ export interface KernelExports {
   padRunsF32(begin: number, end: number, src: number, Ho: number, Wo: number, Wq: number, L8: number, dst: number, M: number, sums: number): void;
   /** as/train.ts: a conv's weight gradient at its kept weights (masked product over the run layout). */
   convWeightGradF32(begin: number, end: number, rowPtr: number, taps: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
+  /** as/train.ts: the same at every weight, blocked 2 rows × 4 taps (dense Ŵ). */
+  convWeightGradDenseF32(begin: number, end: number, taps: number, cols: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
   /** dwConvF32 over planes [0, total), `chunk` at a time claimed from the i32 counter at `next`. */
   dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;

@@ -99,3 +99,70 @@ export function convWeightGradF32(
     }
   }
 }
+
+/**
+ * The dense weight gradient (every weight) on the same layout, rows m in [begin, end):
+ *   out[m·cols + q] += Σ_n Σ_{p < L8} dyq[(n·M + m)·L8 + p] · x_n,g(m)[taps[q] + p]   for q in [0, cols)
+ * — convWeightGradF32 with every weight kept, blocked 2 rows × 4 taps: each step loads 2 dY and
+ * 4 input vectors for 8 multiply-adds (the masked kernel: 9 loads for 8), so the input planes,
+ * which outgrow L1 at 28² (16 channels), are read half as often.
+ */
+export function convWeightGradDenseF32(
+  begin: i32, end: i32, taps: usize, cols: i32, x: usize, xImg: i32, gStride: i32, Mg: i32, M: i32, N: i32,
+  dyq: usize, L8: i32, out: usize,
+): void {
+  const runBytes = <usize>L8 << 2;
+  const z = f32x4.splat(0);
+  for (let n = 0; n < N; n++) {
+    const xn = x + <usize>n * <usize>xImg;
+    let m = begin;
+    while (m < end) {
+      const grp = m / Mg;
+      // Two rows of one group at a time; a lone row computes its pair's dot products and drops them.
+      const pair = m + 1 < end && (m + 1) / Mg == grp;
+      const base = xn + <usize>grp * <usize>gStride;
+      const d0 = dyq + (<usize>n * <usize>M + <usize>m) * runBytes, d1 = pair ? d0 + runBytes : d0;
+      const o0 = out + ((<usize>m * <usize>cols) << 2), o1 = o0 + (<usize>cols << 2);
+      let q = 0;
+      for (; q + 4 <= cols; q += 4) {
+        const t = taps + (<usize>q << 2);
+        const s0 = base + <usize>load<i32>(t), s1 = base + <usize>load<i32>(t, 4);
+        const s2 = base + <usize>load<i32>(t, 8), s3 = base + <usize>load<i32>(t, 12);
+        let a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z;
+        for (let p: usize = 0; p < runBytes; p += 16) {
+          const y0 = v128.load(d0 + p), y1 = v128.load(d1 + p);
+          const x0 = v128.load(s0 + p), x1 = v128.load(s1 + p), x2 = v128.load(s2 + p), x3 = v128.load(s3 + p);
+          a0 = madd(y0, x0, a0); b0 = madd(y1, x0, b0);
+          a1 = madd(y0, x1, a1); b1 = madd(y1, x1, b1);
+          a2 = madd(y0, x2, a2); b2 = madd(y1, x2, b2);
+          a3 = madd(y0, x3, a3); b3 = madd(y1, x3, b3);
+        }
+        const o = o0 + (<usize>q << 2);
+        store<f32>(o, load<f32>(o) + hsum(a0));
+        store<f32>(o, load<f32>(o, 4) + hsum(a1), 4);
+        store<f32>(o, load<f32>(o, 8) + hsum(a2), 8);
+        store<f32>(o, load<f32>(o, 12) + hsum(a3), 12);
+        if (pair) {
+          const r = o1 + (<usize>q << 2);
+          store<f32>(r, load<f32>(r) + hsum(b0));
+          store<f32>(r, load<f32>(r, 4) + hsum(b1), 4);
+          store<f32>(r, load<f32>(r, 8) + hsum(b2), 8);
+          store<f32>(r, load<f32>(r, 12) + hsum(b3), 12);
+        }
+      }
+      for (; q < cols; q++) {
+        const s = base + <usize>load<i32>(taps + (<usize>q << 2));
+        let a = z, b = z;
+        for (let p: usize = 0; p < runBytes; p += 16) {
+          const xv = v128.load(s + p);
+          a = madd(v128.load(d0 + p), xv, a);
+          b = madd(v128.load(d1 + p), xv, b);
+        }
+        const o = o0 + (<usize>q << 2);
+        store<f32>(o, load<f32>(o) + hsum(a));
+        if (pair) { const r = o1 + (<usize>q << 2); store<f32>(r, load<f32>(r) + hsum(b)); }
+      }
+      m += pair ? 2 : 1;
+    }
+  }
+}
