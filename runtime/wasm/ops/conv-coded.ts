@@ -10,7 +10,7 @@
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import { convGemmClaim, convGemmRunner, depthwiseClaim, depthwiseRunner, winogradNs, winogradRunner, winogradShape } from "./conv-dense.ts";
-import { codeSpan, levelTable } from "./sparse-form.ts";
+import { codeSpanWithin, levelTable } from "./sparse-form.ts";
 
 /** Most levels the u8 form holds (id 0 is the zero). */
 const MAX_CODED_LEVELS = 255;
@@ -24,10 +24,7 @@ const TILES_PER_UNIT = 128;
 
 /** True if the compressed weight's distinct levels fit the u8 form. */
 function fitsCoded(spec: NodeSpec): boolean {
-  const w = spec.compressed[1]!;
-  if (w.codebook.kind === "table") return w.codebook.values.length <= MAX_CODED_LEVELS;
-  const { lo, hi } = codeSpan(w);
-  return hi - lo + 1 <= MAX_CODED_LEVELS;
+  return codeSpanWithin(spec.compressed[1]!, MAX_CODED_LEVELS);
 }
 
 /** The u8 code form of a compressed weight in wasm memory: levels (f32, id 0 = 0) then codes (one id per weight, 8 bytes of padding). */

@@ -19,16 +19,16 @@ import { createSession } from "../../session.ts";
 import { WasmKernels } from "../module.ts";
 import { ThreadTeam } from "../threads.ts";
 import { bindSparseConv } from "./conv-sparse.ts";
-import { boundAsExpected, caseWeight, type CaseResult, checkCase, expectedBinding, FORM_CHOICES, SPARSE_CASES } from "./sparse-check.ts";
+import { boundAsExpected, CASE_SOURCES, caseWeight, type CaseResult, checkCase, expectedBinding, FORM_CHOICES, SPARSE_CASES } from "./sparse-check.ts";
 
 const TOL = 1e-5;
 
 describe("sparse kernels vs the reference (current build)", () => {
-  for (const threads of [1, 2]) {
+  for (const [threads, source] of [[1, "model"], [2, "model"], [1, "file"], [2, "file"]] as const) {
     for (const forms of FORM_CHOICES) {
-      test(`every case, ${threads} thread(s), forms ${forms}`, async () => {
+      test(`every case, ${threads} thread(s), forms ${forms}, from the ${source}`, async () => {
         for (const c of SPARSE_CASES) {
-          const r = await checkCase(c, threads, forms);
+          const r = await checkCase(c, threads, forms, source);
           if (!boundAsExpected(c, r, forms)) throw new Error(`${c.name}: bound ${r.backend} ${r.path} ${r.weightForm}, expected ${JSON.stringify(expectedBinding(c, forms))}`);
           if (!(r.relErr <= TOL)) throw new Error(`${c.name}: relative error ${r.relErr}`);
         }
@@ -42,7 +42,7 @@ describe("sparse kernels vs the reference (current build)", () => {
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { relaxed: boolean; results: (CaseResult & { ok: boolean })[] };
     expect(out.relaxed).toBe(false);
-    expect(out.results.length).toBe(FORM_CHOICES.length * SPARSE_CASES.length);
+    expect(out.results.length).toBe(CASE_SOURCES.length * FORM_CHOICES.length * SPARSE_CASES.length);
     for (const x of out.results) if (!(x.relErr <= TOL) || !x.ok) throw new Error(`${x.name}: ${x.backend} ${x.path} relative error ${x.relErr}`);
   }, 60_000);
 });

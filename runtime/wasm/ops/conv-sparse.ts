@@ -11,7 +11,7 @@
  * computed per input shape). Work is split over output rows (n·M + m) across the thread team.
  * @module
  */
-import type { CompressedTensor, Tensor } from "../../../format/mod.ts";
+import { type CompressedTensor, nnzOf, type Tensor } from "../../../format/mod.ts";
 import type { NodeSpec } from "../../backend.ts";
 import { convGeometry, type ConvGeometry } from "../../ops/conv.ts";
 import type { WasmBound, WasmEnv, WasmOpImpl } from "../backend.ts";
@@ -302,7 +302,7 @@ const sparseConv: WasmOpImpl = {
     const num = (d: unknown, f: number) => (typeof d === "number" ? d : f);
     const strided = spatial(spec, "strides").some((v) => v > 1);
     const stridedBytes = strided ? 2 * 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56) : 0;
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH, KW), ok.w.dims[1] === 1, stridedBytes) };
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(nnzOf(ok.w), M, plannedRun(spec, KH, KW), ok.w.dims[1] === 1, stridedBytes) };
   },
   bind(spec, env) {
     return bindSparseConv(spec, env);
@@ -349,7 +349,7 @@ const sparseGemm: WasmOpImpl = {
   claim(spec) {
     const ok = gemmOk(spec);
     if (!ok || spec.epilogue) return undefined;
-    return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + ok.w.indices.length * SPARSE_GEMV_NS_PER_NNZ };
+    return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + nnzOf(ok.w) * SPARSE_GEMV_NS_PER_NNZ };
   },
   bind(spec, env) {
     const { w, rows: M, cols: K, transposed, bias } = gemmOk(spec)!;

@@ -5,10 +5,14 @@
  * Shared by the Bun and Deno tests; run as a script it prints the worst errors as JSON (the tests
  * start it with OPQ_WASM_RELAXED=0 to check the plain-SIMD build).
  *
+ * The wasm session loads the case either as the in-memory model (its weight's indices and codes,
+ * transcoded in JS) or from the case encoded as a `.opq` file (its rANS stream transcoded in
+ * wasm, as/rans.ts: the path a user's file takes).
+ *
  *   bun runtime/wasm/ops/sparse-check.ts [threads]
  * @module
  */
-import { type AttrValue, type CompressedTensor, mulberry32, type OpqModel, type Tensor } from "../../../format/mod.ts";
+import { type AttrValue, type CompressedTensor, encodeOpq, mulberry32, type OpqModel, type Tensor } from "../../../format/mod.ts";
 import { createSession } from "../../session.ts";
 
 /** One case: a Conv (x [N, C, H, W]) or a Gemm/MatMul (a [rows.., K]). */
@@ -41,6 +45,11 @@ export type FormChoice = "auto" | "sparse" | "coded";
 
 /** Every form choice, in the order the tests run them. */
 export const FORM_CHOICES: readonly FormChoice[] = ["auto", "sparse", "coded"];
+
+/** Where the wasm session loads a case from: the OpqModel object, or its encoded `.opq` bytes. */
+export type CaseSource = "model" | "file";
+/** Both sources, in the order the tests run them. */
+export const CASE_SOURCES: readonly CaseSource[] = ["model", "file"];
 
 /** The compressed weight forms of the wasm backend. */
 export const COMPRESSED_FORMS = ["sparse-levels-u16", "codes-u8-dense"] as const;
@@ -170,8 +179,8 @@ export interface CaseResult {
   backend: string;
 }
 
-/** Run case `c` on both backends with `threads` threads, the wasm one offering `forms`. */
-export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = "auto"): Promise<CaseResult> {
+/** Run case `c` on both backends with `threads` threads, the wasm one offering `forms` and loading from `source`. */
+export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = "auto", source: CaseSource = "model"): Promise<CaseResult> {
   const opq = caseModel(c);
   const rand = mulberry32(5);
   const n = c.x.reduce((a, b) => a * b, 1);
@@ -183,7 +192,7 @@ export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = 
   else env.OPQ_WASM_FORMS = forms;
   let ours;
   try {
-    ours = await createSession(opq, { backend: "wasm", threads });
+    ours = await createSession(source === "file" ? encodeOpq(opq) : opq, { backend: "wasm", threads });
   } finally {
     if (before === undefined) delete env.OPQ_WASM_FORMS;
     else env.OPQ_WASM_FORMS = before;
@@ -208,8 +217,10 @@ if (import.meta.main) {
   const threads = Number((globalThis as { process?: { argv: string[] } }).process?.argv[2] ?? 1);
   const { kernelSupport } = await import("../module.ts");
   const results: (CaseResult & { ok: boolean })[] = [];
-  for (const forms of FORM_CHOICES) {
-    for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms); results.push({ ...r, ok: boundAsExpected(c, r, forms) }); }
+  for (const source of CASE_SOURCES) {
+    for (const forms of FORM_CHOICES) {
+      for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms, source); results.push({ ...r, name: `${r.name} (${source})`, ok: boundAsExpected(c, r, forms) }); }
+    }
   }
   console.log(JSON.stringify({ relaxed: kernelSupport().relaxed, results }));
 }
