@@ -54,6 +54,8 @@ export interface KernelExports {
   convWeightGradF32(begin: number, end: number, rowPtr: number, taps: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
   /** dwConvF32 over planes [0, total), `chunk` at a time claimed from the i32 counter at `next`. */
   dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
+  /** as/sparse.ts: the sum over column blocks of a blocked sparse conv, with bias, residual and clamp. */
+  blockSumF32(begin: number, end: number, s: number, B: number, M: number, plane: number, y: number, bias: number, res: number, lo: number, hi: number): void;
   /** as/rans.ts: a compressed weight's rANS pair stream → kept columns, level ids, row starts, (row, level) counts; the kept count or < 0 if corrupt. */
   ransSparseRows(
     words: number, nWords: number, tabA: number, sA: number, dA: number, tabB: number, sB: number, dB: number, n: number,

@@ -111,6 +111,10 @@ export const SPARSE_CASES: readonly SparseCase[] = [
   { name: "coded GEMM 1x1 s1, 37 rows, batch 2", op: "Conv", x: [2, 24, 9, 11], w: [37, 24, 1, 1], density: 0.85, bits: 3, bias: true, emptyRows: [36], path: "wasm-gemm-1x1-coded" },
   { name: "coded im2col GEMM 3x3 s2 grouped g=2, 5 bits", op: "Conv", x: [1, 8, 17, 15], w: [12, 4, 3, 3], attrs: { group: int(2), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.85, bits: 5, path: "wasm-im2col-gemm-coded" },
   { name: "coded im2col GEMM, K 4608: row chunks of 12", op: "Conv", x: [1, 512, 16, 16], w: [32, 512, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.95, bits: 3, bias: true, path: "wasm-im2col-gemm-coded" },
+  // Column-blocked (conv-sparse.ts columnBlocks): a pixel tile reads more input than L1 holds.
+  { name: "column-blocked 3x3 p1 512 ch @7x7 (4 blocks)", op: "Conv", x: [1, 512, 7, 7], w: [6, 512, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.2, bits: 3, bias: true, emptyRows: [2] },
+  { name: "column-blocked 1x1 1024 ch @5x5 batch 2 (8 blocks)", op: "Conv", x: [2, 1024, 5, 5], w: [5, 1024, 1, 1], density: 0.3, bits: 5, bias: true },
+  { name: "column-blocked 3x3 s2 p1 256 ch @14x14 (8 blocks, phase planes)", op: "Conv", x: [1, 256, 14, 14], w: [4, 256, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.25, bits: 4, table: true },
   { name: "Gemm transB=1 bias batch 3", op: "Gemm", x: [3, 37], w: [11, 37], attrs: { transB: int(1) }, density: 0.4, bits: 3, bias: true, emptyRows: [2] },
   { name: "Gemm transB=0", op: "Gemm", x: [1, 20], w: [20, 9], density: 0.5, bits: 6 },
   { name: "Gemm APoT table", op: "Gemm", x: [2, 33], w: [7, 33], attrs: { transB: int(1) }, density: 0.3, bits: 5, table: true, bias: true },
