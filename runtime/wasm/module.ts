@@ -56,11 +56,11 @@ export interface KernelExports {
   dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
   /** as/sparse.ts: the sum over column blocks of a blocked sparse conv, with bias, residual and clamp. */
   blockSumF32(begin: number, end: number, s: number, B: number, M: number, plane: number, y: number, bias: number, res: number, lo: number, hi: number): void;
-  /** as/rans.ts: a compressed weight's rANS pair stream → kept columns, level ids, row starts, (row, level) counts; the kept count or < 0 if corrupt. */
+  /** as/rans.ts: a compressed weight's rANS pair stream → kept columns, level ids, row starts, (row, level) counts (or, `codes` ≠ 0, u8 level ids + 1 at each flat index); the kept count or < 0 if corrupt. */
   ransSparseRows(
     words: number, nWords: number, tabA: number, sA: number, dA: number, tabB: number, sB: number, dB: number, n: number,
     rows: number, cols: number, zig: number, idOf: number, idLo: number, idLen: number, nL: number,
-    outCol: number, outLvl: number, rowStart: number, count: number,
+    outCol: number, outLvl: number, rowStart: number, count: number, codes: number,
   ): number;
   /** as/rans.ts: the sparse row form (rowPtr, stream) of what ransSparseRows collected; the u16 units written. */
   sparseRowsPlace(rows: number, nL: number, rowStart: number, count: number, outCol: number, outLvl: number, rowPtr: number, stream: number, place: number): number;

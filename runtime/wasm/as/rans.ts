@@ -22,11 +22,13 @@ const RAW_CHUNK: u32 = 16;
  * `count` (i32 × rows·nL, zeroed by the caller). Returns the kept count, or −1 if the stream does
  * not end where it should (format's decodePairs check) or a value exceeds 32 bits, −2 if an index
  * falls outside the matrix, −3 if a code falls outside `idOf`.
+ * With `codes` ≠ 0 it writes the u8 code form instead (ops/conv-coded.ts): level id + 1 at byte
+ * `codes` + flat index (0 for a zero weight; the caller zeroes the rest), and no rows or counts.
  */
 export function ransSparseRows(
   words: usize, nWords: i32, tabA: usize, sA: u32, dA: u32, tabB: usize, sB: u32, dB: u32, n: i32,
   rows: i32, cols: i32, zig: i32, idOf: usize, idLo: i32, idLen: i32, nL: i32,
-  outCol: usize, outLvl: usize, rowStart: usize, count: usize,
+  outCol: usize, outLvl: usize, rowStart: usize, count: usize, codes: usize,
 ): i32 {
   const maskA: u32 = (1 << sA) - 1, maskB: u32 = (1 << sB) - 1;
   let x: u32 = <u32>load<u16>(words) | (<u32>load<u16>(words, 2) << 16);
@@ -83,6 +85,15 @@ export function ransSparseRows(
     if (p > end) return -1;
     prev += va + 1;
     if (prev >= size) return -2;
+    if (codes) {
+      const s = <u32>vb;
+      const o = (zig ? <i32>((s >> 1) ^ (0 - (s & 1))) : <i32>s) - idLo;
+      if (<u32>o >= <u32>idLen) return -3;
+      const l = load<i32>(idOf + (<usize>o << 2));
+      store<u8>(codes + <usize>prev, <u8>(l + 1));
+      kept += i32(l >= 0);
+      continue;
+    }
     while (prev >= rowEnd) {
       r++;
       store<i32>(rowStart + (<usize>r << 2), kept);
@@ -103,6 +114,7 @@ export function ransSparseRows(
     }
   }
   if (p != end || x != RANS_L || y != RANS_L) return -1;
+  if (codes) return kept;
   for (r++; r <= rows; r++) store<i32>(rowStart + (<usize>r << 2), kept);
   return kept;
 }

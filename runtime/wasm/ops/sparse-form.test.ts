@@ -1,16 +1,17 @@
 /**
- * The in-wasm transcoder of a stored rANS stream (as/rans.ts via sparse-form.ts
- * transcodeEncoded) against the JS transcoder of the decoded indices and codes: the same matrix
+ * The in-wasm transcoders of a stored rANS stream (as/rans.ts via sparse-form.ts
+ * transcodeEncoded, and encodedCodesU8 for the u8 code form) against the JS transcoder of the
+ * decoded indices and codes: the same matrix
  * for every bit width 2–8, uniform steps and APoT tables, empty rows, odd sizes; it never reads
- * the decoded arrays; and a corrupted stream either fails with a FormatError CORRUPT in both, or
- * decodes to the same matrix in both.
+ * the decoded arrays; and a corrupted stream either fails with a FormatError CORRUPT in all, or
+ * decodes to the same matrix in all.
  * @module
  */
 import { describe, expect, test } from "bun:test";
 import { type CompressedTensor, decodeOpq, encodedWeights, encodeOpq, FormatError, mulberry32 } from "../../../format/mod.ts";
 import { WasmKernels } from "../module.ts";
 import { caseModel, caseWeight, type SparseCase } from "./sparse-check.ts";
-import { type SparseRows, transcodeSparse } from "./sparse-form.ts";
+import { encodedCodesU8, type SparseRows, transcodeSparse } from "./sparse-form.ts";
 
 const k = WasmKernels.create()!;
 
@@ -61,6 +62,20 @@ function viaStream(t: CompressedTensor, rows: number, cols: number): Float64Arra
   }
 }
 
+/** The u8 code form decoded from the stored stream (encodedCodesU8), as a dense matrix. */
+function viaCodes(t: CompressedTensor): Float64Array {
+  const n = t.dims.reduce((a, b) => a * b, 1);
+  const p = k.alloc(n);
+  try {
+    const got = encodedCodesU8(k, t, p, 255)!;
+    expect(got).toBeDefined();
+    const codes = k.u8(p, n);
+    return Float64Array.from(codes, (c) => (c === 0 ? 0 : got.values[c - 1]!));
+  } finally {
+    k.free(p);
+  }
+}
+
 const conv = (w: number[], bits: number, density: number, extra: Partial<SparseCase> = {}): SparseCase =>
   ({ name: `${w} ${bits}b`, op: "Conv", x: [1, w[1]!, 5, 5], w, density, bits, ...extra });
 
@@ -82,6 +97,7 @@ describe("the rANS stream → sparse rows transcoder in wasm", () => {
       expect(encodedWeights(t) === undefined).toBe(t.nnz === 0);
       const a = t.nnz === 0 ? viaJs(t, rows, cols) : viaStream(t, rows, cols), b = viaJs(t, rows, cols);
       expect(a.length).toBe(rows * cols);
+      if (t.nnz! > 0) expect(Array.from(viaCodes(t))).toEqual(Array.from(b));
       let diff = 0, nz = 0;
       for (let i = 0; i < a.length; i++) { if (a[i] !== b[i]) diff++; if (b[i] !== 0) nz++; }
       expect(diff).toBe(0);
@@ -100,15 +116,18 @@ describe("the rANS stream → sparse rows transcoder in wasm", () => {
       const words = encodedWeights(t)!.words;
       for (let f = 0; f < 1 + (trial % 3); f++) words[Math.floor(rand() * words.length)]! ^= 1 << Math.floor(rand() * 8);
       if (trial % 10 === 9) words[words.length - 1 - Math.floor(rand() * 4)] = 0xff;
-      let a: Float64Array | FormatError, b: Float64Array | FormatError;
+      let a: Float64Array | FormatError, b: Float64Array | FormatError, u: Float64Array | FormatError;
       try { a = viaStream(t, rows, cols); } catch (e) { if (!(e instanceof FormatError)) throw e; a = e; }
+      try { u = viaCodes(t); } catch (e) { if (!(e instanceof FormatError)) throw e; u = e; }
       try { b = viaJs(t, rows, cols); } catch (e) { if (!(e instanceof FormatError)) throw e; b = e; }
-      if (a instanceof FormatError || b instanceof FormatError) {
+      if (a instanceof FormatError || b instanceof FormatError || u instanceof FormatError) {
         expect(a instanceof FormatError && a.code).toBe("CORRUPT");
         expect(b instanceof FormatError && b.code).toBe("CORRUPT");
+        expect(u instanceof FormatError && u.code).toBe("CORRUPT");
         failed++;
       } else {
         expect(Array.from(a)).toEqual(Array.from(b));
+        expect(Array.from(u)).toEqual(Array.from(b));
       }
     }
     expect(failed).toBeGreaterThan(30);

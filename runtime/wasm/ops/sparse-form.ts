@@ -339,7 +339,7 @@ function transcodeEncoded(k: WasmKernels, t: CompressedTensor, rows: number, col
     k.i32(ip, idOf.length).set(idOf);
     k.i32(cntP, rows * nL).fill(0);
     const kept = k.exports.ransSparseRows(wp, words.length >> 1, ta, e.gaps.scaleBits, e.gaps.direct, tb, e.symbols.scaleBits, e.symbols.direct, n,
-      rows, cols, e.zigzag ? 1 : 0, ip, lo, idOf.length, nL, colP, lvlP, rsP, cntP);
+      rows, cols, e.zigzag ? 1 : 0, ip, lo, idOf.length, nL, colP, lvlP, rsP, cntP, 0);
     if (kept < 0) throw new FormatError(FORMAT_ERROR_CODES.CORRUPT, `compressed tensor ${t.name}: ${STREAM_FAULTS[kept] ?? "corrupt stream"}`);
     // Row sizes from the counts (rows × levels: small).
     const count = k.i32(cntP, rows * nL);
@@ -359,6 +359,46 @@ function transcodeEncoded(k: WasmKernels, t: CompressedTensor, rows: number, col
     const written = k.exports.sparseRowsPlace(rows, nL, rsP, cntP, colP, lvlP, rowPtr, stream, placeP);
     if (written !== units) throw new Error(`sparse form: ${written} stream units written, ${units} expected`);
     return { rows, cols, nnz: kept, nLevels: nL, levels, rowPtr, stream, bytes, rowNnz };
+  } finally {
+    for (const p of temps) k.free(p);
+  }
+}
+
+/**
+ * The u8 code form (ops/conv-coded.ts) of an rANS-coded lazily decoded tensor, decoded inside wasm
+ * straight into `codes` (`size` bytes in wasm memory, zeroed here): level id + 1 per weight, 0 for
+ * a pruned one; the level values in id order. Level ids index the span the stream's model allows
+ * (encodedSpan). Undefined when the tensor has no stored stream or that span has more than
+ * `maxLevels` non-zero levels (the caller then decodes in JS). A corrupt stream throws its
+ * FormatError CORRUPT.
+ */
+export function encodedCodesU8(k: WasmKernels, t: CompressedTensor, codes: number, maxLevels: number): { values: number[] } | undefined {
+  const e = encodedWeights(t);
+  const span = e && encodedSpan(t);
+  if (!e || !span || span.hi - span.lo + 1 > MAX_LEVELS) return undefined;
+  const idOf = new Int32Array(span.hi - span.lo + 1);
+  const values: number[] = [];
+  for (let c = span.lo; c <= span.hi; c++) {
+    const v = codebookValue(t.codebook, c);
+    idOf[c - span.lo] = v === 0 ? -1 : values.push(v) - 1;
+  }
+  if (values.length > maxLevels) return undefined;
+  const words = e.words;
+  const sizes = [words.length + 16, e.gaps.table.length * 4, e.symbols.table.length * 4, idOf.length * 4, 4];
+  const temps = sizes.map((b) => k.alloc(b));
+  const [wp, ta, tb, ip, rsP] = temps as [number, number, number, number, number];
+  try {
+    const w8 = k.u8(wp, words.length + 16);
+    w8.set(words);
+    w8.fill(0, words.length);
+    new Uint32Array(k.memory.buffer, ta, e.gaps.table.length).set(e.gaps.table);
+    new Uint32Array(k.memory.buffer, tb, e.symbols.table.length).set(e.symbols.table);
+    k.i32(ip, idOf.length).set(idOf);
+    k.u8(codes, e.size).fill(0);
+    const kept = k.exports.ransSparseRows(wp, words.length >> 1, ta, e.gaps.scaleBits, e.gaps.direct, tb, e.symbols.scaleBits, e.symbols.direct, e.nnz,
+      1, e.size, e.zigzag ? 1 : 0, ip, span.lo, idOf.length, values.length, 0, 0, rsP, 0, codes);
+    if (kept < 0) throw new FormatError(FORMAT_ERROR_CODES.CORRUPT, `compressed tensor ${t.name}: ${STREAM_FAULTS[kept] ?? "corrupt stream"}`);
+    return { values };
   } finally {
     for (const p of temps) k.free(p);
   }
