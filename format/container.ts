@@ -65,7 +65,7 @@ import { crc32 } from "./codecs/crc32.ts";
 import { deflateBytes, inflateBytes } from "./codecs/deflate.ts";
 import { GRAPH_DICTIONARY_V1 } from "./codecs/graph-dictionary.ts";
 import { gapsToIndicesInPlace, indicesToGaps, readVarints, unzigzag, writeVarints, zigzag } from "./codecs/gaps.ts";
-import { decodePairStream, encodePairStream } from "./codecs/rans.ts";
+import { decodePairStream, decodeTable, encodePairStream, maxValueOf, type RansModel, readPairStreamHeader } from "./codecs/rans.ts";
 
 /** "OPQ\0". */
 export const OPQ_MAGIC: Uint8Array = new Uint8Array([0x4f, 0x50, 0x51, 0x00]);
@@ -726,7 +726,9 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
       return { indices, codes, coderTableBytes };
     };
     if (options.lazyWeights) {
-      compressed.push(lazyTensor(name, dims, codebook, nnz, decode));
+      const t = lazyTensor(name, dims, codebook, nnz, decode);
+      if (weightSection.codec === CODEC.RANS && nnz > 0) ENCODED.set(t, { stream, size, zigzag: traits.kind === "uniform" });
+      compressed.push(t);
       regions.push({ name, offset: start, regionBytes: length, codebookBytes: tableBytes, tableBytes: NaN, streamBytes: NaN });
       continue;
     }
@@ -739,6 +741,55 @@ export function decodeOpqParts(bytes: Uint8Array, options: DecodeOptions = {}): 
     model: { model, compressed, metadata: metadata as Record<string, unknown> },
     version, headerBytes: PREAMBLE_BYTES + headerLength, sections, weightCodec: weightSection.codec, regions,
   };
+}
+
+/** The rANS pair stream of each lazily decoded tensor, for encodedWeights. */
+const ENCODED = new WeakMap<CompressedTensor, { stream: Uint8Array; size: number; zigzag: boolean; parsed?: EncodedWeights }>();
+
+/** One model of an rANS pair stream, ready for a decoder: its per-slot table (decodeTable), scale bits, direct count. */
+export interface EncodedModel {
+  table: Uint32Array;
+  scaleBits: number;
+  direct: number;
+  /** Largest value the model can decode. */
+  maxValue: number;
+}
+
+/**
+ * A compressed tensor's weights as stored: the rANS pair stream of (gap, symbol) pairs (SPEC.md
+ * §6), for a reader that decodes them its own way (the runtime's wasm transcoder) instead of
+ * reading `indices` and `codes`. It must apply decodePairs' checks (every word consumed, both
+ * states back at RANS_L, values within 32 bits) and decodeOpq's (indices below `size`, table
+ * codes below the table's length) and throw a FormatError CORRUPT where they fail.
+ */
+export interface EncodedWeights {
+  /** Dense elements of the tensor. */
+  size: number;
+  nnz: number;
+  gaps: EncodedModel;
+  symbols: EncodedModel;
+  /** The coded u16 words (little-endian, even length ≥ 8): two initial states, then renormalization words. */
+  words: Uint8Array;
+  /** Symbols are zigzag-coded signed codes (uniform codebook); else table indices. */
+  zigzag: boolean;
+}
+
+/**
+ * The stored stream of `t` if it is a tensor of an rANS-coded file decoded with `lazyWeights`
+ * (whether or not its `indices` were read), else undefined. The stream's tables are read and
+ * checked here: a corrupt table throws its FormatError.
+ */
+export function encodedWeights(t: CompressedTensor): EncodedWeights | undefined {
+  const e = ENCODED.get(t);
+  if (!e) return undefined;
+  if (!e.parsed) {
+    const nnz = t.nnz!;
+    const { ma, mb, body } = readPairStreamHeader(e.stream, nnz);
+    check(body.length >= 8 && body.length % 2 === 0, E.CORRUPT, "rANS stream: bad length");
+    const model = (m: RansModel): EncodedModel => ({ table: decodeTable(m), scaleBits: m.scaleBits, direct: m.direct, maxValue: maxValueOf(m) });
+    e.parsed = { size: e.size, nnz, gaps: model(ma), symbols: model(mb), words: body, zigzag: e.zigzag };
+  }
+  return e.parsed;
 }
 
 /** A compressed tensor whose streams are decoded on first read of `indices` or `codes`. */

@@ -7,7 +7,7 @@ export * from "./graph.ts";
 export * from "./errors.ts";
 export { readOnnx, readTensorProto, readTensorProtoNamed } from "./onnx-reader.ts";
 export { checkCompressedTensor, toDenseModel, writeOnnx, writeTensorProto } from "./onnx-writer.ts";
-export { type DecodeOptions, decodeOpq, type EncodeOptions, encodeOpq, isOpqBytes, OPQ_FORMAT_VERSION, releaseDecoded, type WeightCodec } from "./container.ts";
+export { type DecodeOptions, decodeOpq, type EncodedModel, type EncodedWeights, encodedWeights, type EncodeOptions, encodeOpq, isOpqBytes, OPQ_FORMAT_VERSION, releaseDecoded, type WeightCodec } from "./container.ts";
 export { type InspectOptions, type OpqByteBreakdown, type OpqInspection, type OpqLayerRow, inspectOpq, sizeRatio } from "./inspect.ts";
 export { type EntropyBound, entropyBound, streamBits } from "./entropy.ts";
 export { bitWidth, channelStarts, packBits, type PackedCodeGroups, type PackedCodes, packCodeGroups, packCodes, unpackBits, unpackCodeGroups, unpackCodes } from "./codecs/bitpack.ts";

@@ -349,7 +349,7 @@ export function encodePairs(a: ArrayLike<number>, b: ArrayLike<number>, ma: Rans
  * Per-slot decode table, one u32 per slot: symbol << 24 | (freq − 1) << 12 | (slot − cum).
  * One load per decoded symbol; needs scaleBits ≤ 12 and an alphabet ≤ 256.
  */
-function decodeTable(m: RansModel): Uint32Array {
+export function decodeTable(m: RansModel): Uint32Array {
   const table = new Uint32Array(2 ** m.scaleBits);
   for (let s = 0; s < m.freqs.length; s++) {
     const f = m.freqs[s]!, c = m.cums[s]!;
@@ -439,18 +439,32 @@ export function minPairBits(ma: RansModel, mb: RansModel): number {
 }
 
 /**
- * Decode a pair stream of n pairs. The models are read first, and n is refused (TOO_LARGE)
- * unless the stream's bits could carry n pairs (n · minPairBits ≤ 8 · bytes + 64, the slack
- * covering the two states), so a tiny stream cannot make the decoder allocate for millions.
+ * The models of a pair stream of n pairs and the coded words after them (what decodePairs
+ * reads). n is refused (TOO_LARGE) unless the stream's bits could carry n pairs
+ * (n · minPairBits ≤ 8 · bytes + 64, the slack covering the two states), so a tiny stream
+ * cannot make a decoder allocate for millions.
  */
-export function decodePairStream(bytes: Uint8Array, n: number): { a: Uint32Array; b: Uint32Array; ma: RansModel; mb: RansModel; tableBytes: number } {
+export function readPairStreamHeader(bytes: Uint8Array, n: number): { ma: RansModel; mb: RansModel; tableBytes: number; body: Uint8Array } {
   const br = new BitReader(bytes);
   const ma = readModel(br), mb = readModel(br);
   const tableBytes = br.bytesUsed + (br.bytesUsed & 1);
   check(tableBytes <= bytes.length && (tableBytes === br.bytesUsed || bytes[tableBytes - 1] === 0), E.CORRUPT, "rANS table padding");
   const least = minPairBits(ma, mb);
   check(least === 0 || n * least <= 8 * bytes.length + 64, E.TOO_LARGE, () => `${bytes.length} rANS bytes cannot hold ${n} pairs`);
+  return { ma, mb, tableBytes, body: bytes.subarray(tableBytes) };
+}
+
+/** Largest value a model can decode: its highest symbol of non-zero frequency, or that escape bucket's top. */
+export function maxValueOf(m: RansModel): number {
+  let s = m.freqs.length - 1;
+  while (s > 0 && m.freqs[s] === 0) s--;
+  return s < m.direct ? s : m.direct - 1 + 2 ** (s - m.direct + 1) - 1;
+}
+
+/** Decode a pair stream of n pairs (readPairStreamHeader, then decodePairs). */
+export function decodePairStream(bytes: Uint8Array, n: number): { a: Uint32Array; b: Uint32Array; ma: RansModel; mb: RansModel; tableBytes: number } {
+  const { ma, mb, tableBytes, body } = readPairStreamHeader(bytes, n);
   const a = new Uint32Array(n), b = new Uint32Array(n);
-  decodePairs(bytes.subarray(tableBytes), a, b, ma, mb);
+  decodePairs(body, a, b, ma, mb);
   return { a, b, ma, mb, tableBytes };
 }

@@ -56,6 +56,16 @@ export interface KernelExports {
   convWeightGradDenseF32(begin: number, end: number, taps: number, cols: number, x: number, xImg: number, gStride: number, Mg: number, M: number, N: number, dyq: number, L8: number, out: number): void;
   /** dwConvF32 over planes [0, total), `chunk` at a time claimed from the i32 counter at `next`. */
   dwConvDynF32(begin: number, end: number, next: number, chunk: number, total: number, geo: number, w: number, x: number, y: number, bias: number, residual: number, lo: number, hi: number, codes: number, wbuf: number): void;
+  /** as/sparse.ts: the sum over column blocks of a blocked sparse conv, with bias, residual and clamp. */
+  blockSumF32(begin: number, end: number, s: number, B: number, M: number, plane: number, y: number, bias: number, res: number, lo: number, hi: number): void;
+  /** as/rans.ts: a compressed weight's rANS pair stream → kept columns, level ids, row starts, (row, level) counts (or, `codes` ≠ 0, u8 level ids + 1 at each flat index); the kept count or < 0 if corrupt. */
+  ransSparseRows(
+    words: number, nWords: number, tabA: number, sA: number, dA: number, tabB: number, sB: number, dB: number, n: number,
+    rows: number, cols: number, zig: number, idOf: number, idLo: number, idLen: number, nL: number,
+    outCol: number, outLvl: number, rowStart: number, count: number, codes: number,
+  ): number;
+  /** as/rans.ts: the sparse row form (rowPtr, stream) of what ransSparseRows collected; the u16 units written. */
+  sparseRowsPlace(rows: number, nL: number, rowStart: number, count: number, outCol: number, outLvl: number, rowPtr: number, stream: number, place: number): number;
   pool2dF32(begin: number, end: number, geo: number, x: number, y: number, mode: number): void;
   globalAvgPoolF32(begin: number, end: number, x: number, y: number, size: number): void;
 }
@@ -65,6 +75,8 @@ export const WASM_ALIGN = 64;
 const PAGE = 65536;
 /** Bytes at the bottom of memory never handed out (pointer 0 means "none"). */
 const RESERVED = 1024;
+/** A grow adds at least 1/GROW_FRACTION of the memory (#reserveUpTo). */
+const GROW_FRACTION = 8;
 /** Largest memory a session may grow to: 65536 pages (4 GiB), the module's declared maximum. */
 const MAX_PAGES = 65536;
 
@@ -230,6 +242,9 @@ export class WasmKernels {
     const pages = Math.ceil((end - have) / PAGE);
     if (have / PAGE + pages > MAX_PAGES) throw new RangeError(`wasm memory would exceed ${MAX_PAGES * PAGE} bytes`);
     this.#buffers.add(this.memory.buffer);
-    this.memory.grow(pages);
+    // Grow by at least an eighth of the memory: a session's load allocates each layer's weight at
+    // the top, and a grow per block (~110 for ResNet-50) cost ~35 ms of its cold start. Pages
+    // grown but never written take no resident memory.
+    this.memory.grow(Math.min(MAX_PAGES - have / PAGE, Math.max(pages, Math.ceil(have / PAGE / GROW_FRACTION))));
   }
 }

@@ -8,3 +8,4 @@ export * from "./depthwise";
 export * from "./pool";
 export * from "./winograd";
 export * from "./train";
+export * from "./rans";

@@ -293,3 +293,37 @@ export function sparseGemvF32(
     store<f32>(y + (<usize>item << 2), min(max(acc, lo), hi));
   }
 }
+
+/**
+ * The sum of a column-blocked sparse conv (ops/conv-sparse.ts): its weight's columns are split
+ * into B blocks of input channels, run as B·M rows (block-major) so each pixel tile's input stays
+ * in L1, and for items n·M + m in [begin, end):
+ *   y[n, m] = clamp(Σ_b s[n, b·M + m] + bias[m] + res[n, m], lo, hi)
+ * over planes of `plane` floats (s: [N, B·M, plane]). bias, res: 0 for none.
+ */
+export function blockSumF32(begin: i32, end: i32, s: usize, B: i32, M: i32, plane: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32): void {
+  const pb = <usize>plane << 2, stride = <usize>M * pb;
+  const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
+  for (let item = begin; item < end; item++) {
+    const n = item / M, m = item - n * M;
+    const src = s + <usize>(n * B * M + m) * pb;
+    const yo = y + <usize>item * pb, ro = res ? res + <usize>item * pb : 0;
+    const b = bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0;
+    const vb = f32x4.splat(b);
+    let i = 0;
+    for (; i + 4 <= plane; i += 4) {
+      const o = <usize>i << 2;
+      let v = f32x4.add(v128.load(src + o), vb);
+      for (let k: usize = 1; k < <usize>B; k++) v = f32x4.add(v, v128.load(src + k * stride + o));
+      if (ro) v = f32x4.add(v, v128.load(ro + o));
+      v128.store(yo + o, f32x4.min(f32x4.max(v, vlo), vhi));
+    }
+    for (; i < plane; i++) {
+      const o = <usize>i << 2;
+      let v = load<f32>(src + o) + b;
+      for (let k: usize = 1; k < <usize>B; k++) v += load<f32>(src + k * stride + o);
+      if (ro) v += load<f32>(ro + o);
+      store<f32>(yo + o, min(max(v, lo), hi));
+    }
+  }
+}

@@ -10,7 +10,8 @@
 import type { NodeSpec } from "../../backend.ts";
 import type { WasmOpImpl } from "../backend.ts";
 import { convGemmClaim, convGemmRunner, depthwiseClaim, depthwiseRunner, winogradNs, winogradRunner, winogradShape } from "./conv-dense.ts";
-import { codeSpan, levelTable } from "./sparse-form.ts";
+import { encodedWeights as encodedWeightsOf } from "../../../format/mod.ts";
+import { codeSpanWithin, encodedCodesU8, levelTable } from "./sparse-form.ts";
 
 /** Most levels the u8 form holds (id 0 is the zero). */
 const MAX_CODED_LEVELS = 255;
@@ -24,22 +25,39 @@ const TILES_PER_UNIT = 128;
 
 /** True if the compressed weight's distinct levels fit the u8 form. */
 function fitsCoded(spec: NodeSpec): boolean {
-  const w = spec.compressed[1]!;
-  if (w.codebook.kind === "table") return w.codebook.values.length <= MAX_CODED_LEVELS;
-  const { lo, hi } = codeSpan(w);
-  return hi - lo + 1 <= MAX_CODED_LEVELS;
+  return codeSpanWithin(spec.compressed[1]!, MAX_CODED_LEVELS);
 }
 
 /** The u8 code form of a compressed weight in wasm memory: levels (f32, id 0 = 0) then codes (one id per weight, 8 bytes of padding). */
 function toCodeForm(spec: NodeSpec, k: Parameters<WasmOpImpl["bind"]>[1]["kernels"]): { base: number; codes: number; bytes: number } {
   const w = spec.compressed[1]!;
   const n = w.dims.reduce((a, b) => a * b, 1);
+  // Codes padded by 8 bytes: the Winograd kernel tests a 3×3 block for zeros with one 8-byte load.
+  const codeBytes = Math.ceil((n + 8) / 16) * 16;
+  // A file's rANS stream: decoded inside wasm straight into the codes (levels after them, then
+  // moved before: the level count is known only from the stream's model, here).
+  const stream = encodedWeightsOf(w);
+  if (stream) {
+    const levelsCap = Math.ceil(((MAX_CODED_LEVELS + 1) * 4) / 16) * 16;
+    const base = k.alloc(levelsCap + codeBytes);
+    try {
+      const got = encodedCodesU8(k, w, base + levelsCap, MAX_CODED_LEVELS);
+      if (got) {
+        k.u8(base + levelsCap + n, codeBytes - n).fill(0);
+        const lv = k.f32(base, MAX_CODED_LEVELS + 1).fill(0);
+        lv.set(got.values, 1);
+        return { base, codes: base + levelsCap, bytes: levelsCap + codeBytes };
+      }
+    } catch (e) {
+      k.free(base);
+      throw e;
+    }
+    k.free(base);
+  }
   const table = levelTable(w);
   if (!table || table.values.length > MAX_CODED_LEVELS) throw new RangeError(`${spec.name}: more levels than the u8 form holds (${MAX_CODED_LEVELS})`);
   const { idOf, lo, values } = table;
   const levelsBytes = Math.ceil(((values.length + 1) * 4) / 16) * 16;
-  // Codes padded by 8 bytes: the Winograd kernel tests a 3×3 block for zeros with one 8-byte load.
-  const codeBytes = Math.ceil((n + 8) / 16) * 16;
   const base = k.alloc(levelsBytes + codeBytes);
   const lv = k.f32(base, values.length + 1);
   lv[0] = 0;

@@ -19,16 +19,16 @@ import { createSession } from "../../session.ts";
 import { WasmKernels } from "../module.ts";
 import { ThreadTeam } from "../threads.ts";
 import { bindSparseConv } from "./conv-sparse.ts";
-import { boundAsExpected, caseWeight, type CaseResult, checkCase, expectedBinding, FORM_CHOICES, SPARSE_CASES } from "./sparse-check.ts";
+import { boundAsExpected, CASE_SOURCES, caseWeight, type CaseResult, checkCase, expectedBinding, FORM_CHOICES, SPARSE_CASES } from "./sparse-check.ts";
 
 const TOL = 1e-5;
 
 describe("sparse kernels vs the reference (current build)", () => {
-  for (const threads of [1, 2]) {
+  for (const [threads, source] of [[1, "model"], [2, "model"], [1, "file"], [2, "file"]] as const) {
     for (const forms of FORM_CHOICES) {
-      test(`every case, ${threads} thread(s), forms ${forms}`, async () => {
+      test(`every case, ${threads} thread(s), forms ${forms}, from the ${source}`, async () => {
         for (const c of SPARSE_CASES) {
-          const r = await checkCase(c, threads, forms);
+          const r = await checkCase(c, threads, forms, source);
           if (!boundAsExpected(c, r, forms)) throw new Error(`${c.name}: bound ${r.backend} ${r.path} ${r.weightForm}, expected ${JSON.stringify(expectedBinding(c, forms))}`);
           if (!(r.relErr <= TOL)) throw new Error(`${c.name}: relative error ${r.relErr}`);
         }
@@ -42,7 +42,7 @@ describe("sparse kernels vs the reference (current build)", () => {
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { relaxed: boolean; results: (CaseResult & { ok: boolean })[] };
     expect(out.relaxed).toBe(false);
-    expect(out.results.length).toBe(FORM_CHOICES.length * SPARSE_CASES.length);
+    expect(out.results.length).toBe(CASE_SOURCES.length * FORM_CHOICES.length * SPARSE_CASES.length);
     for (const x of out.results) if (!(x.relErr <= TOL) || !x.ok) throw new Error(`${x.name}: ${x.backend} ${x.path} relative error ${x.relErr}`);
   }, 60_000);
 });
@@ -109,6 +109,52 @@ describe("bound directly", () => {
       expect(err / scale).toBeLessThan(TOL);
       expect(yd.some((v) => v === 0) && yd.some((v) => v === 0.25) && yd.some((v) => v > 0 && v < 0.25)).toBe(true);
       bound.dispose?.();
+    } finally {
+      team.stop();
+    }
+  }, 30_000);
+
+  test("column-blocked (8 blocks of 32 channels, phase planes): fused residual + clamp over 2 threads equals the naive conv", async () => {
+    const k = WasmKernels.create()!;
+    const team = await ThreadTeam.start(k, 2);
+    try {
+      const bc = SPARSE_CASES.find((x) => x.name.startsWith("column-blocked 3x3 s2"))!;
+      // 16 output channels: enough work to split across the threads.
+      const bw = caseWeight({ ...bc, w: [16, 256, 3, 3] }, 7);
+      const xd = [2, 256, 14, 14];
+      const bound = bindSparseConv(convSpec(xd, bw, raw, 2), { kernels: k, team }, {}, true);
+      expect(bound.blocks).toBe(8);
+      const plain = bindSparseConv(convSpec(xd, bw, raw, 2), { kernels: k, team }, {}, false);
+      expect(plain.blocks).toBe(1);
+      const rand = mulberry32(8);
+      const n = xd.reduce((a, b) => a * b, 1);
+      const xp = k.alloc(n * 4);
+      const xv = k.f32(xp, n);
+      for (let i = 0; i < n; i++) xv[i] = rand() * 2 - 1;
+      const x: Tensor = { dtype: "float32", dims: xd, data: k.f32(xp, n) };
+      const ref = naiveConv(x.data as Float32Array, xd, dequantize(bw), bw.dims, 1, 2);
+      const rp = k.alloc(ref.y.length * 4);
+      const rv = k.f32(rp, ref.y.length);
+      for (let i = 0; i < rv.length; i++) rv[i] = rand() - 0.5;
+      const res = rv.slice();
+      const residual: Tensor = { dtype: "float32", dims: ref.dims, data: k.f32(rp, ref.y.length) };
+      for (const b of [bound, plain]) {
+        const splits = team.splits;
+        const y = b.runFused(x, residual, -0.5, 0.5, (len) => k.f32(k.alloc(len * 4), len), (t) => k.addressOf(t.data as Float32Array));
+        expect(team.splits).toBeGreaterThan(splits);
+        expect(y.dims).toEqual(ref.dims);
+        const yd = y.data as Float32Array;
+        let err = 0, scale = 1;
+        for (let i = 0; i < yd.length; i++) {
+          err = Math.max(err, Math.abs(yd[i]! - Math.min(Math.max(ref.y[i]! + res[i]!, -0.5), 0.5)));
+          scale = Math.max(scale, Math.abs(ref.y[i]!));
+        }
+        expect(err / scale).toBeLessThan(TOL);
+        expect(yd.some((v) => v === 0.5) && yd.some((v) => v > -0.5 && v < 0.5)).toBe(true);
+      }
+      expect(bound.form.rows).toBe(8 * 16);
+      bound.dispose?.();
+      plain.dispose?.();
     } finally {
       team.stop();
     }

@@ -11,11 +11,11 @@
  * computed per input shape). Work is split over output rows (n·M + m) across the thread team.
  * @module
  */
-import type { CompressedTensor, Tensor } from "../../../format/mod.ts";
+import { type CompressedTensor, nnzOf, type Tensor } from "../../../format/mod.ts";
 import type { NodeSpec } from "../../backend.ts";
 import { convGeometry, type ConvGeometry } from "../../ops/conv.ts";
 import type { WasmBound, WasmEnv, WasmOpImpl } from "../backend.ts";
-import type { WasmKernels } from "../module.ts";
+import { envVar, type WasmKernels } from "../module.ts";
 import { sparseFormFits, type SparseRows, transcodeSparse } from "./sparse-form.ts";
 
 /**
@@ -48,6 +48,17 @@ const CHUNKS_PER_THREAD = 4;
 const PHASE_SPLIT_PARALLEL_BYTES = 1 << 20;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
+
+/**
+ * Column blocking of a conv whose pixel tile reads more input than L1 holds (tile-outer, rows
+ * inner, every row of a 32-pixel tile reads its kept columns' runs): above BLOCK_MIN_BYTES of
+ * input per tile the weight's columns are split into B blocks of input channels, B the smallest
+ * power of two (≤ MAX_BLOCKS) that brings a block's tile input to BLOCK_TARGET_BYTES. Set by
+ * bench/column-blocks-bench.ts (in-process A/B, CPU time, this machine): 512 ch 3×3 @7×7
+ * (106 KiB a tile) B=4 −26%; 2048 ch 1×1 @7×7 (256 KiB) B=8 −27%; 1024 ch 1×1 @14×14 (128 KiB)
+ * B=8 −11%, B=16 +14%; 256 ch 3×3 @14×14 (66 KiB) B=4 −5%; 512 ch 1×1 @7×7 (64 KiB) B=2 +11%.
+ */
+const BLOCK_MIN_BYTES = 96 * 1024, BLOCK_TARGET_BYTES = 32 * 1024, MAX_BLOCKS = 8;
 
 /** Epilogue of a fused conv/gemm: residual added before the clamp [lo, hi]. */
 export interface SparseEpilogue {
@@ -178,21 +189,60 @@ export function freeLayout(k: WasmKernels, l: ConvLayout | undefined): void {
   if (l.phases) k.free(l.phases);
 }
 
+/**
+ * Column blocks (BLOCK_MIN_BYTES) of a conv of geometry `g` with a KH×KW kernel: from the input
+ * bytes a 32-pixel row tile reads per input channel (a run of 32 plus the kernel's reach, in each
+ * phase plane a tap uses). 1 for grouped convs and where the tile input fits.
+ */
+export function columnBlocks(g: ConvGeometry, KH: number, KW: number): number {
+  if (g.group !== 1) return 1;
+  const [sy, sx] = g.strides as [number, number], [dy, dx] = g.dilations as [number, number];
+  const [, W] = g.inSpatial as [number, number], [Ho, Wo] = g.outSpatial as [number, number];
+  const direct = sy === 1 && sx === 1 && g.pads.every((p) => p === 0);
+  const qy = Math.floor(((KH - 1) * dy) / sy), qx = Math.floor(((KW - 1) * dx) / sx);
+  const Wq = direct ? W : Wo + qx, L8 = Math.ceil((Ho * Wq) / 8) * 8;
+  const planes = direct ? 1 : Math.min(sy, KH) * Math.min(sx, KW);
+  const bytes = g.inChannels * planes * Math.min(L8, 32 + qy * Wq + qx) * 4;
+  if (bytes <= BLOCK_MIN_BYTES) return 1;
+  let b = 1;
+  while (b < MAX_BLOCKS && bytes / b > BLOCK_TARGET_BYTES && g.inChannels % (2 * b) === 0) b *= 2;
+  return b;
+}
+
+/** Reorder a transcoded form's rows from (m, block) to (block, m): the kernel then runs block b's rows as group b. */
+function blockMajor(k: WasmKernels, form: SparseRows, M: number, B: number): void {
+  const rp = k.i32(form.rowPtr, M * B), was = rp.slice(), nnz = form.rowNnz.slice();
+  for (let m = 0; m < M; m++) {
+    for (let b = 0; b < B; b++) { rp[b * M + m] = was[m * B + b]!; form.rowNnz[b * M + m] = nnz[m * B + b]!; }
+  }
+}
+
 /** A bound sparse conv: weights resident, layout cached for the last input shape. */
 export interface SparseConvBound extends WasmBound {
   /** Run with a fused epilogue: residual (output shape) added, then clamp to [lo, hi]. */
   runFused(x: Tensor, residual: Tensor | undefined, lo: number, hi: number, alloc: (n: number) => Float32Array, addr: (t: Tensor) => number): Tensor;
   form: SparseRows;
+  /** Column blocks of the form (1: unblocked). */
+  blocks: number;
 }
 
-/** Transcode and bind a Conv with a compressed weight (epilogue: bias from the node; clamp from `epi`). */
-export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue = {}): SparseConvBound {
+/**
+ * Transcode and bind a Conv with a compressed weight (epilogue: bias from the node; clamp from
+ * `epi`). `blocking`: split the columns into blocks (columnBlocks) for the planned input shape;
+ * the form's rows are then (block, output channel), block-major, and `blocks` says how many.
+ */
+export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue = {}, blocking = false): SparseConvBound {
   const ok = convOk(spec);
   if (!ok) throw new RangeError(`${spec.name}: not a conv the sparse kernel runs`);
   const { w, bias } = ok;
   const k = env.kernels;
   const [M, Cg, KH, KW] = w.dims as [number, number, number, number];
-  const form = transcodeSparse(k, w, M, Cg * KH * KW);
+  const xs = spec.inputShapes[0]!;
+  const planned = xs.slice(1);
+  const B = blocking && planned.every((v) => typeof v === "number") ? columnBlocks(convGeometry([1, ...(planned as number[])], w.dims, spec.attrs), KH, KW) : 1;
+  // Rows (m, b) of Cg/B channels each are the flat weight read as an (M·B) × (Cg/B·KH·KW) matrix.
+  const form = transcodeSparse(k, w, M * B, (Cg / B) * KH * KW);
+  if (B > 1) blockMajor(k, form, M, B);
   let biasPtr = 0;
   if (bias) { biasPtr = k.alloc(M * 4); k.f32(biasPtr, M).set(bias); }
   // The row counter of a split call (sparseConvDynF32).
@@ -208,7 +258,9 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
     if (!layout || layout.dims.length !== d.length || layout.dims.some((v, i) => v !== d[i])) {
       const g = convGeometry(d, w.dims, attrs);
       freeLayout(k, layout);
-      layout = { ...convLayout(k, g, KH, KW), dims: d.slice() };
+      // Blocked: laid out as a conv of B groups (a tap table over one block's channels, its group stride).
+      layout = { ...convLayout(k, B > 1 ? { ...g, group: B } : g, KH, KW), dims: d.slice() };
+      layout.g = g;
     }
     const l = layout, g = l.g;
     const N = g.batch, C = g.inChannels;
@@ -236,24 +288,37 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         if (N * C * H * W * 4 >= PHASE_SPLIT_PARALLEL_BYTES) env.team.run("phaseSplitF32", N * C, Math.max(1, Math.ceil(4096 / Math.max(1, H * W))), args);
         else (k.exports.phaseSplitF32 as (...a: number[]) => void)(0, N * C, ...args);
       }
-      // Raw sums go straight to y when the run has no garbage columns and no rounding.
-      let t = y.byteOffset;
+      // Blocked: the B·M rows' sums go to a [N, B·M, Ho, Wo] block, then blockSumF32 applies the epilogue.
+      const rows = M * B;
+      let out = y.byteOffset;
+      if (B > 1) {
+        out = k.alloc(N * rows * Ho * Wo * 4);
+        temps.push(out);
+      }
+      // Raw sums go straight to the output when the run has no garbage columns and no rounding.
+      let t = out;
       if (!(l.Wq === Wo && l.L8 === l.L)) {
-        t = k.alloc(N * M * l.L8 * 4);
+        t = k.alloc(N * rows * l.L8 * 4);
         temps.push(t);
       }
-      const args = [
-        form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t,
-        Ho, l.Wq, Wo, y.byteOffset, biasPtr, residual ? addr(residual) : 0, lo, hi,
-      ];
-      const ns = N * sparseConvNs(form.nnz, M, l.L, Cg === 1);
+      const resPtr = residual ? addr(residual) : 0;
+      const args = B > 1
+        ? [form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, rows, M, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, 0, 0, -Infinity, Infinity]
+        : [form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, biasPtr, resPtr, lo, hi];
+      const ns = N * sparseConvNs(form.nnz, rows, l.L, Cg === 1);
       const threads = env.team.threads;
-      if (ns >= PARALLEL_MIN_NS && threads > 1) {
+      const split = ns >= PARALLEL_MIN_NS && threads > 1;
+      if (split) {
         // Rows claimed in chunks from a counter (CHUNKS_PER_THREAD per thread), not split in halves.
-        const total = N * M, chunk = Math.max(1, Math.ceil(total / (threads * CHUNKS_PER_THREAD)));
+        const total = N * rows, chunk = Math.max(1, Math.ceil(total / (threads * CHUNKS_PER_THREAD)));
         k.i32(counter, 1)[0] = 0;
         env.team.run("sparseConvDynF32", threads, 1, [counter, chunk, total, ...args]);
-      } else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * M, ...args);
+      } else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * rows, ...args);
+      if (B > 1) {
+        const sum = [out, B, M, Ho * Wo, y.byteOffset, biasPtr, resPtr, lo, hi];
+        if (split) env.team.run("blockSumF32", N * M, Math.max(1, Math.ceil(4096 / (Ho * Wo))), sum);
+        else k.exports.blockSumF32(0, N * M, ...(sum as [number, number, number, number, number, number, number, number, number]));
+      }
     } finally {
       for (const p of temps) k.free(p);
     }
@@ -262,8 +327,9 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
 
   return {
     form,
+    blocks: B,
     // The tap table (4 bytes a column) is made at the first run; it is counted from the start.
-    residentBytes: form.bytes + (biasPtr ? M * 4 : 0) + Cg * KH * KW * 4,
+    residentBytes: form.bytes + (biasPtr ? M * 4 : 0) + (Cg / B) * KH * KW * 4,
     run(inputs, rc, addr) {
       // A fused node (runtime/fusion.ts) carries its residual as an extra input and its clamp in the spec.
       const f = spec.epilogue;
@@ -302,10 +368,11 @@ const sparseConv: WasmOpImpl = {
     const num = (d: unknown, f: number) => (typeof d === "number" ? d : f);
     const strided = spatial(spec, "strides").some((v) => v > 1);
     const stridedBytes = strided ? 2 * 4 * num(xs[1], 1) * num(xs[2], 56) * num(xs[3], 56) : 0;
-    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(ok.w.indices.length, M, plannedRun(spec, KH, KW), ok.w.dims[1] === 1, stridedBytes) };
+    return { path: "wasm-sparse-direct", weightForm: "sparse-levels-u16", cost: sparseConvNs(nnzOf(ok.w), M, plannedRun(spec, KH, KW), ok.w.dims[1] === 1, stridedBytes) };
   },
   bind(spec, env) {
-    return bindSparseConv(spec, env);
+    // OPQ_SPARSE_BLOCKS=0: no column blocking (bench/column-blocks-bench.ts compares both).
+    return bindSparseConv(spec, env, {}, envVar("OPQ_SPARSE_BLOCKS") !== "0");
   },
 };
 
@@ -349,7 +416,7 @@ const sparseGemm: WasmOpImpl = {
   claim(spec) {
     const ok = gemmOk(spec);
     if (!ok || spec.epilogue) return undefined;
-    return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + ok.w.indices.length * SPARSE_GEMV_NS_PER_NNZ };
+    return { path: "wasm-sparse-gemv", weightForm: "sparse-levels-u16", cost: 2000 + nnzOf(ok.w) * SPARSE_GEMV_NS_PER_NNZ };
   },
   bind(spec, env) {
     const { w, rows: M, cols: K, transposed, bias } = gemmOk(spec)!;

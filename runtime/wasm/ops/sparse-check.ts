@@ -5,10 +5,14 @@
  * Shared by the Bun and Deno tests; run as a script it prints the worst errors as JSON (the tests
  * start it with OPQ_WASM_RELAXED=0 to check the plain-SIMD build).
  *
+ * The wasm session loads the case either as the in-memory model (its weight's indices and codes,
+ * transcoded in JS) or from the case encoded as a `.opq` file (its rANS stream transcoded in
+ * wasm, as/rans.ts: the path a user's file takes).
+ *
  *   bun runtime/wasm/ops/sparse-check.ts [threads]
  * @module
  */
-import { type AttrValue, type CompressedTensor, mulberry32, type OpqModel, type Tensor } from "../../../format/mod.ts";
+import { type AttrValue, type CompressedTensor, encodeOpq, mulberry32, type OpqModel, type Tensor } from "../../../format/mod.ts";
 import { createSession } from "../../session.ts";
 
 /** One case: a Conv (x [N, C, H, W]) or a Gemm/MatMul (a [rows.., K]). */
@@ -41,6 +45,11 @@ export type FormChoice = "auto" | "sparse" | "coded";
 
 /** Every form choice, in the order the tests run them. */
 export const FORM_CHOICES: readonly FormChoice[] = ["auto", "sparse", "coded"];
+
+/** Where the wasm session loads a case from: the OpqModel object, or its encoded `.opq` bytes. */
+export type CaseSource = "model" | "file";
+/** Both sources, in the order the tests run them. */
+export const CASE_SOURCES: readonly CaseSource[] = ["model", "file"];
 
 /** The compressed weight forms of the wasm backend. */
 export const COMPRESSED_FORMS = ["sparse-levels-u16", "codes-u8-dense"] as const;
@@ -102,6 +111,10 @@ export const SPARSE_CASES: readonly SparseCase[] = [
   { name: "coded GEMM 1x1 s1, 37 rows, batch 2", op: "Conv", x: [2, 24, 9, 11], w: [37, 24, 1, 1], density: 0.85, bits: 3, bias: true, emptyRows: [36], path: "wasm-gemm-1x1-coded" },
   { name: "coded im2col GEMM 3x3 s2 grouped g=2, 5 bits", op: "Conv", x: [1, 8, 17, 15], w: [12, 4, 3, 3], attrs: { group: int(2), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.85, bits: 5, path: "wasm-im2col-gemm-coded" },
   { name: "coded im2col GEMM, K 4608: row chunks of 12", op: "Conv", x: [1, 512, 16, 16], w: [32, 512, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.95, bits: 3, bias: true, path: "wasm-im2col-gemm-coded" },
+  // Column-blocked (conv-sparse.ts columnBlocks): a pixel tile reads more input than L1 holds.
+  { name: "column-blocked 3x3 p1 512 ch @7x7 (4 blocks)", op: "Conv", x: [1, 512, 7, 7], w: [6, 512, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.2, bits: 3, bias: true, emptyRows: [2] },
+  { name: "column-blocked 1x1 1024 ch @5x5 batch 2 (8 blocks)", op: "Conv", x: [2, 1024, 5, 5], w: [5, 1024, 1, 1], density: 0.3, bits: 5, bias: true },
+  { name: "column-blocked 3x3 s2 p1 256 ch @14x14 (8 blocks, phase planes)", op: "Conv", x: [1, 256, 14, 14], w: [4, 256, 3, 3], attrs: { pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.25, bits: 4, table: true },
   { name: "Gemm transB=1 bias batch 3", op: "Gemm", x: [3, 37], w: [11, 37], attrs: { transB: int(1) }, density: 0.4, bits: 3, bias: true, emptyRows: [2] },
   { name: "Gemm transB=0", op: "Gemm", x: [1, 20], w: [20, 9], density: 0.5, bits: 6 },
   { name: "Gemm APoT table", op: "Gemm", x: [2, 33], w: [7, 33], attrs: { transB: int(1) }, density: 0.3, bits: 5, table: true, bias: true },
@@ -170,8 +183,8 @@ export interface CaseResult {
   backend: string;
 }
 
-/** Run case `c` on both backends with `threads` threads, the wasm one offering `forms`. */
-export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = "auto"): Promise<CaseResult> {
+/** Run case `c` on both backends with `threads` threads, the wasm one offering `forms` and loading from `source`. */
+export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = "auto", source: CaseSource = "model"): Promise<CaseResult> {
   const opq = caseModel(c);
   const rand = mulberry32(5);
   const n = c.x.reduce((a, b) => a * b, 1);
@@ -183,7 +196,7 @@ export async function checkCase(c: SparseCase, threads = 1, forms: FormChoice = 
   else env.OPQ_WASM_FORMS = forms;
   let ours;
   try {
-    ours = await createSession(opq, { backend: "wasm", threads });
+    ours = await createSession(source === "file" ? encodeOpq(opq) : opq, { backend: "wasm", threads });
   } finally {
     if (before === undefined) delete env.OPQ_WASM_FORMS;
     else env.OPQ_WASM_FORMS = before;
@@ -208,8 +221,10 @@ if (import.meta.main) {
   const threads = Number((globalThis as { process?: { argv: string[] } }).process?.argv[2] ?? 1);
   const { kernelSupport } = await import("../module.ts");
   const results: (CaseResult & { ok: boolean })[] = [];
-  for (const forms of FORM_CHOICES) {
-    for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms); results.push({ ...r, ok: boundAsExpected(c, r, forms) }); }
+  for (const source of CASE_SOURCES) {
+    for (const forms of FORM_CHOICES) {
+      for (const c of SPARSE_CASES) { const r = await checkCase(c, threads, forms, source); results.push({ ...r, name: `${r.name} (${source})`, ok: boundAsExpected(c, r, forms) }); }
+    }
   }
   console.log(JSON.stringify({ relaxed: kernelSupport().relaxed, results }));
 }
