@@ -331,11 +331,7 @@ function transcodeEncoded(k: WasmKernels, t: CompressedTensor, rows: number, col
   const temps = sizes.map((b) => k.alloc(b));
   const [wp, ta, tb, ip, colP, lvlP, rsP, cntP, placeP] = temps as [number, number, number, number, number, number, number, number, number];
   try {
-    const w8 = k.u8(wp, words.length + 16);
-    w8.set(words);
-    w8.fill(0, words.length);
-    new Uint32Array(k.memory.buffer, ta, e.gaps.table.length).set(e.gaps.table);
-    new Uint32Array(k.memory.buffer, tb, e.symbols.table.length).set(e.symbols.table);
+    stageStream(k, e, wp, ta, tb);
     k.i32(ip, idOf.length).set(idOf);
     k.i32(cntP, rows * nL).fill(0);
     const kept = k.exports.ransSparseRows(wp, words.length >> 1, ta, e.gaps.scaleBits, e.gaps.direct, tb, e.symbols.scaleBits, e.symbols.direct, n,
@@ -364,6 +360,15 @@ function transcodeEncoded(k: WasmKernels, t: CompressedTensor, rows: number, col
   }
 }
 
+/** Copy a stream's words (then 16 zero bytes the decoder may read past a corrupt stream's end) and its two decode tables into wasm memory. */
+function stageStream(k: WasmKernels, e: NonNullable<ReturnType<typeof encodedWeights>>, words: number, gaps: number, symbols: number): void {
+  const w8 = k.u8(words, e.words.length + 16);
+  w8.set(e.words);
+  w8.fill(0, e.words.length);
+  new Uint32Array(k.memory.buffer, gaps, e.gaps.table.length).set(e.gaps.table);
+  new Uint32Array(k.memory.buffer, symbols, e.symbols.table.length).set(e.symbols.table);
+}
+
 /**
  * The u8 code form (ops/conv-coded.ts) of an rANS-coded lazily decoded tensor, decoded inside wasm
  * straight into `codes` (`size` bytes in wasm memory, zeroed here): level id + 1 per weight, 0 for
@@ -388,11 +393,7 @@ export function encodedCodesU8(k: WasmKernels, t: CompressedTensor, codes: numbe
   const temps = sizes.map((b) => k.alloc(b));
   const [wp, ta, tb, ip, rsP] = temps as [number, number, number, number, number];
   try {
-    const w8 = k.u8(wp, words.length + 16);
-    w8.set(words);
-    w8.fill(0, words.length);
-    new Uint32Array(k.memory.buffer, ta, e.gaps.table.length).set(e.gaps.table);
-    new Uint32Array(k.memory.buffer, tb, e.symbols.table.length).set(e.symbols.table);
+    stageStream(k, e, wp, ta, tb);
     k.i32(ip, idOf.length).set(idOf);
     k.u8(codes, e.size).fill(0);
     const kept = k.exports.ransSparseRows(wp, words.length >> 1, ta, e.gaps.scaleBits, e.gaps.direct, tb, e.symbols.scaleBits, e.symbols.direct, e.nnz,
