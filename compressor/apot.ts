@@ -80,12 +80,13 @@ export function fitApotAlpha(w: Float32Array, levels: readonly number[]): { alph
 
 /**
  * APoT-quantize a tensor with a `table` codebook of the α-scaled signed levels; code = table index,
- * and weights snapping to level 0 are dropped. Returns the tensor and Σ (w − ŵ)².
+ * and weights snapping to level 0 are dropped. α: the MSE fit on `w` unless given. Returns the
+ * tensor and Σ (w − ŵ)².
  */
-export function quantizeApot(name: string, dims: number[], w: Float32Array, bits: 3 | 4): { tensor: CompressedTensor; alpha: number; sse: number } {
+export function quantizeApot(name: string, dims: number[], w: Float32Array, bits: 3 | 4, alphaGiven?: number): { tensor: CompressedTensor; alpha: number; sse: number } {
   ensure(bits === 3 || bits === 4, E.INVALID_OPTION, `APoT bits must be 3 or 4, got ${bits}`);
   const levels = signedLevels(APOT_MAGNITUDES[bits]);
-  const { alpha } = fitApotAlpha(w, levels);
+  const alpha = alphaGiven ?? fitApotAlpha(w, levels).alpha;
   const values = new Float32Array(levels.map((v) => alpha * v));
   const zero = levels.indexOf(0);
   const indices: number[] = [], codes: number[] = [];

@@ -28,7 +28,7 @@
  * @module
  */
 import type { CompressedTensor, Graph, Model, Node, OpqModel, Tensor } from "../format/mod.ts";
-import { APOT_MAGNITUDES, fitApotAlpha, nearestLevel, signedLevels } from "./apot.ts";
+import { APOT_MAGNITUDES, fitApotAlpha, nearestLevel, quantizeApot, quantizeUniformMax, signedLevels } from "./apot.ts";
 import { type ChannelSpace, channelSpaces, countMacs, removeChannels, selectSpaceChannels } from "./channel-groups.ts";
 import { findWeights } from "./compress.ts";
 import { COMPRESS_ERROR_CODES as E, ensure } from "./errors.ts";
@@ -157,8 +157,8 @@ export interface ApotMethod extends TrainMethod {
  * SPQ or PPQ as a training method. `hats` are the arrays the graph reads for every planned weight
  * and producer bias (rewritten from the master before each step); the master must hold those
  * names, and gets one `weightAlphaKey` entry per APoT weight (α initialised to the MSE-optimal
- * value). Activation α's are ordinary graph parameters the loop trains. `fixed` (SPQ from a
- * or PPQ from a calibrated start, `apotStart`): the removed channels, held for the whole run (no
+ * value). Activation α's are ordinary graph parameters the loop trains. `fixed` (SPQ or PPQ
+ * from a calibrated start, `apotStart`): the removed channels, held for the whole run (no
  * re-selection, no stages; their filters get no update, since the calibrated layers were solved
  * without them).
  */
@@ -302,7 +302,6 @@ export interface ApotStart {
  * full precision for calibration's purposes (PPQ's calibrated pruning before its FP32 phase).
  */
 export function apotStart(model: Model, plan: ApotPlan, selection: readonly number[][], bits: 3 | 4 | 16): ApotStart {
-  const levels = signedLevels(APOT_MAGNITUDES[bits === 16 ? 4 : bits]), zero = levels.indexOf(0);
   const inits = model.graph.initializers, masks = new Map<string, Uint8Array>();
   const maskOf = (name: string) => masks.get(name) ?? masks.set(name, new Uint8Array(inits[name]!.data.length).fill(1)).get(name)!;
   plan.spaces.forEach((space, i) => {
@@ -318,24 +317,18 @@ export function apotStart(model: Model, plan: ApotPlan, selection: readonly numb
       for (const j of removed) for (let o = 0; o < outer; o++) m.fill(0, (o * n + j * c.block) * inner, (o * n + (j + 1) * c.block) * inner);
     }
   });
+  // Masked positions read 0, so the quantizers (which drop zero codes) store none of them.
+  const masked = (k: string) => { const d = inits[k]!.data as Float32Array, m = masks.get(k); return m ? d.map((x, i) => (m[i] ? x : 0)) : d; };
   const compressed: CompressedTensor[] = plan.weights.map((w) => {
-    const t = inits[w.name]!, d = t.data as Float32Array, keep = masks.get(w.name);
-    const idx: number[] = [], cs: number[] = [];
-    if (w.scheme === "uniform" || bits === 16) {
-      const step = bits === 16 ? Math.fround(uniformStep(d, keep) * 127 / 32767) : uniformStep(d, keep);
-      for (let i = 0; i < d.length; i++) { const c = Math.round(d[i]! / step); if ((!keep || keep[i]) && c !== 0) { idx.push(i); cs.push(c); } }
-      return { name: w.name, dims: [...t.dims], codebook: { kind: "uniform", step }, indices: Uint32Array.from(idx), codes: Int32Array.from(cs) };
-    }
-    const alpha = fitApotAlpha(keep ? d.filter((_, i) => keep[i]) : d, levels).alpha;
-    for (let i = 0; i < d.length; i++) {
-      const c = nearestLevel(levels, Math.max(-1, Math.min(1, d[i]! / alpha)));
-      if ((!keep || keep[i]) && c !== zero) { idx.push(i); cs.push(c); }
-    }
-    return { name: w.name, dims: [...t.dims], codebook: { kind: "table", values: new Float32Array(levels.map((l) => Math.fround(alpha * l))) }, indices: Uint32Array.from(idx), codes: Int32Array.from(cs) };
+    const dims = inits[w.name]!.dims, d = masked(w.name), keep = masks.get(w.name);
+    if (w.scheme === "uniform" || bits === 16) return quantizeUniformMax(w.name, dims, d, bits === 16 ? 16 : 8).tensor;
+    // α fitted on the kept weights only (the zeros of removed filters would pull it down).
+    const alpha = fitApotAlpha(keep ? d.filter((_, i) => keep[i]) : d, signedLevels(APOT_MAGNITUDES[bits])).alpha;
+    return quantizeApot(w.name, dims, d, bits, alpha).tensor;
   });
   const names = new Set(plan.weights.map((w) => w.name));
   const initializers: Record<string, Tensor> = {};
-  for (const [k, v] of Object.entries(inits)) if (!names.has(k)) initializers[k] = masks.has(k) ? { ...v, data: (v.data as Float32Array).map((x, i) => (masks.get(k)![i] ? x : 0)) } : v;
+  for (const [k, v] of Object.entries(inits)) if (!names.has(k)) initializers[k] = masks.has(k) ? { ...v, data: masked(k) } : v;
   const float: Model = { ...model, graph: { ...model.graph, nodes: model.graph.nodes.map((n) => (n.domain === "ai.opq" && n.opType === "ApotQuantize" ? { ...n, opType: "Identity", domain: "", inputs: [n.inputs[0]!], attrs: {} } : n)) } };
   return { opq: { model: { ...model, graph: { ...model.graph, initializers } }, compressed, metadata: {} }, float, masks };
 }

@@ -65,7 +65,7 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
   // --calibrate N: the full selection masked at once (SPQ: and quantized; PPQ: in full precision, for its
   // FP32 phase), every layer calibrated to the unpruned FP32 network; training starts there, the selection held.
   let fixed: number[][] | undefined;
-  const start = new Map<string, Float32Array>();
+  const start = new Map<string, Float32Array>(), startAlphas = new Map<string, Float32Array>();
   if (o.calibrate) {
     fixed = plan.spaces.map((s) => c.selectSpaceChannels(s, (n) => inits[n]!.data as Float32Array, o.apot.filterRate));
     const st = o.apot.method === "spq" ? c.apotStart(q.model, plan, fixed, o.apot.bits) : c.apotStart(model, plan, fixed, 16);
@@ -73,7 +73,8 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
     const { dequantize } = await import("../../format/mod.ts");
     for (const t of st.opq.compressed) {
       start.set(t.name, dequantize(t));
-      if (t.codebook.kind === "table") start.set(c.weightAlphaKey(t.name), Float32Array.of(t.codebook.values[t.codebook.values.length - 1]!));
+      // The table is α × levels, the last level 1.
+      if (t.codebook.kind === "table") startAlphas.set(c.weightAlphaKey(t.name), Float32Array.of(t.codebook.values[t.codebook.values.length - 1]!));
     }
     for (const b of plan.biases) start.set(b, st.opq.model.graph.initializers[b]!.data as Float32Array);
   }
@@ -88,7 +89,7 @@ export async function trainApot(model: Model, set: FashionMnist, o: ReturnType<t
     if (masked.has(name)) hats.set(name, hat);
     inits[name] = { ...t, data: hat };
   }
-  for (const [k, v] of start) if (k.endsWith(".apot_alpha")) master.set(k, v);
+  for (const [k, v] of startAlphas) master.set(k, v);
   const method = c.apotTrainMethod(plan, o.apot, master, hats, o.steps, fixed);
   let used = gq;
   const graph = {
