@@ -25,13 +25,13 @@ export interface KernelExports {
   axpyF32(begin: number, end: number, a: number, x: number, y: number): void;
   /** as/sparse.ts: sparse-quantized conv rows on the level-grouped row form, with the fused epilogue. */
   sparseConvF32(
-    begin: number, end: number, rowPtr: number, stream: number, levels: number, table: number,
+    begin: number, end: number, rowPtr: number, stream: number, levels: number, table: number, cs: number,
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;
   /** sparseConvF32 over [0, total), `chunk` items at a time claimed from the i32 counter at `next`. */
   sparseConvDynF32(
-    begin: number, end: number, next: number, chunk: number, total: number, rowPtr: number, stream: number, levels: number, table: number,
+    begin: number, end: number, next: number, chunk: number, total: number, rowPtr: number, stream: number, levels: number, table: number, cs: number,
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;

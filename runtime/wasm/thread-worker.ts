@@ -11,6 +11,8 @@ interface Setup {
   control: SharedArrayBuffer;
   memory: WebAssembly.Memory;
   relaxed: boolean;
+  /** Polls of the job word before sleeping (threads.ts TEAM_SPIN). */
+  spin: number;
 }
 
 let started = false;
@@ -34,8 +36,11 @@ function serve(data: Setup): void {
   Atomics.store(ctl, TEAM_CTL.READY, 1);
   Atomics.notify(ctl, TEAM_CTL.READY);
   const a: number[] = [];
+  const spin = data.spin ?? 0;
   for (;;) {
-    Atomics.wait(ctl, TEAM_CTL.SEQ, ctl[TEAM_CTL.SEEN]!);
+    const seen = ctl[TEAM_CTL.SEEN]!;
+    for (let i = 0; i < spin && Atomics.load(ctl, TEAM_CTL.SEQ) === seen; i++);
+    Atomics.wait(ctl, TEAM_CTL.SEQ, seen);
     ctl[TEAM_CTL.SEEN] = Atomics.load(ctl, TEAM_CTL.SEQ);
     const fn = ctl[TEAM_CTL.FN]!;
     if (fn === TEAM_STOP) return;

@@ -3,20 +3,28 @@
  * session's one shared memory (wasm/module.ts), so splitting a kernel costs no copy. Every
  * parallel kernel takes `(begin, end, ...args)`: `team.run(name, total, grain, args)` gives each
  * thread a contiguous range of [0, total) in multiples of `grain`, runs the first range on the
- * calling thread and waits (Atomics.wait; ~20 µs a round trip) for the rest.
+ * calling thread and waits for the rest (polling a while, then Atomics.wait: TEAM_SPIN).
  * The team belongs to one session: a second session never shrinks or shares it.
  * @module
  */
-import type { KernelExports, WasmKernels } from "./module.ts";
+import { envVar, type KernelExports, type WasmKernels } from "./module.ts";
 
 /** Int32 control words of one worker; the job's arguments follow as float64. */
 export const TEAM_CTL = { SEQ: 0, SEEN: 1, DONE: 2, FN: 3, NARGS: 4, READY: 5, ERROR: 6, WORDS: 8 } as const;
 /** Most arguments a parallel kernel takes (begin and end included). */
-export const TEAM_MAX_ARGS = 24;
+export const TEAM_MAX_ARGS = 28;
 /** FN value that stops a worker. */
 export const TEAM_STOP = -1;
 /** How long a thread waits for a worker before the team declares itself broken (ms). */
 const WAIT_MS = 10_000;
+/**
+ * Polls of the control word before a thread sleeps in Atomics.wait: a worker waiting for its next
+ * job (~50 µs; a kernel's next split usually follows within microseconds), the calling thread
+ * waiting for the workers' shares (~0.5 ms). A futex sleep and wake costs ~10 µs on each side:
+ * bench/team-bench.ts measured a round trip of 20–27 µs sleeping and 1–4 µs spinning on this
+ * machine (AMD EPYC, Bun). OPQ_TEAM_SPIN=0 turns spinning off (a machine with more threads than cores).
+ */
+export const TEAM_SPIN = { worker: 20_000, caller: 200_000 } as const;
 
 /** A kernel export name that takes (begin, end, ...numbers). */
 export type KernelName = Exclude<keyof KernelExports, "memory">;
@@ -61,6 +69,8 @@ export class ThreadTeam {
   #index: Map<string, number>;
   #splits = 0;
 
+  readonly #spin = envVar("OPQ_TEAM_SPIN") === "0" ? 0 : TEAM_SPIN.caller;
+
   private constructor(readonly kernels: WasmKernels, private readonly slots: Slot[]) {
     this.#index = new Map(kernelNames(kernels.exports).map((n, i) => [n, i]));
   }
@@ -85,7 +95,7 @@ export class ThreadTeam {
       const control = new SharedArrayBuffer(TEAM_CTL.WORDS * 4 + TEAM_MAX_ARGS * 8);
       const worker = spawnWorker(new URL("./thread-worker.ts", import.meta.url));
       slots.push({ worker, ctl: new Int32Array(control, 0, TEAM_CTL.WORDS), args: new Float64Array(control, TEAM_CTL.WORDS * 4, TEAM_MAX_ARGS) });
-      worker.postMessage({ control, memory: kernels.memory, relaxed: kernels.relaxed });
+      worker.postMessage({ control, memory: kernels.memory, relaxed: kernels.relaxed, spin: team.#spin ? TEAM_SPIN.worker : 0 });
     }
     const deadline = performance.now() + WAIT_MS;
     while (slots.some((s) => Atomics.load(s.ctl, TEAM_CTL.READY) === 0)) {
@@ -147,6 +157,7 @@ export class ThreadTeam {
 
   #await(s: Slot): boolean {
     const seq = Atomics.load(s.ctl, TEAM_CTL.SEQ);
+    for (let i = 0; i < this.#spin; i++) if (Atomics.load(s.ctl, TEAM_CTL.DONE) === seq) return s.ctl[TEAM_CTL.ERROR] === 0;
     const deadline = performance.now() + WAIT_MS;
     for (;;) {
       const done = Atomics.load(s.ctl, TEAM_CTL.DONE);

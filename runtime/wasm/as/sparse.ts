@@ -18,9 +18,35 @@ import { madd } from "./simd";
 /** Output pixels per main tile (8 vectors of accumulators: fits the 16 SIMD registers of x86-64 with the loads). */
 const TILE: i32 = 32;
 
-/** One row over 32 output pixels: dst[0..32) = Σ_l v_l Σ_k src[table[k] ..+32). */
+/**
+ * Store accumulator `a` at dst + o; with `fuse` (the run is the output plane itself) first add the
+ * bias `vb`, the residual at r + o (r = 0: none) and clamp to [vlo, vhi], so no epilogue pass
+ * re-reads the plane (on MobileNetV2's 112² and 56² layers that pass moved as many bytes as the tile stores).
+ */
 // @ts-ignore: decorator
-@inline function rowTile32(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+@inline function put(dst: usize, r: usize, o: usize, a: v128, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
+  if (fuse) {
+    a = f32x4.add(a, vb);
+    if (r) a = f32x4.add(a, v128.load(r + o));
+    a = f32x4.min(f32x4.max(a, vlo), vhi);
+  }
+  v128.store(dst + o, a);
+}
+
+/**
+ * Byte offset of the column whose u16 index is at `ip`: `idx · cs` when the tap table is linear
+ * (`lin`: an unpadded 1×1 conv, column k = input plane k), else table[idx]. The call sites pass
+ * `lin` as a literal, so each tile loop is compiled without the branch (in-process A/B on 1×1
+ * layers of MobileNetV2/ResNet-50 shapes: the table load cost 5–15%).
+ */
+// @ts-ignore: decorator
+@inline function colAt(ip: usize, table: usize, cs: usize, lin: bool): usize {
+  return lin ? <usize>load<u16>(ip) * cs : <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+}
+
+/** One row over 32 output pixels: dst[0..32) = Σ_l v_l Σ_k src[col(k) ..+32), stored by `put`. */
+// @ts-ignore: decorator
+@inline function rowTile32(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
   const nLev = <usize>load<u16>(rp);
   let hp = rp + 2;
   let ip = hp + (nLev << 2);
@@ -30,8 +56,21 @@ const TILE: i32 = 32;
     const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
     const ie = ip + (<usize>load<u16>(hp, 2) << 1);
     hp += 4;
-    for (; ip < ie; ip += 2) {
-      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+    // Two kept weights of the level at a time: their runs are added, then one multiply-add
+    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
+    for (; ip + 2 < ie; ip += 4) {
+      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
+      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
+      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
+      a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4);
+      a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5);
+      a6 = madd(v, f32x4.add(v128.load(s, 96), v128.load(u, 96)), a6);
+      a7 = madd(v, f32x4.add(v128.load(s, 112), v128.load(u, 112)), a7);
+    }
+    if (ip < ie) {
+      const s = src + colAt(ip, table, cs, lin);
       a0 = madd(v, v128.load(s), a0);
       a1 = madd(v, v128.load(s, 16), a1);
       a2 = madd(v, v128.load(s, 32), a2);
@@ -40,62 +79,83 @@ const TILE: i32 = 32;
       a5 = madd(v, v128.load(s, 80), a5);
       a6 = madd(v, v128.load(s, 96), a6);
       a7 = madd(v, v128.load(s, 112), a7);
+      ip += 2;
     }
   }
-  v128.store(dst, a0);
-  v128.store(dst, a1, 16);
-  v128.store(dst, a2, 32);
-  v128.store(dst, a3, 48);
-  v128.store(dst, a4, 64);
-  v128.store(dst, a5, 80);
-  v128.store(dst, a6, 96);
-  v128.store(dst, a7, 112);
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
+  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
+  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
+  put(dst, r, 64, a4, fuse, vb, vlo, vhi);
+  put(dst, r, 80, a5, fuse, vb, vlo, vhi);
+  put(dst, r, 96, a6, fuse, vb, vlo, vhi);
+  put(dst, r, 112, a7, fuse, vb, vlo, vhi);
 }
 
 /** One row over 16 output pixels (the tail of a run). */
 // @ts-ignore: decorator
-@inline function rowTile16(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+@inline function rowTile16(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
   const nLev = <usize>load<u16>(rp);
   let hp = rp + 2;
   let ip = hp + (nLev << 2);
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const z = f32x4.splat(0);
+  let a0 = z, a1 = z, a2 = z, a3 = z;
   for (let l: usize = 0; l < nLev; l++) {
     const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
     const ie = ip + (<usize>load<u16>(hp, 2) << 1);
     hp += 4;
-    for (; ip < ie; ip += 2) {
-      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+    // Two kept weights of the level at a time: their runs are added, then one multiply-add
+    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
+    for (; ip + 2 < ie; ip += 4) {
+      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
+      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
+      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
+    }
+    if (ip < ie) {
+      const s = src + colAt(ip, table, cs, lin);
       a0 = madd(v, v128.load(s), a0);
       a1 = madd(v, v128.load(s, 16), a1);
       a2 = madd(v, v128.load(s, 32), a2);
       a3 = madd(v, v128.load(s, 48), a3);
+      ip += 2;
     }
   }
-  v128.store(dst, a0);
-  v128.store(dst, a1, 16);
-  v128.store(dst, a2, 32);
-  v128.store(dst, a3, 48);
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
+  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
+  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
 }
 
 /** One row over 8 output pixels (the tail of a run). */
 // @ts-ignore: decorator
-@inline function rowTile8(rp: usize, levels: usize, table: usize, src: usize, dst: usize): void {
+@inline function rowTile8(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
   const nLev = <usize>load<u16>(rp);
   let hp = rp + 2;
   let ip = hp + (nLev << 2);
-  let a0 = f32x4.splat(0), a1 = a0;
+  const z = f32x4.splat(0);
+  let a0 = z, a1 = z;
   for (let l: usize = 0; l < nLev; l++) {
     const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
     const ie = ip + (<usize>load<u16>(hp, 2) << 1);
     hp += 4;
-    for (; ip < ie; ip += 2) {
-      const s = src + <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
+    // Two kept weights of the level at a time: their runs are added, then one multiply-add
+    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
+    for (; ip + 2 < ie; ip += 4) {
+      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
+      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+    }
+    if (ip < ie) {
+      const s = src + colAt(ip, table, cs, lin);
       a0 = madd(v, v128.load(s), a0);
       a1 = madd(v, v128.load(s, 16), a1);
+      ip += 2;
     }
   }
-  v128.store(dst, a0);
-  v128.store(dst, a1, 16);
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
+  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
 }
 
 /**
@@ -104,14 +164,16 @@ const TILE: i32 = 32;
  * readable up to table[k] + L8 floats past each image and group base); then the epilogue writes
  * y[item·Ho·Wo + oy·Wo + ox] = clamp(t[item·L8 + oy·Wq + ox] + bias[m] + res[same as y], lo, hi).
  * `x` advances `xImg` bytes per image and `gStride` bytes per group of `Mg` rows; `table[k]` is
- * the byte offset of column k from the group base. bias, res: 0 for none.
+ * the byte offset of column k from the group base; `cs` ≠ 0 says the table is linear, table[k] = k·cs
+ * (a 1×1 kernel), and the kernel computes the offset instead of loading it. bias, res: 0 for none.
+ * When the run is the output plane (t = y, Wq = Wo, L8 = Ho·Wo) the tile stores apply the epilogue.
  */
 export function sparseConvF32(
-  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
-  convRows(begin, end, rowPtr, stream, levels, table, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+  convRows(begin, end, rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
 }
 
 /**
@@ -121,7 +183,7 @@ export function sparseConvF32(
  * (a static split waits for the slowest thread's half).
  */
 export function sparseConvDynF32(
-  begin: i32, end: i32, next: usize, chunk: i32, total: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  begin: i32, end: i32, next: usize, chunk: i32, total: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
@@ -130,16 +192,20 @@ export function sparseConvDynF32(
     const c = atomic.add<i32>(next, 1);
     const b = c * chunk;
     if (b >= total) break;
-    convRows(b, min(total, b + chunk), rowPtr, stream, levels, table, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+    convRows(b, min(total, b + chunk), rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
   }
 }
 
 // @ts-ignore: decorator
 @inline function convRows(
-  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize,
+  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
+  // The run is the output plane (no garbage columns, no rounding, sums written to y): the tile
+  // stores apply the epilogue themselves.
+  const fuse = t == y && Wq == Wo && L8 == Ho * Wo;
+  const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
   let item = begin;
   while (item < end) {
     const n = item / M;
@@ -154,7 +220,10 @@ export function sparseConvDynF32(
       let g = m0 / Mg, gi = m0 - g * Mg;
       for (let m = m0; m < m1; m++) {
         const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        rowTile32(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
+        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
+        if (cs) rowTile32(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
+        else rowTile32(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
         if (++gi == Mg) { gi = 0; g++; }
       }
     }
@@ -162,7 +231,10 @@ export function sparseConvDynF32(
       let g = m0 / Mg, gi = m0 - g * Mg;
       for (let m = m0; m < m1; m++) {
         const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        rowTile16(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
+        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
+        if (cs) rowTile16(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
+        else rowTile16(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
         if (++gi == Mg) { gi = 0; g++; }
       }
       p += 16;
@@ -171,12 +243,15 @@ export function sparseConvDynF32(
       let g = m0 / Mg, gi = m0 - g * Mg;
       for (let m = m0; m < m1; m++) {
         const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        rowTile8(stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), levels, table, src, tb + ((<usize>m * <usize>L8 + <usize>p) << 2));
+        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
+        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
+        if (cs) rowTile8(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
+        else rowTile8(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
         if (++gi == Mg) { gi = 0; g++; }
       }
     }
     const plane = Ho * Wo;
-    for (let m = m0; m < m1; m++) {
+    for (let m = m0; m < m1 && !fuse; m++) {
       const bv = bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0;
       const o = (<usize>(n * M + m) * <usize>plane) << 2;
       epilogueRows(tb + ((<usize>m * <usize>L8) << 2), y + o, res ? res + o : 0, Ho, Wq, Wo, bv, lo, hi);

@@ -302,9 +302,11 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         temps.push(t);
       }
       const resPtr = residual ? addr(residual) : 0;
+      // A 1×1 kernel's tap table is linear (column k is input plane k): the kernel computes it.
+      const cs = KH * KW === 1 ? l.Hq * l.Wq * 4 : 0;
       const args = B > 1
-        ? [form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, rows, M, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, 0, 0, -Infinity, Infinity]
-        : [form.rowPtr, form.stream, form.levels, l.table, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, biasPtr, resPtr, lo, hi];
+        ? [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, rows, M, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, 0, 0, -Infinity, Infinity]
+        : [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, biasPtr, resPtr, lo, hi];
       const ns = N * sparseConvNs(form.nnz, rows, l.L, Cg === 1);
       const threads = env.team.threads;
       const split = ns >= PARALLEL_MIN_NS && threads > 1;
