@@ -5,7 +5,10 @@
  * process (see cli/commands/bench.ts). Prints a ratio table on stderr, `--json` everything.
  * With several thread counts (`--threads 1,2`) it also prints how much faster our runtime gets
  * from the added threads, and ort's, from the same runs. Cold start = load + first run.
- * Usage: bun bench/runtime-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--iterations N] [--json]
+ * With --rounds R each pair runs R times, ours and ort alternating, and every figure is the median
+ * over the rounds (cli/commands/bench.ts benchPair): on a machine whose speed drifts, a slow minute
+ * then lands on both runtimes.
+ * Usage: bun bench/runtime-bench.ts [--models a.onnx,b.onnx] [--threads 1,2] [--iterations N] [--rounds R] [--json]
  * (default models: resnet18-224, mobilenet_v2-224 and resnet50-224, the last written by bench/models.ts from a seed)
  * @module
  */
@@ -23,11 +26,11 @@ import { type BenchResult, benchPair, formatBench } from "../cli/commands/bench.
 const COMPRESSED = { sparsity: 0.74, bits: 3 } as const;
 
 const { values } = parseArgs({
-  options: { models: { type: "string" }, threads: { type: "string" }, iterations: { type: "string" }, warmup: { type: "string" }, json: { type: "boolean" } },
+  options: { models: { type: "string" }, threads: { type: "string" }, iterations: { type: "string" }, warmup: { type: "string" }, rounds: { type: "string" }, json: { type: "boolean" } },
 });
 const models = (values.models ?? "resnet18-224.onnx,mobilenet_v2-224.onnx,resnet50-224.onnx").split(",");
 const threadCounts = (values.threads ?? "1").split(",").map(Number);
-const base = { iterations: Number(values.iterations ?? 10), warmup: Number(values.warmup ?? 1) };
+const base = { iterations: Number(values.iterations ?? 10), warmup: Number(values.warmup ?? 1), rounds: Number(values.rounds ?? 1) };
 const tmp = mkdtempSync(join(tmpdir(), "opq-runtime-bench-"));
 const results: (BenchResult & { setting: string; bytes: number })[] = [];
 try {

@@ -200,6 +200,21 @@ function ratios(ours: RuntimeMeasurement, ort: RuntimeMeasurement): Record<strin
   return r;
 }
 
+/** The median of each figure over measurements of one runtime (the first's layer report and GPU figures). */
+function medianOf(ms: RuntimeMeasurement[]): RuntimeMeasurement {
+  const med = (f: (m: RuntimeMeasurement) => number) => {
+    const v = ms.map(f).sort((a, b) => a - b), h = v.length >> 1;
+    return v.length % 2 ? v[h]! : (v[h - 1]! + v[h]!) / 2;
+  };
+  if (ms.length === 1) return ms[0]!;
+  return {
+    ...ms[0]!,
+    loadMs: med((m) => m.loadMs), warmLoadMs: med((m) => m.warmLoadMs), firstRunMs: med((m) => m.firstRunMs),
+    baseRssBytes: med((m) => m.baseRssBytes), peakRssBytes: med((m) => m.peakRssBytes),
+    latency: ms[0]!.latency.map((l, i) => ({ batch: l.batch, p50: med((m) => m.latency[i]!.p50), p90: med((m) => m.latency[i]!.p90), mean: med((m) => m.latency[i]!.mean) })),
+  };
+}
+
 /** Options of benchPair. */
 export interface BenchOptions {
   /** The FP32 ONNX model onnxruntime-web runs; default: the model itself, or a `.opq`'s dense export. */
@@ -209,6 +224,12 @@ export interface BenchOptions {
   warmup?: number;
   /** Our backend (default auto); with "webgpu" the CPU backend (wasm) is measured too, in the same run. */
   backend?: BackendChoice;
+  /**
+   * Child-process rounds per runtime (default 1), ours and ort alternating (ours, ort, ours, …):
+   * each figure is then the median over the rounds, so a slow minute of a shared machine lands
+   * on both runtimes instead of one.
+   */
+  rounds?: number;
 }
 
 /** Result of benchPair: both measurements and ratios ours/ort. */
@@ -218,6 +239,8 @@ export interface BenchResult {
   threads: number;
   iterations: number;
   warmup: number;
+  /** Child-process rounds per runtime; figures are medians over them. */
+  rounds: number;
   opq: RuntimeMeasurement;
   /** Our CPU backend, when `opq` ran on webgpu. */
   cpu?: RuntimeMeasurement;
@@ -227,7 +250,7 @@ export interface BenchResult {
 
 /** Measure our runtime on `model` and onnxruntime-web on its FP32 peer, one child process each. */
 export async function benchPair(model: string, options: BenchOptions = {}): Promise<BenchResult> {
-  const { threads = 1, iterations = 20, warmup = 2 } = options;
+  const { threads = 1, iterations = 20, warmup = 2, rounds = 1 } = options;
   let peer = options.onnx ?? model;
   const source = options.onnx ? "--onnx" : isOpqFile(model) ? "dense export of the .opq" : "the same ONNX file";
   let tmp: string | undefined;
@@ -237,10 +260,14 @@ export async function benchPair(model: string, options: BenchOptions = {}): Prom
     writeFileSync(peer, await onnxBytesFor(model));
   }
   try {
-    const ours = await measureInChild("opq", model, threads, iterations, warmup, options.backend);
-    const cpu = options.backend === "webgpu" ? await measureInChild("opq", model, threads, iterations, warmup, "wasm") : undefined;
-    const ort = await measureInChild("ort", peer, threads, iterations, warmup);
-    return { model, peer: { path: options.onnx ?? model, source }, threads, iterations, warmup, opq: ours, ...(cpu ? { cpu } : {}), ort, ratios: ratios(ours, ort) };
+    const runs: { ours: RuntimeMeasurement[]; cpu: RuntimeMeasurement[]; ort: RuntimeMeasurement[] } = { ours: [], cpu: [], ort: [] };
+    for (let i = 0; i < rounds; i++) {
+      runs.ours.push(await measureInChild("opq", model, threads, iterations, warmup, options.backend));
+      if (options.backend === "webgpu") runs.cpu.push(await measureInChild("opq", model, threads, iterations, warmup, "wasm"));
+      runs.ort.push(await measureInChild("ort", peer, threads, iterations, warmup));
+    }
+    const ours = medianOf(runs.ours), ort = medianOf(runs.ort), cpu = runs.cpu.length ? medianOf(runs.cpu) : undefined;
+    return { model, peer: { path: options.onnx ?? model, source }, threads, iterations, warmup, rounds, opq: ours, ...(cpu ? { cpu } : {}), ort, ratios: ratios(ours, ort) };
   } finally {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   }
@@ -310,13 +337,14 @@ function formatGpuBeside(gpu: RuntimeMeasurement, cpu: RuntimeMeasurement): stri
 export const command: Command = {
   name: "bench",
   summary: "latency, load time and peak RSS of our runtime vs onnxruntime-web (same run, same threads)",
-  usage: "bench [model.(opq|onnx)] [--onnx fp32.onnx] [--backend auto|webgpu|wasm|cpu-reference] [--threads T] [--iterations N] [--warmup W]",
+  usage: "bench [model.(opq|onnx)] [--onnx fp32.onnx] [--backend auto|webgpu|wasm|cpu-reference] [--threads T] [--iterations N] [--warmup W] [--rounds R]",
   options: {
     onnx: { type: "string" },
     backend: { type: "string" },
     threads: { type: "string" },
     iterations: { type: "string" },
     warmup: { type: "string" },
+    rounds: { type: "string" },
   },
   help: {
     backend: "our runtime backend: auto (default), webgpu (then the CPU backend is measured beside it), wasm or cpu-reference",
@@ -324,6 +352,7 @@ export const command: Command = {
     threads: "threads for both runtimes (default 1)",
     iterations: "timed runs per batch size (default 20)",
     warmup: "untimed runs first (default 2)",
+    rounds: "processes per runtime, ours and ort alternating; each figure is the median over them (default 1)",
   },
   async run(args) {
     if (args.positionals.length > 1) throw new UsageError(`expected one model, got ${args.positionals.length}`);
@@ -333,11 +362,13 @@ export const command: Command = {
       threads: Math.floor(numberOption(args, "threads", 1, 1, 64)),
       iterations: Math.floor(numberOption(args, "iterations", 20, 1, 100000)),
       warmup: Math.floor(numberOption(args, "warmup", 2, 0, 1000)),
+      rounds: Math.floor(numberOption(args, "rounds", 1, 1, 25)),
       backend: backendOption(args),
     };
     const peerSource = options.onnx ? options.onnx : isOpqFile(model) ? "the dense ONNX export of the .opq" : "the same ONNX file";
     say(`bench: ours on ${model}; onnxruntime-web (wasm) on ${peerSource}; ${options.threads} thread(s), ` +
-      `${options.iterations} iterations after ${options.warmup} warm-up, each runtime in its own process`);
+      `${options.iterations} iterations after ${options.warmup} warm-up, each runtime in its own process` +
+      (options.rounds! > 1 ? `, ${options.rounds} rounds alternating (medians)` : ""));
     const r = await benchPair(model, options);
     // Per layer: the bound backend and path, the weight form and the resident bytes (SessionInfo.layers).
     if (wantsJson(args)) printJson(r);
