@@ -7,7 +7,8 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { sharedPath } from "../cli/shared.ts";
-import { readOnnx, type Tensor } from "../format/mod.ts";
+import { encodeOpq, readOnnx, type Tensor } from "../format/mod.ts";
+import { compressModel } from "../compressor/mod.ts";
 import { planMemory } from "./memory-plan.ts";
 import { planModel } from "./planner.ts";
 import { createSession } from "./mod.ts";
@@ -76,5 +77,23 @@ describe("memory plan", () => {
       }
       await ours.dispose();
     }
+  });
+
+  test("resnet20 .opq at 2 threads: a batch of 6 in chunks of 1, 2 (an image per thread), 3 and the automatic chunk equals one image at a time on 1 thread", async () => {
+    const onnx = readOnnx(new Uint8Array(readFileSync(sharedPath("models", "resnet20-fmnist.onnx"))));
+    const bytes = encodeOpq(compressModel(onnx, { method: "opq", sparsity: 0.74, bits: 3 }).opq);
+    const n = 6;
+    const x: Tensor = { dtype: "float32", dims: [n, 1, 28, 28], data: Float32Array.from({ length: n * 784 }, (_, i) => Math.sin(i * 0.21)) };
+    const one = await createSession(bytes, { threads: 1, splitBatch: 1 });
+    const b = Object.values(await one.run({ input: x }))[0]!.data as Float32Array;
+    for (const splitBatch of [undefined, 1, 2, 3]) {
+      const ours = await createSession(bytes, { threads: 2, ...(splitBatch ? { splitBatch } : {}) });
+      const a = Object.values(await ours.run({ input: x }))[0]!.data as Float32Array;
+      let d = 0, m = 0;
+      for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); m = Math.max(m, Math.abs(b[i]!)); }
+      expect(d / m).toBeLessThan(1e-4);
+      await ours.dispose();
+    }
+    await one.dispose();
   });
 });

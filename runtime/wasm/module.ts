@@ -29,9 +29,9 @@ export interface KernelExports {
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;
-  /** sparseConvF32 over [0, total), `chunk` items at a time claimed from the i32 counter at `next`. */
+  /** sparseConvF32 over [0, total) in units claimed from the i32 counter at `next`: `chunk` items × one of `parts` pixel ranges. */
   sparseConvDynF32(
-    begin: number, end: number, next: number, chunk: number, total: number, rowPtr: number, stream: number, levels: number, table: number, cs: number,
+    begin: number, end: number, next: number, chunk: number, total: number, parts: number, rowPtr: number, stream: number, levels: number, table: number, cs: number,
     x: number, xImg: number, M: number, Mg: number, gStride: number, L8: number, t: number,
     Ho: number, Wq: number, Wo: number, y: number, bias: number, res: number, lo: number, hi: number,
   ): void;

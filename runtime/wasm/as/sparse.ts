@@ -92,6 +92,46 @@ const TILE: i32 = 32;
   put(dst, r, 112, a7, fuse, vb, vlo, vhi);
 }
 
+/** One row over 24 output pixels (the tail of a run: a 7×7 plane is one 32- and one 24-pixel pass, not 32 + 16 + 8). */
+// @ts-ignore: decorator
+@inline function rowTile24(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
+  const nLev = <usize>load<u16>(rp);
+  let hp = rp + 2;
+  let ip = hp + (nLev << 2);
+  const z = f32x4.splat(0);
+  let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z;
+  for (let l: usize = 0; l < nLev; l++) {
+    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
+    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
+    hp += 4;
+    for (; ip + 2 < ie; ip += 4) {
+      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
+      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
+      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
+      a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4);
+      a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5);
+    }
+    if (ip < ie) {
+      const s = src + colAt(ip, table, cs, lin);
+      a0 = madd(v, v128.load(s), a0);
+      a1 = madd(v, v128.load(s, 16), a1);
+      a2 = madd(v, v128.load(s, 32), a2);
+      a3 = madd(v, v128.load(s, 48), a3);
+      a4 = madd(v, v128.load(s, 64), a4);
+      a5 = madd(v, v128.load(s, 80), a5);
+      ip += 2;
+    }
+  }
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
+  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
+  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
+  put(dst, r, 64, a4, fuse, vb, vlo, vhi);
+  put(dst, r, 80, a5, fuse, vb, vlo, vhi);
+}
+
 /** One row over 16 output pixels (the tail of a run). */
 // @ts-ignore: decorator
 @inline function rowTile16(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
@@ -173,32 +213,62 @@ export function sparseConvF32(
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
-  convRows(begin, end, rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+  convRows(begin, end, 0, L8, rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
 }
 
 /**
- * sparseConvF32 over items [0, total) claimed `chunk` at a time from the i32 counter at `next`
- * (zeroed by the caller), for the thread team: `begin`/`end` only say that this thread takes
- * part. A thread the scheduler preempts takes fewer chunks instead of holding the others up
- * (a static split waits for the slowest thread's half).
+ * sparseConvF32 over items [0, total) for the thread team, in work units claimed one at a time
+ * from the i32 counter at `next` (zeroed by the caller): unit u is rows chunk ⌊u / parts⌋
+ * (`chunk` items) over pixel part u mod `parts` of the run's 32-pixel tiles. `parts` > 1 only for
+ * a fused run (the tile stores apply the epilogue): the threads then share a chunk's weight rows
+ * and split its input, instead of each reading the whole input. `begin`/`end` only say that this
+ * thread takes part. A thread the scheduler preempts takes fewer units instead of holding the
+ * others up (a static split waits for the slowest thread's half).
  */
 export function sparseConvDynF32(
-  begin: i32, end: i32, next: usize, chunk: i32, total: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
+  begin: i32, end: i32, next: usize, chunk: i32, total: i32, parts: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
   if (end <= begin) return;
+  const tiles = (L8 + TILE - 1) / TILE;
   for (;;) {
     const c = atomic.add<i32>(next, 1);
-    const b = c * chunk;
+    const rc = c / parts, part = c - rc * parts;
+    const b = rc * chunk;
     if (b >= total) break;
-    convRows(b, min(total, b + chunk), rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
+    const pb = (part * tiles / parts) * TILE, pe = min(L8, ((part + 1) * tiles / parts) * TILE);
+    if (pb < pe) convRows(b, min(total, b + chunk), pb, pe, rowPtr, stream, levels, table, cs, x, xImg, M, Mg, gStride, L8, t, Ho, Wq, Wo, y, bias, res, lo, hi);
   }
 }
 
+/** Rows [m0, m1) of image base xb over the `w`-pixel tile at run index p (w a literal: 32, 24, 16 or 8). */
+// @ts-ignore: decorator
+@inline function rowsPass(
+  w: i32, p: i32, m0: i32, m1: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
+  xb: usize, Mg: i32, gStride: i32, L8: i32, tb: usize, y: usize, bias: usize, res: usize, fuse: bool, vlo: v128, vhi: v128,
+): void {
+  let g = m0 / Mg, gi = m0 - g * Mg;
+  for (let m = m0; m < m1; m++) {
+    const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
+    const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
+    const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
+    if (w == 32) { if (cs) rowTile32(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile32(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else if (w == 24) { if (cs) rowTile24(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile24(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else if (w == 16) { if (cs) rowTile16(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile16(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else { if (cs) rowTile8(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile8(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    if (++gi == Mg) { gi = 0; g++; }
+  }
+}
+
+/**
+ * Items [begin, end) over run pixels [pb, pe) (pb a multiple of 32; pe = L8 or a multiple of 32).
+ * A pixel range short of the whole run needs the fused epilogue (`fuse`): the unfused one is a
+ * per-row pass over the whole plane.
+ */
 // @ts-ignore: decorator
 @inline function convRows(
-  begin: i32, end: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
+  begin: i32, end: i32, pb: i32, pe: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
   x: usize, xImg: i32, M: i32, Mg: i32, gStride: i32, L8: i32, t: usize,
   Ho: i32, Wq: i32, Wo: i32, y: usize, bias: usize, res: usize, lo: f32, hi: f32,
 ): void {
@@ -213,42 +283,15 @@ export function sparseConvDynF32(
     const m1 = min(M, m0 + (end - item));
     const xb = x + <usize>n * <usize>xImg;
     const tb = t + ((<usize>(n * M) * <usize>L8) << 2);
-    let p = 0;
+    let p = pb;
     // Pixel tile outer, rows inner: the input tile (every k's run of 32 floats) stays in L1
     // while all rows of the range use it; the rows' u16 streams come from L2.
-    for (; p + TILE <= L8; p += TILE) {
-      let g = m0 / Mg, gi = m0 - g * Mg;
-      for (let m = m0; m < m1; m++) {
-        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
-        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
-        if (cs) rowTile32(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
-        else rowTile32(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
-        if (++gi == Mg) { gi = 0; g++; }
-      }
-    }
-    if (p + 16 <= L8) {
-      let g = m0 / Mg, gi = m0 - g * Mg;
-      for (let m = m0; m < m1; m++) {
-        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
-        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
-        if (cs) rowTile16(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
-        else rowTile16(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
-        if (++gi == Mg) { gi = 0; g++; }
-      }
-      p += 16;
-    }
-    if (p < L8) {
-      let g = m0 / Mg, gi = m0 - g * Mg;
-      for (let m = m0; m < m1; m++) {
-        const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
-        const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
-        const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
-        if (cs) rowTile8(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi);
-        else rowTile8(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi);
-        if (++gi == Mg) { gi = 0; g++; }
-      }
+    for (; p + TILE <= pe; p += TILE) rowsPass(32, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
+    const rem = pe - p;
+    if (rem == 24) rowsPass(24, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
+    else {
+      if (rem >= 16) { rowsPass(16, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi); p += 16; }
+      if (p < pe) rowsPass(8, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
     }
     const plane = Ho * Wo;
     for (let m = m0; m < m1 && !fuse; m++) {

@@ -78,19 +78,24 @@ describe("bound directly", () => {
   const w = caseWeight(c);
   const raw = { pads: { type: "ints" as const, value: [1, 1, 1, 1] }, strides: { type: "ints" as const, value: [2, 2] } };
 
-  test("fused residual + clamp epilogue, split over 2 threads, equals the naive conv; no dense weight asked for", async () => {
+  const pointwise = caseWeight({ name: "1×1", op: "Conv", x: [2, 96, 32, 32], w: [64, 96, 1, 1], density: 0.3, bits: 3 });
+  const unpadded = { pads: { type: "ints" as const, value: [0, 0, 0, 0] }, strides: { type: "ints" as const, value: [1, 1] } };
+  // 3×3 stride 2 (phase planes, separate run scratch); 1×1 on 32² (the run is the output plane:
+  // the tile stores apply the epilogue and the threads split the pixels); 1×1 on 7² (a 32- and a 24-pixel pass).
+  for (const [label, xd, wt, attrs, pad, stride] of [
+    ["3×3 stride 2", [2, 32, 27, 27], w, raw, 1, 2], ["1×1 on 32×32", [2, 96, 32, 32], pointwise, unpadded, 0, 1], ["1×1 on 7×7", [8, 96, 7, 7], pointwise, unpadded, 0, 1],
+  ] as const) test(`${label}: fused residual + clamp epilogue, split over 2 threads, equals the naive conv; no dense weight asked for`, async () => {
     const k = WasmKernels.create()!;
     const team = await ThreadTeam.start(k, 2);
     try {
-      const xd = [2, 32, 27, 27];
-      const bound = bindSparseConv(convSpec(xd, w, raw, 2), { kernels: k, team });
+      const bound = bindSparseConv(convSpec([...xd], wt, attrs, 2), { kernels: k, team });
       const rand = mulberry32(4);
       const n = xd.reduce((a, b) => a * b, 1);
       const xp = k.alloc(n * 4);
       const x: Tensor = { dtype: "float32", dims: xd, data: k.f32(xp, n).map(() => rand() * 2 - 1) };
       k.f32(xp, n).set(x.data as Float32Array);
       x.data = k.f32(xp, n);
-      const ref = naiveConv(x.data as Float32Array, xd, dequantize(w), w.dims, 1, 2);
+      const ref = naiveConv(x.data as Float32Array, [...xd], dequantize(wt), wt.dims, pad, stride);
       const rp = k.alloc(ref.y.length * 4);
       const res = k.f32(rp, ref.y.length).map(() => rand() - 0.5);
       k.f32(rp, ref.y.length).set(res);

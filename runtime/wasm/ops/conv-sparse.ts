@@ -98,10 +98,10 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   return { w, bias, cols };
 }
 
-/** Row passes of a run: 32-pixel tiles, then a 16- and an 8-pixel tail (as sparseConvF32 walks it). */
+/** Row passes of a run: 32-pixel tiles, then a 24-pixel tail or a 16- and an 8-pixel one (as sparseConvF32 walks it). */
 function rowPasses(run8: number): number {
   const r = run8 % 32;
-  return Math.floor(run8 / 32) + (r >= 16 ? 1 : 0) + (r % 16 ? 1 : 0);
+  return Math.floor(run8 / 32) + (r === 24 ? 1 : (r >= 16 ? 1 : 0) + (r % 16 ? 1 : 0));
 }
 
 /**
@@ -311,10 +311,15 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
       const threads = env.team.threads;
       const split = ns >= PARALLEL_MIN_NS && threads > 1;
       if (split) {
-        // Rows claimed in chunks from a counter (CHUNKS_PER_THREAD per thread), not split in halves.
-        const total = N * rows, chunk = Math.max(1, Math.ceil(total / (threads * CHUNKS_PER_THREAD)));
+        // Work claimed in units from a counter (CHUNKS_PER_THREAD per thread), not split in halves.
+        // A run that is the output plane (the tile stores apply the epilogue) splits each row
+        // chunk's pixels across the threads: they read the chunk's weight rows together and each
+        // only its part of the input (else each thread streams the whole input for its rows).
+        // With an image per thread or more, a unit is one image's rows: each thread works on its own.
+        const parts = t === out && N < threads ? threads : 1;
+        const total = N * rows, chunk = N >= threads ? rows : Math.max(1, Math.ceil((total * parts) / (threads * CHUNKS_PER_THREAD)));
         k.i32(counter, 1)[0] = 0;
-        env.team.run("sparseConvDynF32", threads, 1, [counter, chunk, total, ...args]);
+        env.team.run("sparseConvDynF32", threads, 1, [counter, chunk, total, parts, ...args]);
       } else (k.exports.sparseConvF32 as (...a: number[]) => void)(0, N * rows, ...args);
       if (B > 1) {
         const sum = [out, B, M, Ho * Wo, y.byteOffset, biasPtr, resPtr, lo, hi];
