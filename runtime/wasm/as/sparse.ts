@@ -44,9 +44,13 @@ const TILE: i32 = 32;
   return lin ? <usize>load<u16>(ip) * cs : <usize>load<i32>(table + (<usize>load<u16>(ip) << 2));
 }
 
-/** One row over 32 output pixels: dst[0..32) = Σ_l v_l Σ_k src[col(k) ..+32), stored by `put`. */
+/**
+ * One row over 4·nv output pixels (nv = 8, 6, 4 or 2 vectors, a literal at every call site so each
+ * width compiles to its own loop with nv accumulators): dst[0 .. 4·nv) = Σ_l v_l Σ_k src[col(k) ..],
+ * stored by `put`.
+ */
 // @ts-ignore: decorator
-@inline function rowTile32(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
+@inline function rowTile(nv: i32, rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
   const nLev = <usize>load<u16>(rp);
   let hp = rp + 2;
   let ip = hp + (nLev << 2);
@@ -57,145 +61,27 @@ const TILE: i32 = 32;
     const ie = ip + (<usize>load<u16>(hp, 2) << 1);
     hp += 4;
     // Two kept weights of the level at a time: their runs are added, then one multiply-add
-    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
+    // (in-process A/B on 1×1 layers of MobileNetV2/ResNet-50 shapes: 5–10% faster than a multiply-add per weight).
     for (; ip + 2 < ie; ip += 4) {
       const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
-      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
-      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
-      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
-      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
-      a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4);
-      a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5);
-      a6 = madd(v, f32x4.add(v128.load(s, 96), v128.load(u, 96)), a6);
-      a7 = madd(v, f32x4.add(v128.load(s, 112), v128.load(u, 112)), a7);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0); a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+      if (nv > 2) { a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2); a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3); }
+      if (nv > 4) { a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4); a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5); }
+      if (nv > 6) { a6 = madd(v, f32x4.add(v128.load(s, 96), v128.load(u, 96)), a6); a7 = madd(v, f32x4.add(v128.load(s, 112), v128.load(u, 112)), a7); }
     }
     if (ip < ie) {
       const s = src + colAt(ip, table, cs, lin);
-      a0 = madd(v, v128.load(s), a0);
-      a1 = madd(v, v128.load(s, 16), a1);
-      a2 = madd(v, v128.load(s, 32), a2);
-      a3 = madd(v, v128.load(s, 48), a3);
-      a4 = madd(v, v128.load(s, 64), a4);
-      a5 = madd(v, v128.load(s, 80), a5);
-      a6 = madd(v, v128.load(s, 96), a6);
-      a7 = madd(v, v128.load(s, 112), a7);
+      a0 = madd(v, v128.load(s), a0); a1 = madd(v, v128.load(s, 16), a1);
+      if (nv > 2) { a2 = madd(v, v128.load(s, 32), a2); a3 = madd(v, v128.load(s, 48), a3); }
+      if (nv > 4) { a4 = madd(v, v128.load(s, 64), a4); a5 = madd(v, v128.load(s, 80), a5); }
+      if (nv > 6) { a6 = madd(v, v128.load(s, 96), a6); a7 = madd(v, v128.load(s, 112), a7); }
       ip += 2;
     }
   }
-  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
-  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
-  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
-  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
-  put(dst, r, 64, a4, fuse, vb, vlo, vhi);
-  put(dst, r, 80, a5, fuse, vb, vlo, vhi);
-  put(dst, r, 96, a6, fuse, vb, vlo, vhi);
-  put(dst, r, 112, a7, fuse, vb, vlo, vhi);
-}
-
-/** One row over 24 output pixels (the tail of a run: a 7×7 plane is one 32- and one 24-pixel pass, not 32 + 16 + 8). */
-// @ts-ignore: decorator
-@inline function rowTile24(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
-  const nLev = <usize>load<u16>(rp);
-  let hp = rp + 2;
-  let ip = hp + (nLev << 2);
-  const z = f32x4.splat(0);
-  let a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z;
-  for (let l: usize = 0; l < nLev; l++) {
-    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
-    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
-    hp += 4;
-    for (; ip + 2 < ie; ip += 4) {
-      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
-      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
-      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
-      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
-      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
-      a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4);
-      a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5);
-    }
-    if (ip < ie) {
-      const s = src + colAt(ip, table, cs, lin);
-      a0 = madd(v, v128.load(s), a0);
-      a1 = madd(v, v128.load(s, 16), a1);
-      a2 = madd(v, v128.load(s, 32), a2);
-      a3 = madd(v, v128.load(s, 48), a3);
-      a4 = madd(v, v128.load(s, 64), a4);
-      a5 = madd(v, v128.load(s, 80), a5);
-      ip += 2;
-    }
-  }
-  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
-  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
-  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
-  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
-  put(dst, r, 64, a4, fuse, vb, vlo, vhi);
-  put(dst, r, 80, a5, fuse, vb, vlo, vhi);
-}
-
-/** One row over 16 output pixels (the tail of a run). */
-// @ts-ignore: decorator
-@inline function rowTile16(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
-  const nLev = <usize>load<u16>(rp);
-  let hp = rp + 2;
-  let ip = hp + (nLev << 2);
-  const z = f32x4.splat(0);
-  let a0 = z, a1 = z, a2 = z, a3 = z;
-  for (let l: usize = 0; l < nLev; l++) {
-    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
-    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
-    hp += 4;
-    // Two kept weights of the level at a time: their runs are added, then one multiply-add
-    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
-    for (; ip + 2 < ie; ip += 4) {
-      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
-      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
-      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
-      a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2);
-      a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3);
-    }
-    if (ip < ie) {
-      const s = src + colAt(ip, table, cs, lin);
-      a0 = madd(v, v128.load(s), a0);
-      a1 = madd(v, v128.load(s, 16), a1);
-      a2 = madd(v, v128.load(s, 32), a2);
-      a3 = madd(v, v128.load(s, 48), a3);
-      ip += 2;
-    }
-  }
-  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
-  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
-  put(dst, r, 32, a2, fuse, vb, vlo, vhi);
-  put(dst, r, 48, a3, fuse, vb, vlo, vhi);
-}
-
-/** One row over 8 output pixels (the tail of a run). */
-// @ts-ignore: decorator
-@inline function rowTile8(rp: usize, levels: usize, table: usize, cs: usize, lin: bool, src: usize, dst: usize, r: usize, fuse: bool, vb: v128, vlo: v128, vhi: v128): void {
-  const nLev = <usize>load<u16>(rp);
-  let hp = rp + 2;
-  let ip = hp + (nLev << 2);
-  const z = f32x4.splat(0);
-  let a0 = z, a1 = z;
-  for (let l: usize = 0; l < nLev; l++) {
-    const v = v128.load32_splat(levels + (<usize>load<u16>(hp) << 2));
-    const ie = ip + (<usize>load<u16>(hp, 2) << 1);
-    hp += 4;
-    // Two kept weights of the level at a time: their runs are added, then one multiply-add
-    // (in-process A/B on the same shapes: 5–10% faster than a multiply-add per weight).
-    for (; ip + 2 < ie; ip += 4) {
-      const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
-      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
-      a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
-    }
-    if (ip < ie) {
-      const s = src + colAt(ip, table, cs, lin);
-      a0 = madd(v, v128.load(s), a0);
-      a1 = madd(v, v128.load(s, 16), a1);
-      ip += 2;
-    }
-  }
-  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
-  put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi); put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  if (nv > 2) { put(dst, r, 32, a2, fuse, vb, vlo, vhi); put(dst, r, 48, a3, fuse, vb, vlo, vhi); }
+  if (nv > 4) { put(dst, r, 64, a4, fuse, vb, vlo, vhi); put(dst, r, 80, a5, fuse, vb, vlo, vhi); }
+  if (nv > 6) { put(dst, r, 96, a6, fuse, vb, vlo, vhi); put(dst, r, 112, a7, fuse, vb, vlo, vhi); }
 }
 
 /**
@@ -253,10 +139,11 @@ export function sparseConvDynF32(
     const src = xb + <usize>g * <usize>gStride + (<usize>p << 2);
     const rp = stream + (<usize>load<u32>(rowPtr + (<usize>m << 2)) << 1), dst = tb + ((<usize>m * <usize>L8 + <usize>p) << 2);
     const vb = f32x4.splat(fuse && bias ? load<f32>(bias + (<usize>m << 2)) : <f32>0), r = fuse && res ? res + (dst - y) : 0;
-    if (w == 32) { if (cs) rowTile32(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile32(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
-    else if (w == 24) { if (cs) rowTile24(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile24(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
-    else if (w == 16) { if (cs) rowTile16(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile16(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
-    else { if (cs) rowTile8(rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile8(rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    // Literal widths: each call compiles to its own loop (a computed nv does not fold).
+    if (w == 32) { if (cs) rowTile(8, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(8, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else if (w == 24) { if (cs) rowTile(6, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(6, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else if (w == 16) { if (cs) rowTile(4, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(4, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else { if (cs) rowTile(2, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(2, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
     if (++gi == Mg) { gi = 0; g++; }
   }
 }
