@@ -258,7 +258,16 @@ export function phaseSplitF32(
           for (; o + 16 <= bytes; o += 16) v128.store(dst + o, v128.load(src + o));
           for (; o < bytes; o += 4) store<f32>(dst + o, load<f32>(src + o));
         } else {
-          for (let j = j0; j < j1; j++) store<f32>(row + (<usize>j << 2), load<f32>(srow + (<usize>(sx * j + b - pl) << 2)));
+          let j = j0;
+          if (sx == 2) {
+            // Four outputs from two vector loads, even lanes kept; only while both loads stay
+            // inside the source row (2j + b − pl + 7 < W).
+            for (; j + 4 <= j1 && 2 * j + b - pl + 7 < W; j += 4) {
+              const sp = srow + (<usize>(2 * j + b - pl) << 2);
+              v128.store(row + (<usize>j << 2), i8x16.shuffle(v128.load(sp), v128.load(sp, 16), 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27));
+            }
+          }
+          for (; j < j1; j++) store<f32>(row + (<usize>j << 2), load<f32>(srow + (<usize>(sx * j + b - pl) << 2)));
         }
       }
     }
