@@ -45,7 +45,7 @@ const TILE: i32 = 32;
 }
 
 /**
- * One row over 4·nv output pixels (nv = 8, 6, 4 or 2 vectors, a literal at every call site so each
+ * One row over 4·nv output pixels (nv = 8, 6, 4, 2 or 1 vectors, a literal at every call site so each
  * width compiles to its own loop with nv accumulators): dst[0 .. 4·nv) = Σ_l v_l Σ_k src[col(k) ..],
  * stored by `put`.
  */
@@ -64,21 +64,24 @@ const TILE: i32 = 32;
     // (in-process A/B on 1×1 layers of MobileNetV2/ResNet-50 shapes: 5–10% faster than a multiply-add per weight).
     for (; ip + 2 < ie; ip += 4) {
       const s = src + colAt(ip, table, cs, lin), u = src + colAt(ip + 2, table, cs, lin);
-      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0); a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
+      a0 = madd(v, f32x4.add(v128.load(s), v128.load(u)), a0);
+      if (nv > 1) a1 = madd(v, f32x4.add(v128.load(s, 16), v128.load(u, 16)), a1);
       if (nv > 2) { a2 = madd(v, f32x4.add(v128.load(s, 32), v128.load(u, 32)), a2); a3 = madd(v, f32x4.add(v128.load(s, 48), v128.load(u, 48)), a3); }
       if (nv > 4) { a4 = madd(v, f32x4.add(v128.load(s, 64), v128.load(u, 64)), a4); a5 = madd(v, f32x4.add(v128.load(s, 80), v128.load(u, 80)), a5); }
       if (nv > 6) { a6 = madd(v, f32x4.add(v128.load(s, 96), v128.load(u, 96)), a6); a7 = madd(v, f32x4.add(v128.load(s, 112), v128.load(u, 112)), a7); }
     }
     if (ip < ie) {
       const s = src + colAt(ip, table, cs, lin);
-      a0 = madd(v, v128.load(s), a0); a1 = madd(v, v128.load(s, 16), a1);
+      a0 = madd(v, v128.load(s), a0);
+      if (nv > 1) a1 = madd(v, v128.load(s, 16), a1);
       if (nv > 2) { a2 = madd(v, v128.load(s, 32), a2); a3 = madd(v, v128.load(s, 48), a3); }
       if (nv > 4) { a4 = madd(v, v128.load(s, 64), a4); a5 = madd(v, v128.load(s, 80), a5); }
       if (nv > 6) { a6 = madd(v, v128.load(s, 96), a6); a7 = madd(v, v128.load(s, 112), a7); }
       ip += 2;
     }
   }
-  put(dst, r, 0, a0, fuse, vb, vlo, vhi); put(dst, r, 16, a1, fuse, vb, vlo, vhi);
+  put(dst, r, 0, a0, fuse, vb, vlo, vhi);
+  if (nv > 1) put(dst, r, 16, a1, fuse, vb, vlo, vhi);
   if (nv > 2) { put(dst, r, 32, a2, fuse, vb, vlo, vhi); put(dst, r, 48, a3, fuse, vb, vlo, vhi); }
   if (nv > 4) { put(dst, r, 64, a4, fuse, vb, vlo, vhi); put(dst, r, 80, a5, fuse, vb, vlo, vhi); }
   if (nv > 6) { put(dst, r, 96, a6, fuse, vb, vlo, vhi); put(dst, r, 112, a7, fuse, vb, vlo, vhi); }
@@ -86,7 +89,7 @@ const TILE: i32 = 32;
 
 /**
  * Sparse conv rows `item = n·M + m` for items in [begin, end). Raw sums go to the scratch
- * t[item·L8 + p] for p in [0, L8) (L8 = the run Ho·Wq rounded up to 8; the input must be
+ * t[item·L8 + p] for p in [0, L8) (L8 = the run Ho·Wq rounded up to 8, or to 4; the input must be
  * readable up to table[k] + L8 floats past each image and group base); then the epilogue writes
  * y[item·Ho·Wo + oy·Wo + ox] = clamp(t[item·L8 + oy·Wq + ox] + bias[m] + res[same as y], lo, hi).
  * `x` advances `xImg` bytes per image and `gStride` bytes per group of `Mg` rows; `table[k]` is
@@ -128,7 +131,7 @@ export function sparseConvDynF32(
   }
 }
 
-/** Rows [m0, m1) of image base xb over the `w`-pixel tile at run index p (w a literal: 32, 24, 16 or 8). */
+/** Rows [m0, m1) of image base xb over the `w`-pixel tile at run index p (w a literal: 32, 24, 16, 8 or 4). */
 // @ts-ignore: decorator
 @inline function rowsPass(
   w: i32, p: i32, m0: i32, m1: i32, rowPtr: usize, stream: usize, levels: usize, table: usize, cs: usize,
@@ -143,7 +146,8 @@ export function sparseConvDynF32(
     if (w == 32) { if (cs) rowTile(8, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(8, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
     else if (w == 24) { if (cs) rowTile(6, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(6, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
     else if (w == 16) { if (cs) rowTile(4, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(4, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
-    else { if (cs) rowTile(2, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(2, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else if (w == 8) { if (cs) rowTile(2, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(2, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
+    else { if (cs) rowTile(1, rp, levels, table, cs, true, src, dst, r, fuse, vb, vlo, vhi); else rowTile(1, rp, levels, table, 0, false, src, dst, r, fuse, vb, vlo, vhi); }
     if (++gi == Mg) { gi = 0; g++; }
   }
 }
@@ -178,7 +182,8 @@ export function sparseConvDynF32(
     if (rem == 24) rowsPass(24, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
     else {
       if (rem >= 16) { rowsPass(16, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi); p += 16; }
-      if (p < pe) rowsPass(8, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
+      if (pe - p >= 8) { rowsPass(8, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi); p += 8; }
+      if (p < pe) rowsPass(4, p, m0, m1, rowPtr, stream, levels, table, cs, xb, Mg, gStride, L8, tb, y, bias, res, fuse, vlo, vhi);
     }
     const plane = Ho * Wo;
     for (let m = m0; m < m1 && !fuse; m++) {

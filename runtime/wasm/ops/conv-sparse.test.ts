@@ -79,11 +79,14 @@ describe("bound directly", () => {
   const raw = { pads: { type: "ints" as const, value: [1, 1, 1, 1] }, strides: { type: "ints" as const, value: [2, 2] } };
 
   const pointwise = caseWeight({ name: "1×1", op: "Conv", x: [2, 96, 32, 32], w: [64, 96, 1, 1], density: 0.3, bits: 3 });
+  const wide = caseWeight({ name: "1×1 wide", op: "Conv", x: [1, 192, 14, 14], w: [128, 192, 1, 1], density: 0.3, bits: 3 });
   const unpadded = { pads: { type: "ints" as const, value: [0, 0, 0, 0] }, strides: { type: "ints" as const, value: [1, 1] } };
   // 3×3 stride 2 (phase planes, separate run scratch); 1×1 on 32² (the run is the output plane:
-  // the tile stores apply the epilogue and the threads split the pixels); 1×1 on 7² (a 32- and a 24-pixel pass).
+  // the tile stores apply the epilogue and the threads split the pixels); 1×1 on 7² (a 32- and a 24-pixel pass);
+  // 1×1 on 14² (the run rounded to 4, not 8: again the output plane).
   for (const [label, xd, wt, attrs, pad, stride] of [
     ["3×3 stride 2", [2, 32, 27, 27], w, raw, 1, 2], ["1×1 on 32×32", [2, 96, 32, 32], pointwise, unpadded, 0, 1], ["1×1 on 7×7", [8, 96, 7, 7], pointwise, unpadded, 0, 1],
+    ["1×1 on 14×14, one image (a run of 196: a 4-pixel tail, the pixels split)", [1, 192, 14, 14], wide, unpadded, 0, 1],
   ] as const) test(`${label}: fused residual + clamp epilogue, split over 2 threads, equals the naive conv; no dense weight asked for`, async () => {
     const k = WasmKernels.create()!;
     const team = await ThreadTeam.start(k, 2);

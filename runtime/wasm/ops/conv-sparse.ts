@@ -295,18 +295,20 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         out = k.alloc(N * rows * Ho * Wo * 4);
         temps.push(out);
       }
-      // Raw sums go straight to the output when the run has no garbage columns and no rounding.
+      // The run's stride: L rounded to 8, or to 4 where that is L itself (a 14×14 plane), so that
+      // raw sums go straight to the output when the run has no garbage columns and no rounding.
+      const L8 = l.L % 4 === 0 ? l.L : l.L8;
       let t = out;
-      if (!(l.Wq === Wo && l.L8 === l.L)) {
-        t = k.alloc(N * rows * l.L8 * 4);
+      if (!(l.Wq === Wo && L8 === l.L)) {
+        t = k.alloc(N * rows * L8 * 4);
         temps.push(t);
       }
       const resPtr = residual ? addr(residual) : 0;
       // A 1×1 kernel's tap table is linear (column k is input plane k): the kernel computes it.
       const cs = KH * KW === 1 ? l.Hq * l.Wq * 4 : 0;
       const args = B > 1
-        ? [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, rows, M, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, 0, 0, -Infinity, Infinity]
-        : [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, l.L8, t, Ho, l.Wq, Wo, out, biasPtr, resPtr, lo, hi];
+        ? [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, rows, M, l.gStrideBytes, L8, t, Ho, l.Wq, Wo, out, 0, 0, -Infinity, Infinity]
+        : [form.rowPtr, form.stream, form.levels, l.table, cs, xp, l.xImgBytes, M, M / g.group, l.gStrideBytes, L8, t, Ho, l.Wq, Wo, out, biasPtr, resPtr, lo, hi];
       const ns = N * sparseConvNs(form.nnz, rows, l.L, Cg === 1);
       const threads = env.team.threads;
       const split = ns >= PARALLEL_MIN_NS && threads > 1;
