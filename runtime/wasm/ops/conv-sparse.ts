@@ -40,12 +40,12 @@ export const SPARSE_CONV_RATE = {
  */
 const CHUNKS_PER_THREAD = 4;
 /**
- * Input bytes below which the phase split stays on the calling thread: ~130 µs of copying at the
- * strided split's 7.7 bytes/ns (SPARSE_CONV_RATE), against a worker round trip of ~20 µs on an idle
- * machine and far more when the workers' cores are busy (on ResNet-18 the split copies made 12 of a
- * 2-thread run's 34 team calls).
+ * Input bytes below which the phase split stays on the calling thread: ~33 µs of copying at the
+ * strided split's 7.7 bytes/ns (SPARSE_CONV_RATE), against a worker round trip of 1–3 µs with the
+ * team polling (bench/team-bench.ts; it was ~20 µs sleeping, when this was 1 MiB) and more when
+ * the workers' cores are busy. MobileNetV2's padded depthwise inputs of 188–602 KiB now split.
  */
-const PHASE_SPLIT_PARALLEL_BYTES = 1 << 20;
+const PHASE_SPLIT_PARALLEL_BYTES = 1 << 18;
 /** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
 const PARALLEL_MIN_NS = 60_000;
 
