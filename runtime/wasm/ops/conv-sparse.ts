@@ -46,7 +46,7 @@ const CHUNKS_PER_THREAD = 4;
  * the workers' cores are busy. MobileNetV2's padded depthwise inputs of 188–602 KiB now split.
  */
 const PHASE_SPLIT_PARALLEL_BYTES = 1 << 18;
-/** Below this many estimated ns a call is not split across threads (a worker round trip is ~20 µs). */
+/** Below this many estimated ns a call is not split across threads (set when a worker round trip cost ~20 µs; it is 1–3 µs with the team polling, bench/team-bench.ts, and was not re-tuned). */
 const PARALLEL_MIN_NS = 60_000;
 
 /**
