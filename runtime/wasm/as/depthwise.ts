@@ -1,12 +1,13 @@
 // Depthwise convolution (group = input channels, each output channel reads one input plane),
 // NCHW. 3×3 with stride 1 or 2 and dilation 1 (MobileNet's layers) runs a vector loop per plane:
-// the 9 weights in registers, two output rows at a time (the input rows they share loaded once),
-// 4 outputs of each per step, the row ends as vectors with their out-of-row lanes masked (no
-// scalar border pixels); stride 2 de-interleaves with lane shuffles. Any other kernel, stride or
+// the 9 weights in registers, three (stride 1) or two (stride 2) output rows at a time (the input
+// rows they share loaded once), 4 outputs of each per step, the row ends as vectors with their
+// out-of-row lanes masked (no scalar border pixels); stride 2 de-interleaves with lane shuffles. Any other kernel, stride or
 // dilation, and rows under 4 outputs, run the scalar loop. Fused epilogue: bias, residual,
 // clamp [lo, hi]. In-process A/B against the previous loop (one output row, scalar/partial
-// borders; CPU time, 1 thread, MobileNetV2-224's shapes): Bun stride 1 1.26–1.70× faster
-// (960 ch @7² most), stride 2 0.96–1.08×; Deno 1.22–1.81× and 1.04–1.40×.
+// borders; CPU time, 1 thread, MobileNetV2-224's shapes), with two rows a step at stride 1: Bun
+// stride 1 1.26–1.70× faster (960 ch @7² most), stride 2 0.96–1.08×; Deno 1.22–1.81× and
+// 1.04–1.40×; three rows a step at stride 1 a further 1.11–1.18× (both engines).
 import { madd } from "./simd";
 
 // Words (i32) of a depthwise geometry block (runtime/wasm/ops/depthwise.ts DW_GEO).
@@ -82,35 +83,43 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
 }
 
 /**
- * 4 outputs of one or two output rows (`two`), stride 1: output row A reads input rows p0..p2,
- * row B p1..p3 (each pointer at the group's first tap column; a row's flag says it lies inside
- * the plane, else its taps are padding). Each input row's 3 shifted vectors are loaded once and
- * feed both rows. `masked`: tap vector kx keeps only the lanes of m[kx] (row ends).
+ * 4 outputs of up to three output rows (B if `two`, C if `three`), stride 1: row A reads input
+ * rows p0..p2, B p1..p3, C p2..p4 (each pointer at the group's first tap column; a row's flag says
+ * it lies inside the plane, else its taps are padding). Each input row's 3 shifted vectors are
+ * loaded once and feed every output row that reads it (5 rows of loads for 3 output rows: 1.11–1.18×
+ * two rows a step on Bun, 1.10–1.18× on Deno). `masked`: tap vector kx keeps only the lanes of m[kx].
  */
 // @ts-ignore: decorator
-@inline function group1(p0: usize, p1: usize, p2: usize, p3: usize, r0: bool, r1: bool, r2: bool, r3: bool, two: bool,
+@inline function group1x3(p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, r0: bool, r1: bool, r2: bool, r3: bool, r4: bool, two: bool, three: bool,
   masked: bool, m0: v128, m1: v128, m2: v128,
   w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, w8: v128, vb: v128,
-  dA: usize, dB: usize, resA: usize, resB: usize, vlo: v128, vhi: v128): void {
-  let a = vb, b = vb;
+  dA: usize, outRow: usize, resA: usize, vlo: v128, vhi: v128): void {
+  let a = vb, b = vb, c = vb;
   if (r0) {
     a = madd(w0, mk(v128.load(p0), masked, m0), a); a = madd(w1, mk(v128.load(p0, 4), masked, m1), a); a = madd(w2, mk(v128.load(p0, 8), masked, m2), a);
   }
   if (r1) {
     const t0 = mk(v128.load(p1), masked, m0), t1 = mk(v128.load(p1, 4), masked, m1), t2 = mk(v128.load(p1, 8), masked, m2);
     a = madd(w3, t0, a); a = madd(w4, t1, a); a = madd(w5, t2, a);
-    if (two) { b = madd(w0, t0, b); b = madd(w1, t1, b); b = madd(w2, t2, b); }
+    b = madd(w0, t0, b); b = madd(w1, t1, b); b = madd(w2, t2, b);
   }
   if (r2) {
     const t0 = mk(v128.load(p2), masked, m0), t1 = mk(v128.load(p2, 4), masked, m1), t2 = mk(v128.load(p2, 8), masked, m2);
     a = madd(w6, t0, a); a = madd(w7, t1, a); a = madd(w8, t2, a);
-    if (two) { b = madd(w3, t0, b); b = madd(w4, t1, b); b = madd(w5, t2, b); }
+    b = madd(w3, t0, b); b = madd(w4, t1, b); b = madd(w5, t2, b);
+    c = madd(w0, t0, c); c = madd(w1, t1, c); c = madd(w2, t2, c);
   }
   if (two && r3) {
-    b = madd(w6, mk(v128.load(p3), masked, m0), b); b = madd(w7, mk(v128.load(p3, 4), masked, m1), b); b = madd(w8, mk(v128.load(p3, 8), masked, m2), b);
+    const t0 = mk(v128.load(p3), masked, m0), t1 = mk(v128.load(p3, 4), masked, m1), t2 = mk(v128.load(p3, 8), masked, m2);
+    b = madd(w6, t0, b); b = madd(w7, t1, b); b = madd(w8, t2, b);
+    c = madd(w3, t0, c); c = madd(w4, t1, c); c = madd(w5, t2, c);
+  }
+  if (three && r4) {
+    c = madd(w6, mk(v128.load(p4), masked, m0), c); c = madd(w7, mk(v128.load(p4, 4), masked, m1), c); c = madd(w8, mk(v128.load(p4, 8), masked, m2), c);
   }
   put(dA, resA, a, vlo, vhi);
-  if (two) put(dB, resB, b, vlo, vhi);
+  if (two) put(dA + outRow, resA != 0 ? resA + outRow : 0, b, vlo, vhi);
+  if (three) put(dA + 2 * outRow, resA != 0 ? resA + 2 * outRow : 0, c, vlo, vhi);
 }
 
 /** Stride-2 taps of a row from p: kx = 0 the even columns, 1 the odd ones, 2 the even ones shifted by one. */
@@ -121,7 +130,7 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
 // @ts-ignore: decorator
 @inline function even2(e: v128, p: usize): v128 { return f32x4.shuffle(e, v128.load(p, 32), 1, 2, 3, 4); }
 
-/** As group1 for stride 2: row A reads input rows p0..p2, row B p2..p4 (the shared row p2 loaded once). */
+/** As group1x3 for stride 2 and two output rows: row A reads input rows p0..p2, row B p2..p4 (the shared row p2 loaded once). */
 // @ts-ignore: decorator
 @inline function group2(p0: usize, p1: usize, p2: usize, p3: usize, p4: usize, r0: bool, r1: bool, r2: bool, r3: bool, r4: bool, two: bool,
   masked: bool, m0: v128, m1: v128, m2: v128,
@@ -200,7 +209,7 @@ export function dwConvDynF32(begin: i32, end: i32, next: usize, chunk: i32, tota
   }
 }
 
-/** One plane of the 3×3 stride-1 loop: output rows two at a time, groups of 4 outputs (see group1). */
+/** One plane of the 3×3 stride-1 loop: output rows three at a time, groups of 4 outputs (see group1x3). */
 function plane3x3s1(src: usize, dst: usize, res: usize, wm: usize, b: f32, inH: i32, inW: i32, outH: i32, outW: i32, pt: i32, pl: i32, lo: f32, hi: f32): void {
   const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
   const vb = f32x4.splat(b);
@@ -212,10 +221,10 @@ function plane3x3s1(src: usize, dst: usize, res: usize, wm: usize, b: f32, inH: 
   const l0 = colMask(-pl, 1, inW), l1 = colMask(1 - pl, 1, inW), l2 = colMask(2 - pl, 1, inW);
   const xe = outW - 4 - pl;
   const e0 = colMask(xe, 1, inW), e1 = colMask(xe + 1, 1, inW), e2 = colMask(xe + 2, 1, inW);
-  // Output rows two at a time (the last one alone when outH is odd).
-  for (let oy = 0; oy < outH; oy += 2) {
-    const two = oy + 1 < outH;
-    const iy = oy * 1 - pt;
+  // Output rows three at a time (the last step takes the one or two left).
+  for (let oy = 0; oy < outH; oy += 3) {
+    const two = oy + 1 < outH, three = oy + 2 < outH;
+    const iy = oy - pt;
     const q0 = src + <usize>(iy * inW) * 4;
     const q1 = q0 + rowBytes, q2 = q1 + rowBytes, q3 = q2 + rowBytes, q4 = q3 + rowBytes;
     const r0 = iy >= 0 && iy < inH, r1 = iy + 1 >= 0 && iy + 1 < inH, r2 = iy + 2 >= 0 && iy + 2 < inH;
@@ -229,14 +238,14 @@ function plane3x3s1(src: usize, dst: usize, res: usize, wm: usize, b: f32, inH: 
       const o = <usize>(ix << 2), q = <usize>ox << 2;
       const rA = resA != 0 ? resA + q : 0, rB = resB != 0 ? resB + q : 0;
       if (ix >= 0 && ix + 6 <= inW) {
-        group1(q0 + o, q1 + o, q2 + o, q3 + o, r0, r1, r2, r3, two, false, vb, vb, vb, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, dB + q, rA, rB, vlo, vhi);
+        group1x3(q0 + o, q1 + o, q2 + o, q3 + o, q4 + o, r0, r1, r2, r3, r4, two, three, false, vb, vb, vb, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, outRow, rA, vlo, vhi);
       } else if (ox == 0) {
-        group1(q0 + o, q1 + o, q2 + o, q3 + o, r0, r1, r2, r3, two, true, l0, l1, l2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, dB + q, rA, rB, vlo, vhi);
+        group1x3(q0 + o, q1 + o, q2 + o, q3 + o, q4 + o, r0, r1, r2, r3, r4, two, three, true, l0, l1, l2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, outRow, rA, vlo, vhi);
       } else if (last) {
-        group1(q0 + o, q1 + o, q2 + o, q3 + o, r0, r1, r2, r3, two, true, e0, e1, e2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, dB + q, rA, rB, vlo, vhi);
+        group1x3(q0 + o, q1 + o, q2 + o, q3 + o, q4 + o, r0, r1, r2, r3, r4, two, three, true, e0, e1, e2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, outRow, rA, vlo, vhi);
       } else {
         const m0 = colMask(ix, 1, inW), m1 = colMask(ix + 1, 1, inW), m2 = colMask(ix + 2, 1, inW);
-        group1(q0 + o, q1 + o, q2 + o, q3 + o, r0, r1, r2, r3, two, true, m0, m1, m2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, dB + q, rA, rB, vlo, vhi);
+        group1x3(q0 + o, q1 + o, q2 + o, q3 + o, q4 + o, r0, r1, r2, r3, r4, two, three, true, m0, m1, m2, w0, w1, w2, w3, w4, w5, w6, w7, w8, vb, dA + q, outRow, rA, vlo, vhi);
       }
       if (last) break;
     }
