@@ -2,12 +2,11 @@
 // NCHW. 3×3 with stride 1 or 2 and dilation 1 (MobileNet's layers) runs a vector loop per plane:
 // the 9 weights in registers, three (stride 1) or two (stride 2) output rows at a time (the input
 // rows they share loaded once), 4 outputs of each per step, the row ends as vectors with their
-// out-of-row lanes masked (no scalar border pixels); stride 2 de-interleaves with lane shuffles. Any other kernel, stride or
-// dilation, and rows under 4 outputs, run the scalar loop. Fused epilogue: bias, residual,
+// out-of-row lanes masked (no scalar border pixels); stride 2 de-interleaves with lane shuffles.
+// Any other kernel, stride or dilation, and rows under 4 outputs, run the scalar loop. Fused epilogue: bias, residual,
 // clamp [lo, hi]. In-process A/B against the previous loop (one output row, scalar/partial
-// borders; CPU time, 1 thread, MobileNetV2-224's shapes), with two rows a step at stride 1: Bun
-// stride 1 1.26–1.70× faster (960 ch @7² most), stride 2 0.96–1.08×; Deno 1.22–1.81× and
-// 1.04–1.40×; three rows a step at stride 1 a further 1.11–1.18× (both engines).
+// borders; CPU time, 1 thread, MobileNetV2-224's shapes, medians of 20–30): Bun stride 1
+// 1.47–1.92× faster (960 ch @7² most), stride 2 0.99–1.07×; Deno 1.31–1.86× and 1.14–1.49×.
 import { madd } from "./simd";
 
 // Words (i32) of a depthwise geometry block (runtime/wasm/ops/depthwise.ts DW_GEO).
