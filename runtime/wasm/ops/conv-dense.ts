@@ -208,11 +208,15 @@ const DW_PARALLEL_MIN = 1 << 14;
 
 /**
  * ns of the 3×3 depthwise loop (as/depthwise.ts) per plane, per output row of a plane and per
- * output pixel (stride 1, stride 2): a least-squares fit to the CPU time of MobileNetV2-224's 17
- * depthwise layers on the u8 code form at (0.74, 3), bench/form-profile.ts on this machine (AMD EPYC,
- * Bun, relaxed SIMD; rms error 6%). The flop rate it replaced (3 flops/ns) priced them 1.5–2.5× high.
+ * output pixel (stride 1, stride 2): a relative least-squares fit to the CPU time of MobileNetV2-224's
+ * 17 depthwise layers on the u8 code form at (0.74, 3), bench/form-profile.ts (5 runs, median per
+ * layer) on this machine (AMD EPYC, Bun, relaxed SIMD; rms error 5%, at most 13%), scaled by the
+ * same runs' ratio of the sparse cost model to the sparse kernels' measured time (0.815), so the
+ * two forms' estimates compare as their measured times do. Stride 2 costs ~2× per pixel (its
+ * lane shuffles); with the two-row loop the coded form measured 0.40–0.86× the sparse rows on 15
+ * of the 17 layers and 1.00× on the other two.
  */
-const DEPTHWISE_3X3_NS = { plane: 91, row: 15, pixel: 2.54, pixelStride2: 2.83 } as const;
+const DEPTHWISE_3X3_NS = { plane: 38, row: 5.1, pixel: 1.33, pixelStride2: 2.9 } as const;
 
 /** Path and estimated ns (one image) of a depthwise Conv, or undefined if the node is not one. */
 export function depthwiseClaim(spec: NodeSpec): { path: string; cost: number } | undefined {

@@ -94,6 +94,11 @@ export const SPARSE_CASES: readonly SparseCase[] = [
   // Depthwise 3×3 goes to the u8 code form (cheaper than sparse rows of ≤ 9 weights); 5×5 dilated stays sparse.
   { name: "depthwise 3x3 s1", op: "Conv", x: [2, 10, 11, 7], w: [10, 1, 3, 3], attrs: { group: int(10), pads: ints([1, 1, 1, 1]) }, density: 0.4, bits: 3, bias: true, emptyRows: [3], path: "wasm-depthwise-3x3-coded" },
   { name: "depthwise 3x3 s2, multiplier 2", op: "Conv", x: [1, 6, 13, 13], w: [12, 1, 3, 3], attrs: { group: int(6), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.5, bits: 8, path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s1 p2 2 bits, odd rows", op: "Conv", x: [1, 5, 9, 13], w: [5, 1, 3, 3], attrs: { group: int(5), pads: ints([2, 2, 2, 2]) }, density: 0.6, bits: 2, bias: true, path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s2 valid 4 bits", op: "Conv", x: [1, 4, 12, 11], w: [4, 1, 3, 3], attrs: { group: int(4), strides: ints([2, 2]) }, density: 0.7, bits: 4, path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s1 5 bits, 4 outputs a row", op: "Conv", x: [2, 3, 6, 4], w: [3, 1, 3, 3], attrs: { group: int(3), pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 5, bias: true, path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s2 p1 6 bits @15x22", op: "Conv", x: [1, 7, 15, 22], w: [7, 1, 3, 3], attrs: { group: int(7), pads: ints([1, 1, 1, 1]), strides: ints([2, 2]) }, density: 0.5, bits: 6, emptyRows: [2], path: "wasm-depthwise-3x3-coded" },
+  { name: "depthwise 3x3 s1 7 bits @14x14", op: "Conv", x: [1, 6, 14, 14], w: [6, 1, 3, 3], attrs: { group: int(6), pads: ints([1, 1, 1, 1]) }, density: 0.8, bits: 7, bias: true, path: "wasm-depthwise-3x3-coded" },
   { name: "APoT table 3x3", op: "Conv", x: [1, 8, 9, 9], w: [6, 8, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 4, table: true, bias: true },
   { name: "all rows empty", op: "Conv", x: [1, 4, 6, 6], w: [3, 4, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.5, bits: 3, bias: true, emptyRows: [0, 1, 2] },
   { name: "large enough to split across threads", op: "Conv", x: [1, 32, 28, 28], w: [48, 32, 3, 3], attrs: { pads: ints([1, 1, 1, 1]) }, density: 0.3, bits: 3, bias: true },
