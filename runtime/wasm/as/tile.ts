@@ -1,6 +1,11 @@
-// The register tile every dense GEMM kernel runs (not exported from the module: inlined into the
-// kernels of gemm.ts and winograd.ts). 4×8: 8 f32x4 accumulators, 2 B vectors and 1 splat, 11 of
-// the 16 SIMD registers the engines give wasm on x86.
+// The register tile every dense GEMM kernel runs (not exported from the module). 4×8: 8 f32x4
+// accumulators, 2 B vectors, the A vector and 1 broadcast lane, 12 of the 16 SIMD registers the
+// engines give wasm on x86 (JavaScriptCore's fused multiply-add takes one more as scratch).
+// tile4x8 is deliberately a function of its own, not @inline: inlined into the big kernels of
+// gemm.ts and winograd.ts, JavaScriptCore's register allocator kept accumulators on the stack;
+// as a call (3 call sites, too big for binaryen to inline) its loop runs from registers. On the
+// FP32 ResNet-50 (Bun, 1 thread, this and the inlined load32_splat tile in one process) that
+// took the model from 376 to 300 CPU-ms (1.25×); the call costs nothing next to a K-step loop.
 import { madd } from "./simd";
 
 /** Rows of a register tile (output channels for conv, rows of A for Gemm). */
@@ -52,8 +57,7 @@ export const GEMM_NR: i32 = 8;
  * panels are zero-padded). Bias: per row (`rowBias`, conv) or per column (`colBias`, Gemm); 0 = none.
  * `r` is the residual tile (0 = none), rows `ldc` bytes apart like C.
  */
-// @ts-ignore: decorator
-@inline export function tile4x8(
+export function tile4x8(
   ap: usize, bp: usize, kb: i32, c: usize, ldc: usize, rows: i32, cols: i32,
   first: bool, last: bool, rowBias: usize, colBias: usize, r: usize, lo: f32, hi: f32,
 ): void {
@@ -74,14 +78,17 @@ export const GEMM_NR: i32 = 8;
   let pa = ap, pb = bp;
   const pe = bp + (<usize>kb << 5);
   do {
-    const b0 = v128.load(pb), b1 = v128.load(pb, 16);
-    let a = v128.load32_splat(pa);
+    // The 4 A values of step k in one load, each broadcast by a lane shuffle (pshufd). Four
+    // load32_splat at offsets 0/4/8/12 cost more: JavaScriptCore lowers a splat load at a
+    // non-zero offset to a scalar load + GPR→vector move + shuffle (2 µops and a domain crossing).
+    const b0 = v128.load(pb), b1 = v128.load(pb, 16), va = v128.load(pa);
+    let a = i32x4.shuffle(va, va, 0, 0, 0, 0);
     c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
-    a = v128.load32_splat(pa, 4);
+    a = i32x4.shuffle(va, va, 1, 1, 1, 1);
     c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
-    a = v128.load32_splat(pa, 8);
+    a = i32x4.shuffle(va, va, 2, 2, 2, 2);
     c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
-    a = v128.load32_splat(pa, 12);
+    a = i32x4.shuffle(va, va, 3, 3, 3, 3);
     c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
     pa += 16; pb += 32;
   } while (pb < pe);
