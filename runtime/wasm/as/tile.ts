@@ -33,12 +33,10 @@ export const GEMM_NR: i32 = 8;
   if (n > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
 }
 
-/** Epilogue of one output row (two vectors): + bias vector, + residual, clamp, store `cols` lanes. */
+/** Epilogue of one output row (two vectors): + residual, clamp, store `cols` lanes (`last`), else just store. */
 // @ts-ignore: decorator
-@inline export function finishRow(c: usize, r: usize, v0: v128, v1: v128, bv0: v128, bv1: v128, vlo: v128, vhi: v128, cols: i32, last: bool): void {
+@inline export function finishRow(c: usize, r: usize, v0: v128, v1: v128, vlo: v128, vhi: v128, cols: i32, last: bool): void {
   if (last) {
-    v0 = f32x4.add(v0, bv0);
-    v1 = f32x4.add(v1, bv1);
     if (r != 0) {
       if (cols >= 8) { v0 = f32x4.add(v0, v128.load(r)); v1 = f32x4.add(v1, v128.load(r, 16)); }
       else { v0 = f32x4.add(v0, loadN(r, cols)); v1 = f32x4.add(v1, loadN(r + 16, cols - 4)); }
@@ -52,28 +50,45 @@ export const GEMM_NR: i32 = 8;
 
 /**
  * One 4×8 tile of C from a packed A panel (k-major, 4 values per k: `ap`) and a packed B panel
- * (k-major, 8 values per k: `bp`) over `kb ≥ 1` steps. `first`: start from 0, else from C;
- * `last`: apply the epilogue. `rows`/`cols` ≤ 4/8 limit what is read and written of C (the packed
- * panels are zero-padded). Bias: per row (`rowBias`, conv) or per column (`colBias`, Gemm); 0 = none.
- * `r` is the residual tile (0 = none), rows `ldc` bytes apart like C.
+ * (k-major, 8 values per k: `bp`) over `kb ≥ 1` steps. `first`: start from the bias, else from C;
+ * `last`: apply the rest of the epilogue (residual, clamp). `rows`/`cols` ≤ 4/8 limit what is
+ * written of C and read of C and the residual (the packed panels are zero-padded). Bias: per row
+ * (`rowBias`, conv: 4 floats read, so a last partial tile reads up to 12 bytes past the bias,
+ * inside its 64-byte allocation block) or per column (`colBias`, Gemm: padded to whole panels);
+ * 0 = none. `r` is the residual tile (0 = none), rows `ldc` bytes apart like C.
  */
 export function tile4x8(
   ap: usize, bp: usize, kb: i32, c: usize, ldc: usize, rows: i32, cols: i32,
   first: bool, last: bool, rowBias: usize, colBias: usize, r: usize, lo: f32, hi: f32,
 ): void {
   let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  if (!first) {
-    if (rows >= 4 && cols >= 8) {
-      c00 = v128.load(c); c01 = v128.load(c, 16);
-      c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
-      c20 = v128.load(c + 2 * ldc); c21 = v128.load(c + 2 * ldc, 16);
-      c30 = v128.load(c + 3 * ldc); c31 = v128.load(c + 3 * ldc, 16);
-    } else {
-      c00 = loadN(c, cols); c01 = loadN(c + 16, cols - 4);
-      if (rows > 1) { c10 = loadN(c + ldc, cols); c11 = loadN(c + ldc + 16, cols - 4); }
-      if (rows > 2) { c20 = loadN(c + 2 * ldc, cols); c21 = loadN(c + 2 * ldc + 16, cols - 4); }
-      if (rows > 3) { c30 = loadN(c + 3 * ldc, cols); c31 = loadN(c + 3 * ldc + 16, cols - 4); }
+  if (first) {
+    // The bias is the accumulators' start, so the epilogue has no bias add.
+    if (colBias != 0) {
+      c00 = v128.load(colBias); c01 = v128.load(colBias, 16);
+      c10 = c00; c11 = c01; c20 = c00; c21 = c01; c30 = c00; c31 = c01;
     }
+    if (rowBias != 0) {
+      const rb = v128.load(rowBias);
+      let v = i32x4.shuffle(rb, rb, 0, 0, 0, 0);
+      c00 = f32x4.add(c00, v); c01 = f32x4.add(c01, v);
+      v = i32x4.shuffle(rb, rb, 1, 1, 1, 1);
+      c10 = f32x4.add(c10, v); c11 = f32x4.add(c11, v);
+      v = i32x4.shuffle(rb, rb, 2, 2, 2, 2);
+      c20 = f32x4.add(c20, v); c21 = f32x4.add(c21, v);
+      v = i32x4.shuffle(rb, rb, 3, 3, 3, 3);
+      c30 = f32x4.add(c30, v); c31 = f32x4.add(c31, v);
+    }
+  } else if (rows >= 4 && cols >= 8) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
+    c20 = v128.load(c + 2 * ldc); c21 = v128.load(c + 2 * ldc, 16);
+    c30 = v128.load(c + 3 * ldc); c31 = v128.load(c + 3 * ldc, 16);
+  } else {
+    c00 = loadN(c, cols); c01 = loadN(c + 16, cols - 4);
+    if (rows > 1) { c10 = loadN(c + ldc, cols); c11 = loadN(c + ldc + 16, cols - 4); }
+    if (rows > 2) { c20 = loadN(c + 2 * ldc, cols); c21 = loadN(c + 2 * ldc + 16, cols - 4); }
+    if (rows > 3) { c30 = loadN(c + 3 * ldc, cols); c31 = loadN(c + 3 * ldc + 16, cols - 4); }
   }
   let pa = ap, pb = bp;
   const pe = bp + (<usize>kb << 5);
@@ -93,25 +108,11 @@ export function tile4x8(
     pa += 16; pb += 32;
   } while (pb < pe);
   const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
-  let cb0 = f32x4.splat(0), cb1 = cb0;
-  if (last && colBias != 0) { cb0 = v128.load(colBias); cb1 = v128.load(colBias, 16); }
-  let rb = f32x4.splat(0);
-  if (last && rowBias != 0) rb = v128.load32_splat(rowBias);
-  finishRow(c, r, c00, c01, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  if (rows > 1) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 4);
-    finishRow(c + ldc, r != 0 ? r + ldc : 0, c10, c11, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
-  if (rows > 2) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 8);
-    finishRow(c + 2 * ldc, r != 0 ? r + 2 * ldc : 0, c20, c21, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
-  if (rows > 3) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 12);
-    finishRow(c + 3 * ldc, r != 0 ? r + 3 * ldc : 0, c30, c31, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
+  finishRow(c, r, c00, c01, vlo, vhi, cols, last);
+  if (rows > 1) finishRow(c + ldc, r != 0 ? r + ldc : 0, c10, c11, vlo, vhi, cols, last);
+  if (rows > 2) finishRow(c + 2 * ldc, r != 0 ? r + 2 * ldc : 0, c20, c21, vlo, vhi, cols, last);
+  if (rows > 3) finishRow(c + 3 * ldc, r != 0 ? r + 3 * ldc : 0, c30, c31, vlo, vhi, cols, last);
 }
-
 
 /** C tile (4 × 8, rows `ldc` bytes apart) = packed A panel · packed B panel over kb steps, no epilogue. */
 // @ts-ignore: decorator
