@@ -1,11 +1,12 @@
 // The register tile every dense GEMM kernel runs (not exported from the module). 4×8: 8 f32x4
 // accumulators, 2 B vectors, the A vector and 1 broadcast lane, 12 of the 16 SIMD registers the
 // engines give wasm on x86 (JavaScriptCore's fused multiply-add takes one more as scratch).
-// tile4x8 is deliberately a function of its own, not @inline: inlined into the big kernels of
-// gemm.ts and winograd.ts, JavaScriptCore's register allocator kept accumulators on the stack;
-// as a call (3 call sites, too big for binaryen to inline) its loop runs from registers. On the
-// FP32 ResNet-50 (Bun, 1 thread, this and the inlined load32_splat tile in one process) that
-// took the model from 376 to 300 CPU-ms (1.25×); the call costs nothing next to a K-step loop.
+// tile4x8 is deliberately a function of its own, not @inline (3 call sites, too big for binaryen
+// to inline). Inlined into the big kernels of gemm.ts and winograd.ts the same shuffle loop ran
+// no faster than the old one (FP32 ResNet-50, Bun: mixed per layer, whole model ≈ 1.0×), as a
+// call it took the model from 376 to 300 CPU-ms (1.25×, old and new in one process); the likely
+// cause is JavaScriptCore's register allocation in the big function (spills, seen in its Air
+// dump of an 8×8 tile; not checked in convGemmF32 itself). The call is cheap next to a K-step loop.
 import { madd } from "./simd";
 
 /** Rows of a register tile (output channels for conv, rows of A for Gemm). */
