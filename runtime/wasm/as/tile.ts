@@ -93,7 +93,17 @@ export function tile4x8(
   }
   let pa = ap, pb = bp;
   const pe = bp + (<usize>kb << 5);
-  do {
+  if (cols <= 4) {
+    // A last panel of ≤ 4 pixels (7×7 planes: 49 = 6·8 + 1): its upper vector only, half the work.
+    do {
+      const b0 = v128.load(pb), va = v128.load(pa);
+      c00 = madd(i32x4.shuffle(va, va, 0, 0, 0, 0), b0, c00);
+      c10 = madd(i32x4.shuffle(va, va, 1, 1, 1, 1), b0, c10);
+      c20 = madd(i32x4.shuffle(va, va, 2, 2, 2, 2), b0, c20);
+      c30 = madd(i32x4.shuffle(va, va, 3, 3, 3, 3), b0, c30);
+      pa += 16; pb += 32;
+    } while (pb < pe);
+  } else do {
     // The 4 A values of step k in one load, each broadcast by a lane shuffle (pshufd). Four
     // load32_splat at offsets 0/4/8/12 cost more: JavaScriptCore lowers a splat load at a
     // non-zero offset to a scalar load + GPR→vector move + shuffle (2 µops and a domain crossing).
