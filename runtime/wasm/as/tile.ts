@@ -1,6 +1,12 @@
-// The register tile every dense GEMM kernel runs (not exported from the module: inlined into the
-// kernels of gemm.ts and winograd.ts). 4×8: 8 f32x4 accumulators, 2 B vectors and 1 splat, 11 of
-// the 16 SIMD registers the engines give wasm on x86.
+// The register tile every dense GEMM kernel runs (not exported from the module). 4×8: 8 f32x4
+// accumulators, 2 B vectors, the A vector and 1 broadcast lane, 12 of the 16 SIMD registers the
+// engines give wasm on x86 (JavaScriptCore's fused multiply-add takes one more as scratch).
+// tile4x8 is deliberately a function of its own, not @inline (3 call sites, too big for binaryen
+// to inline). Inlined into the big kernels of gemm.ts and winograd.ts the same shuffle loop ran
+// no faster than the old one (FP32 ResNet-50, Bun: mixed per layer, whole model ≈ 1.0×), as a
+// call it took the model from 376 to 300 CPU-ms (1.25×, old and new in one process); the likely
+// cause is JavaScriptCore's register allocation in the big function (spills, seen in its Air
+// dump of an 8×8 tile; not checked in convGemmF32 itself). The call is cheap next to a K-step loop.
 import { madd } from "./simd";
 
 /** Rows of a register tile (output channels for conv, rows of A for Gemm). */
@@ -28,12 +34,10 @@ export const GEMM_NR: i32 = 8;
   if (n > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
 }
 
-/** Epilogue of one output row (two vectors): + bias vector, + residual, clamp, store `cols` lanes. */
+/** Epilogue of one output row (two vectors): + residual, clamp, store `cols` lanes (`last`), else just store. */
 // @ts-ignore: decorator
-@inline export function finishRow(c: usize, r: usize, v0: v128, v1: v128, bv0: v128, bv1: v128, vlo: v128, vhi: v128, cols: i32, last: bool): void {
+@inline export function finishRow(c: usize, r: usize, v0: v128, v1: v128, vlo: v128, vhi: v128, cols: i32, last: bool): void {
   if (last) {
-    v0 = f32x4.add(v0, bv0);
-    v1 = f32x4.add(v1, bv1);
     if (r != 0) {
       if (cols >= 8) { v0 = f32x4.add(v0, v128.load(r)); v1 = f32x4.add(v1, v128.load(r, 16)); }
       else { v0 = f32x4.add(v0, loadN(r, cols)); v1 = f32x4.add(v1, loadN(r + 16, cols - 4)); }
@@ -47,64 +51,79 @@ export const GEMM_NR: i32 = 8;
 
 /**
  * One 4×8 tile of C from a packed A panel (k-major, 4 values per k: `ap`) and a packed B panel
- * (k-major, 8 values per k: `bp`) over `kb ≥ 1` steps. `first`: start from 0, else from C;
- * `last`: apply the epilogue. `rows`/`cols` ≤ 4/8 limit what is read and written of C (the packed
- * panels are zero-padded). Bias: per row (`rowBias`, conv) or per column (`colBias`, Gemm); 0 = none.
- * `r` is the residual tile (0 = none), rows `ldc` bytes apart like C.
+ * (k-major, 8 values per k: `bp`) over `kb ≥ 1` steps. `first`: start from the bias, else from C;
+ * `last`: apply the rest of the epilogue (residual, clamp). `rows`/`cols` ≤ 4/8 limit what is
+ * written of C and read of C and the residual (the packed panels are zero-padded). Bias: per row
+ * (`rowBias`, conv: 4 floats read, so a last partial tile reads up to 12 bytes past the bias,
+ * inside its 64-byte allocation block) or per column (`colBias`, Gemm: padded to whole panels);
+ * 0 = none. `r` is the residual tile (0 = none), rows `ldc` bytes apart like C.
  */
-// @ts-ignore: decorator
-@inline export function tile4x8(
+export function tile4x8(
   ap: usize, bp: usize, kb: i32, c: usize, ldc: usize, rows: i32, cols: i32,
   first: bool, last: bool, rowBias: usize, colBias: usize, r: usize, lo: f32, hi: f32,
 ): void {
   let c00 = f32x4.splat(0), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  if (!first) {
-    if (rows >= 4 && cols >= 8) {
-      c00 = v128.load(c); c01 = v128.load(c, 16);
-      c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
-      c20 = v128.load(c + 2 * ldc); c21 = v128.load(c + 2 * ldc, 16);
-      c30 = v128.load(c + 3 * ldc); c31 = v128.load(c + 3 * ldc, 16);
-    } else {
-      c00 = loadN(c, cols); c01 = loadN(c + 16, cols - 4);
-      if (rows > 1) { c10 = loadN(c + ldc, cols); c11 = loadN(c + ldc + 16, cols - 4); }
-      if (rows > 2) { c20 = loadN(c + 2 * ldc, cols); c21 = loadN(c + 2 * ldc + 16, cols - 4); }
-      if (rows > 3) { c30 = loadN(c + 3 * ldc, cols); c31 = loadN(c + 3 * ldc + 16, cols - 4); }
+  if (first) {
+    // The bias is the accumulators' start, so the epilogue has no bias add.
+    if (colBias != 0) {
+      c00 = v128.load(colBias); c01 = v128.load(colBias, 16);
+      c10 = c00; c11 = c01; c20 = c00; c21 = c01; c30 = c00; c31 = c01;
     }
+    if (rowBias != 0) {
+      const rb = v128.load(rowBias);
+      let v = i32x4.shuffle(rb, rb, 0, 0, 0, 0);
+      c00 = f32x4.add(c00, v); c01 = f32x4.add(c01, v);
+      v = i32x4.shuffle(rb, rb, 1, 1, 1, 1);
+      c10 = f32x4.add(c10, v); c11 = f32x4.add(c11, v);
+      v = i32x4.shuffle(rb, rb, 2, 2, 2, 2);
+      c20 = f32x4.add(c20, v); c21 = f32x4.add(c21, v);
+      v = i32x4.shuffle(rb, rb, 3, 3, 3, 3);
+      c30 = f32x4.add(c30, v); c31 = f32x4.add(c31, v);
+    }
+  } else if (rows >= 4 && cols >= 8) {
+    c00 = v128.load(c); c01 = v128.load(c, 16);
+    c10 = v128.load(c + ldc); c11 = v128.load(c + ldc, 16);
+    c20 = v128.load(c + 2 * ldc); c21 = v128.load(c + 2 * ldc, 16);
+    c30 = v128.load(c + 3 * ldc); c31 = v128.load(c + 3 * ldc, 16);
+  } else {
+    c00 = loadN(c, cols); c01 = loadN(c + 16, cols - 4);
+    if (rows > 1) { c10 = loadN(c + ldc, cols); c11 = loadN(c + ldc + 16, cols - 4); }
+    if (rows > 2) { c20 = loadN(c + 2 * ldc, cols); c21 = loadN(c + 2 * ldc + 16, cols - 4); }
+    if (rows > 3) { c30 = loadN(c + 3 * ldc, cols); c31 = loadN(c + 3 * ldc + 16, cols - 4); }
   }
   let pa = ap, pb = bp;
   const pe = bp + (<usize>kb << 5);
-  do {
-    const b0 = v128.load(pb), b1 = v128.load(pb, 16);
-    let a = v128.load32_splat(pa);
+  if (cols <= 4) {
+    // A last panel of ≤ 4 pixels (7×7 planes: 49 = 6·8 + 1): its upper vector only, half the work.
+    do {
+      const b0 = v128.load(pb), va = v128.load(pa);
+      c00 = madd(i32x4.shuffle(va, va, 0, 0, 0, 0), b0, c00);
+      c10 = madd(i32x4.shuffle(va, va, 1, 1, 1, 1), b0, c10);
+      c20 = madd(i32x4.shuffle(va, va, 2, 2, 2, 2), b0, c20);
+      c30 = madd(i32x4.shuffle(va, va, 3, 3, 3, 3), b0, c30);
+      pa += 16; pb += 32;
+    } while (pb < pe);
+  } else do {
+    // The 4 A values of step k in one load, each broadcast by a lane shuffle (pshufd). Four
+    // load32_splat at offsets 0/4/8/12 cost more: JavaScriptCore lowers a splat load at a
+    // non-zero offset to a scalar load + GPR→vector move + shuffle (2 µops and a domain crossing).
+    const b0 = v128.load(pb), b1 = v128.load(pb, 16), va = v128.load(pa);
+    let a = i32x4.shuffle(va, va, 0, 0, 0, 0);
     c00 = madd(a, b0, c00); c01 = madd(a, b1, c01);
-    a = v128.load32_splat(pa, 4);
+    a = i32x4.shuffle(va, va, 1, 1, 1, 1);
     c10 = madd(a, b0, c10); c11 = madd(a, b1, c11);
-    a = v128.load32_splat(pa, 8);
+    a = i32x4.shuffle(va, va, 2, 2, 2, 2);
     c20 = madd(a, b0, c20); c21 = madd(a, b1, c21);
-    a = v128.load32_splat(pa, 12);
+    a = i32x4.shuffle(va, va, 3, 3, 3, 3);
     c30 = madd(a, b0, c30); c31 = madd(a, b1, c31);
     pa += 16; pb += 32;
   } while (pb < pe);
   const vlo = f32x4.splat(lo), vhi = f32x4.splat(hi);
-  let cb0 = f32x4.splat(0), cb1 = cb0;
-  if (last && colBias != 0) { cb0 = v128.load(colBias); cb1 = v128.load(colBias, 16); }
-  let rb = f32x4.splat(0);
-  if (last && rowBias != 0) rb = v128.load32_splat(rowBias);
-  finishRow(c, r, c00, c01, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  if (rows > 1) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 4);
-    finishRow(c + ldc, r != 0 ? r + ldc : 0, c10, c11, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
-  if (rows > 2) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 8);
-    finishRow(c + 2 * ldc, r != 0 ? r + 2 * ldc : 0, c20, c21, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
-  if (rows > 3) {
-    if (last && rowBias != 0) rb = v128.load32_splat(rowBias, 12);
-    finishRow(c + 3 * ldc, r != 0 ? r + 3 * ldc : 0, c30, c31, f32x4.add(cb0, rb), f32x4.add(cb1, rb), vlo, vhi, cols, last);
-  }
+  finishRow(c, r, c00, c01, vlo, vhi, cols, last);
+  if (rows > 1) finishRow(c + ldc, r != 0 ? r + ldc : 0, c10, c11, vlo, vhi, cols, last);
+  if (rows > 2) finishRow(c + 2 * ldc, r != 0 ? r + 2 * ldc : 0, c20, c21, vlo, vhi, cols, last);
+  if (rows > 3) finishRow(c + 3 * ldc, r != 0 ? r + 3 * ldc : 0, c30, c31, vlo, vhi, cols, last);
 }
-
 
 /** C tile (4 × 8, rows `ldc` bytes apart) = packed A panel · packed B panel over kb steps, no epilogue. */
 // @ts-ignore: decorator

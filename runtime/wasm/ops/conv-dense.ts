@@ -122,7 +122,7 @@ export function convGemmClaim(spec: NodeSpec): { path: string; cost: number } | 
   const flops = 2 * m * cg * kh * kw * p;
   const rate = m / (g?.group ?? 1) >= 32 ? DENSE_GFLOPS.convGemm : DENSE_GFLOPS.convGemmThin;
   const pointwise = kh === 1 && kw === 1 && g !== undefined && g.strides.every((s) => s === 1) && g.pads.every((q) => q === 0);
-  return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", cost: CALL_NS + flops / rate };
+  return { path: pointwise ? "wasm-gemm-1x1" : "wasm-im2col-gemm", cost: CALL_NS + flops / rate + m * p * DENSE_GFLOPS.convGemmOutputNs };
 }
 
 const convGemm: WasmOpImpl = {

@@ -18,21 +18,34 @@ import type { WasmKernels } from "../module.ts";
  * flops / throughput = ns, plus CALL_NS per call.
  */
 export const DENSE_GFLOPS = {
-  /** Conv through im2col/1×1 + the 4×8 GEMM tile, ≥ 32 outputs per group: 17–21 measured (ResNet-18 layers, 7×7 stem 20). */
-  convGemm: 19,
-  /** The same with fewer than 32 outputs per group (the packing is a larger share): MobileNetV2 1×1 layers 12–16. */
-  convGemmThin: 14,
+  /**
+   * Conv through im2col/1×1 + the 4×8 GEMM tile, ≥ 32 outputs per group: the aggregate over 79
+   * layers of ResNet-18, ResNet-50 and MobileNetV2 (FP32, Bun, 1 thread, min of 25 runs, this
+   * machine, the shuffle-broadcast tile): 1×1 23.6 (per layer 16–27), im2col 21.2 (14–24).
+   */
+  convGemm: 23,
+  /** The same with fewer than 32 outputs per group: MobileNetV2's 3 such 1×1 layers, 21.1 (17–24). */
+  convGemmThin: 21,
+  /**
+   * ns per output value of the GEMM conv on top of its flops (the tile's epilogue and the store):
+   * a relative least-squares fit of flops/23 + outputs·t to the same 79 layers gives t = 0.56 and
+   * cuts the rms error from 13.5% to 11.8%; without it the K = 16 expand layer of MobileNetV2 is
+   * priced 1.7 ms against 2.5 measured, and the planner chose its coded dense form over the sparse
+   * one that ran 0.81× the time.
+   */
+  convGemmOutputNs: 0.56,
   /** Gemm/MatMul against packed weights at batch 1 (memory-bound GEMV): 512→1000 2.8, 1280→1000 3.9. */
   gemmRows: 3,
   /** Depthwise, any other kernel (the scalar loop): 1.2 (5×5 dilated). */
   depthwiseGeneric: 1.2,
   /**
    * The 16 GEMMs of Winograd F(2×2, 3×3), counted as 2·16·M·C·tiles flops, and the transforms in
-   * ns per (input channel + output channel) × tile: fitted to 64→64 @56 (6.2 ms) and 128→128 @28
-   * (5.8 ms), 102.8 Mflop of GEMM each; predicts 256→256 @14 within 15%.
+   * ns per (input channel + output channel) × tile: a least-squares fit to the 26 Winograd layers
+   * of ResNet-18 and ResNet-50 (64→64 @56 to 512→512 @7, the same run as convGemm), rms error 6%.
+   * The layers hardly separate the two terms (any transform cost 0.4–4 ns fits within 6.5%).
    */
-  winogradGemm: 19,
-  winogradTransformNs: 9,
+  winogradGemm: 21,
+  winogradTransformNs: 2,
   /** Pools, taps per ns: max 3×3/2 @112 0.8, avg 3×3/1 @56 1.0. */
   pool: 0.9,
 } as const;
