@@ -98,10 +98,18 @@ function convOk(spec: NodeSpec): { w: CompressedTensor; bias: Float32Array | und
   return { w, bias, cols };
 }
 
-/** Row passes of a run: 32-pixel tiles, then a 24-pixel tail or a 16- and an 8-pixel one (as sparseConvF32 walks it). */
-function rowPasses(run8: number): number {
-  const r = run8 % 32;
-  return Math.floor(run8 / 32) + (r === 24 ? 1 : (r >= 16 ? 1 : 0) + (r % 16 ? 1 : 0));
+/**
+ * The run length sparseConvF32 walks for `L` output-run pixels (its scratch row stride): L itself
+ * when a multiple of 4 (the kernel has a 4-pixel tail pass), else L rounded up to 8.
+ */
+function kernelRun(L: number): number {
+  return L % 4 === 0 ? L : Math.ceil(L / 8) * 8;
+}
+
+/** Row passes of a kernel run: 32-pixel tiles, then a 24-pixel tail, or 16-, 8- and 4-pixel ones (as sparseConvF32 walks it). */
+function rowPasses(run: number): number {
+  const r = run % 32;
+  return Math.floor(run / 32) + (r === 24 ? 1 : (r >= 16 ? 1 : 0) + (r % 16 >= 8 ? 1 : 0) + (r % 8 ? 1 : 0));
 }
 
 /**
@@ -111,9 +119,9 @@ function rowPasses(run8: number): number {
  */
 export function sparseConvNs(nnz: number, rows: number, run: number, depthwise = false, stridedBytes = 0): number {
   const r = SPARSE_CONV_RATE;
-  const run8 = Math.ceil(run / 8) * 8;
-  const passes = rows * rowPasses(run8);
-  return r.callNs + (nnz * run8) / r.productsPerNs + rows * r.rowNs + passes * (r.rowPassNs + (depthwise ? r.depthwiseRowPassNs : 0)) + stridedBytes / r.stridedSplitBytesPerNs;
+  const kr = kernelRun(run);
+  const passes = rows * rowPasses(kr);
+  return r.callNs + (nnz * kr) / r.productsPerNs + rows * r.rowNs + passes * (r.rowPassNs + (depthwise ? r.depthwiseRowPassNs : 0)) + stridedBytes / r.stridedSplitBytesPerNs;
 }
 
 /** Per-input-shape layout of a conv: phase planes, tap table, run length (also the training kernels' layout, train/wasm-conv.ts). */
@@ -295,9 +303,9 @@ export function bindSparseConv(spec: NodeSpec, env: WasmEnv, epi: SparseEpilogue
         out = k.alloc(N * rows * Ho * Wo * 4);
         temps.push(out);
       }
-      // The run's stride: L rounded to 8, or to 4 where that is L itself (a 14×14 plane), so that
-      // raw sums go straight to the output when the run has no garbage columns and no rounding.
-      const L8 = l.L % 4 === 0 ? l.L : l.L8;
+      // The run's stride (kernelRun: a 14×14 plane keeps its 196), so that raw sums go straight
+      // to the output when the run has no garbage columns and no rounding.
+      const L8 = kernelRun(l.L);
       let t = out;
       if (!(l.Wq === Wo && L8 === l.L)) {
         t = k.alloc(N * rows * L8 * 4);
